@@ -1,0 +1,203 @@
+"""Darknet's INI dialect: `.cfg` networks, `.data` files and `.names` lists.
+
+Darknet strips every blank from a line before it looks at it (so `mask = 3, 4` is `mask=3,4`), skips lines that
+start with `#` or `;`, opens a section at `[...]` and otherwise splits `key=value` at the first `=`. The first of two
+equal keys wins, as `option_find` returns the first match. Numbers are checked strictly: where Darknet's `atoi`
+would turn `3x` into 3, we say which file, line and key is wrong.
+"""
+import math
+import os
+
+from .errors import CfgError
+
+
+class Section:
+    """One `[name]` block: its options as written, where it came from, and which options were read."""
+
+    def __init__(self, name, path, line):
+        self.name = name            # without brackets, lower case: "convolutional"
+        self.path = path
+        self.line = line            # line number of the "[name]" header, 1-based
+        self.options = {}           # key -> value string (first occurrence)
+        self.lines = {}             # key -> line number
+        self.used = set()
+
+    def __repr__(self):
+        return f"Section({self.name!r}, {self.options!r})"
+
+    def where(self, key=None):
+        line = self.lines.get(key, self.line)
+        return f"{self.path}:{line}: [{self.name}]" + (f" {key}" if key else "")
+
+    def error(self, message, key=None):
+        return CfgError(f"{self.where(key)}: {message}")
+
+    def has(self, key):
+        return key in self.options
+
+    def _get(self, key):
+        self.used.add(key)
+        return self.options.get(key)
+
+    def str(self, key, default=None):
+        value = self._get(key)
+        return default if value is None else value
+
+    def int(self, key, default=None):
+        value = self._get(key)
+        if value is None:
+            if default is None:
+                raise self.error("is required", key)
+            return default
+        try:
+            return int(value)
+        except ValueError:
+            try:
+                number = float(value)   # darknet's atoi would read "1.0" as 1; accept whole floats only
+            except ValueError:
+                number = math.nan
+            if number.is_integer():
+                return int(number)
+            raise self.error(f"'{value}' is not an integer", key) from None
+
+    def float(self, key, default=None):
+        value = self._get(key)
+        if value is None:
+            if default is None:
+                raise self.error("is required", key)
+            return default
+        try:
+            number = float(value)
+        except ValueError:
+            raise self.error(f"'{value}' is not a number", key) from None
+        if not math.isfinite(number):
+            raise self.error(f"'{value}' is not a finite number", key)
+        return number
+
+    def _list(self, key, default, convert, kind):
+        value = self._get(key)
+        if value is None or value == "":
+            return list(default) if default is not None else []
+        items = [item for item in value.split(",")]
+        if items and items[-1] == "":        # "1,2," is how some cfgs end a list
+            items.pop()
+        try:
+            numbers = [convert(item) for item in items]
+        except ValueError:
+            raise self.error(f"'{value}' is not a list of {kind}", key) from None
+        if kind == "numbers" and not all(math.isfinite(n) for n in numbers):
+            raise self.error(f"'{value}' holds a number that is not finite", key)
+        return numbers
+
+    def ints(self, key, default=None):
+        return self._list(key, default, _to_int, "integers")
+
+    def floats(self, key, default=None):
+        return self._list(key, default, float, "numbers")
+
+    def unused(self):
+        return [(key, self.options[key], self.lines[key]) for key in self.options if key not in self.used]
+
+
+def _to_int(text):
+    number = float(text)
+    if not number.is_integer():
+        raise ValueError(text)
+    return int(number)
+
+
+def _read_text(path, what):
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        raise CfgError(f"{path}: {what} not found") from None
+    except IsADirectoryError:
+        raise CfgError(f"{path}: is a directory, not a {what}") from None
+    except OSError as e:
+        raise CfgError(f"{path}: cannot read {what}: {e.strerror}") from None
+    if b"\0" in data:
+        raise CfgError(f"{path}: is not a text {what} (it holds NUL bytes)")
+    return data.decode("utf-8", errors="replace")
+
+
+def parse_sections(text, path="<string>"):
+    """Split Darknet INI text into Sections, as darknet's read_cfg does."""
+    sections = []
+    current = None
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = "".join(raw.split())          # darknet's strip(): every blank goes, inside the line too
+        if not line or line[0] in "#;":
+            continue
+        if line[0] == "[":
+            if not line.endswith("]") or len(line) < 3:
+                raise CfgError(f"{path}:{number}: malformed section header '{raw.strip()}'")
+            current = Section(line[1:-1].lower(), path, number)
+            sections.append(current)
+            continue
+        if "=" not in line:
+            raise CfgError(f"{path}:{number}: cannot parse '{raw.strip()}' (expected key=value)")
+        if current is None:
+            raise CfgError(f"{path}:{number}: option '{raw.strip()}' comes before any [section]")
+        key, value = line.split("=", 1)
+        if not key:
+            raise CfgError(f"{path}:{number}: option without a key '{raw.strip()}'")
+        if key not in current.options:
+            current.options[key] = value
+            current.lines[key] = number
+    return sections
+
+
+def read_cfg(path):
+    """Read a network .cfg: a list of Sections, the first of which must be [net] or [network]."""
+    path = os.fspath(path)
+    sections = parse_sections(_read_text(path, "cfg file"), path)
+    if not sections:
+        raise CfgError(f"{path}: holds no sections; a network cfg starts with [net]")
+    if sections[0].name not in ("net", "network"):
+        first = sections[0]
+        raise CfgError(f"{path}:{first.line}: first section is [{first.name}], a network cfg starts with [net]")
+    return sections
+
+
+def read_data(path):
+    """Read a .data file (classes, train, valid, names, backup, eval, results) into a dict of strings."""
+    path = os.fspath(path)
+    options = {}
+    for number, raw in enumerate(_read_text(path, "data file").splitlines(), 1):
+        line = "".join(raw.split())
+        if not line or line[0] in "#;":
+            continue
+        if "=" not in line:
+            raise CfgError(f"{path}:{number}: cannot parse '{raw.strip()}' (expected key=value)")
+        key, value = line.split("=", 1)
+        options.setdefault(key, value)
+    return DataConfig(path, options)
+
+
+class DataConfig(dict):
+    """The options of a .data file; `.int(key, default)` for the numeric ones, paths as written."""
+
+    def __init__(self, path, options):
+        super().__init__(options)
+        self.path = path
+
+    def int(self, key, default=None):
+        value = self.get(key)
+        if value is None:
+            if default is None:
+                raise CfgError(f"{self.path}: '{key}' is required")
+            return default
+        try:
+            return int(value)
+        except ValueError:
+            raise CfgError(f"{self.path}: {key}={value} is not an integer") from None
+
+
+def read_names(path):
+    """Read a .names file: one class name a line, as darknet's get_labels keeps them."""
+    path = os.fspath(path)
+    names = _read_text(path, "names file").splitlines()
+    while names and not names[-1].strip():
+        names.pop()
+    return names
