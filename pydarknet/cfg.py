@@ -7,8 +7,31 @@ would turn `3x` into 3, we say which file, line and key is wrong.
 """
 import math
 import os
+import re
 
 from .errors import CfgError
+
+
+INT = re.compile(r"[+-]?[0-9]+(\.0*)?\Z")     # "3.0" is 3, as atoi reads it; "3.5" and "1e3" are errors
+FLOAT = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?\Z")
+BLANKS = str.maketrans("", "", " \t\r")    # darknet's strip(): these go wherever they are in the line
+
+
+def _lines(text):
+    """Lines as darknet's fgetl splits them: at newline only."""
+    return text.lstrip("\ufeff").split("\n")
+
+
+def _to_int(text):
+    if not INT.match(text):
+        raise ValueError(text)
+    return int(text.split(".")[0])
+
+
+def _to_float(text):
+    if not FLOAT.match(text):
+        raise ValueError(text)
+    return float(text)
 
 
 class Section:
@@ -50,14 +73,8 @@ class Section:
                 raise self.error("is required", key)
             return default
         try:
-            return int(value)
+            return _to_int(value)
         except ValueError:
-            try:
-                number = float(value)   # darknet's atoi would read "1.0" as 1; accept whole floats only
-            except ValueError:
-                number = math.nan
-            if number.is_integer():
-                return int(number)
             raise self.error(f"'{value}' is not an integer", key) from None
 
     def float(self, key, default=None):
@@ -67,7 +84,7 @@ class Section:
                 raise self.error("is required", key)
             return default
         try:
-            number = float(value)
+            number = _to_float(value)
         except ValueError:
             raise self.error(f"'{value}' is not a number", key) from None
         if not math.isfinite(number):
@@ -93,17 +110,10 @@ class Section:
         return self._list(key, default, _to_int, "integers")
 
     def floats(self, key, default=None):
-        return self._list(key, default, float, "numbers")
+        return self._list(key, default, _to_float, "numbers")
 
     def unused(self):
         return [(key, self.options[key], self.lines[key]) for key in self.options if key not in self.used]
-
-
-def _to_int(text):
-    number = float(text)
-    if not number.is_integer():
-        raise ValueError(text)
-    return int(number)
 
 
 def _read_text(path, what):
@@ -125,8 +135,8 @@ def parse_sections(text, path="<string>"):
     """Split Darknet INI text into Sections, as darknet's read_cfg does."""
     sections = []
     current = None
-    for number, raw in enumerate(text.splitlines(), 1):
-        line = "".join(raw.split())          # darknet's strip(): every blank goes, inside the line too
+    for number, raw in enumerate(_lines(text), 1):
+        line = raw.translate(BLANKS)
         if not line or line[0] in "#;":
             continue
         if line[0] == "[":
@@ -163,24 +173,26 @@ def read_cfg(path):
 def read_data(path):
     """Read a .data file (classes, train, valid, names, backup, eval, results) into a dict of strings."""
     path = os.fspath(path)
-    options = {}
-    for number, raw in enumerate(_read_text(path, "data file").splitlines(), 1):
-        line = "".join(raw.split())
+    options, lines = {}, {}
+    for number, raw in enumerate(_lines(_read_text(path, "data file")), 1):
+        line = raw.translate(BLANKS)
         if not line or line[0] in "#;":
             continue
-        if "=" not in line:
+        if "=" not in line or line.startswith("="):
             raise CfgError(f"{path}:{number}: cannot parse '{raw.strip()}' (expected key=value)")
         key, value = line.split("=", 1)
-        options.setdefault(key, value)
-    return DataConfig(path, options)
+        if key not in options:
+            options[key], lines[key] = value, number
+    return DataConfig(path, options, lines)
 
 
 class DataConfig(dict):
     """The options of a .data file; `.int(key, default)` for the numeric ones, paths as written."""
 
-    def __init__(self, path, options):
+    def __init__(self, path, options, lines=None):
         super().__init__(options)
         self.path = path
+        self.lines = lines or {}
 
     def int(self, key, default=None):
         value = self.get(key)
@@ -189,15 +201,15 @@ class DataConfig(dict):
                 raise CfgError(f"{self.path}: '{key}' is required")
             return default
         try:
-            return int(value)
+            return _to_int(value)
         except ValueError:
-            raise CfgError(f"{self.path}: {key}={value} is not an integer") from None
+            raise CfgError(f"{self.path}:{self.lines.get(key, 0)}: {key}={value} is not an integer") from None
 
 
 def read_names(path):
     """Read a .names file: one class name a line, as darknet's get_labels keeps them."""
     path = os.fspath(path)
-    names = _read_text(path, "names file").splitlines()
+    names = [line.rstrip("\r") for line in _lines(_read_text(path, "names file"))]
     while names and not names[-1].strip():
         names.pop()
     return names

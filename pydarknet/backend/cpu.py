@@ -1,0 +1,363 @@
+"""CPU kernels: Numba loops for the structural work, numpy's BLAS for GEMM.
+
+Every public function here has a twin of the same name and signature in gpu.py. Arrays are NCHW float32, Darknet's
+memory order. Arithmetic follows Darknet's C: where C promotes a float to double (exp, sqrt, `.1*x`), so do we,
+and round back to float32 where C stores the result.
+"""
+import functools
+import math
+
+import numba
+import numpy as np
+
+kernel = functools.partial(numba.njit, cache=True)
+xp = np
+
+FLT_MIN = np.float32(1.17549435e-38)     # below this a float32 is denormal: we flush it, as Darknet's -Ofast does
+
+# Activation codes, in one place for the kernels; names are Darknet's.
+ACTIVATIONS = ("linear", "leaky", "relu", "logistic", "loggy", "relie", "ramp", "tanh", "plse", "elu",
+               "lhtan", "hardtan", "stair", "selu")
+(LINEAR, LEAKY, RELU, LOGISTIC, LOGGY, RELIE, RAMP, TANH, PLSE, ELU,
+ LHTAN, HARDTAN, STAIR, SELU) = range(len(ACTIVATIONS))
+
+
+@kernel(inline="always")
+def _activate(x, a):
+    """activations.h, one value: computed in double where C promotes, returned as float32."""
+    v = np.float64(x)
+    if a == LINEAR:
+        r = v
+    elif a == LEAKY:
+        r = v if v > 0 else 0.1 * v
+    elif a == RELU:
+        r = v if v > 0 else 0.0
+    elif a == LOGISTIC:
+        r = 1.0 / (1.0 + math.exp(-v))
+    elif a == LOGGY:
+        r = 2.0 / (1.0 + math.exp(-v)) - 1.0
+    elif a == RELIE:
+        r = v if v > 0 else 0.01 * v
+    elif a == RAMP:
+        r = (v if v > 0 else 0.0) + 0.1 * v
+    elif a == TANH:
+        e = math.exp(2.0 * v)
+        r = (e - 1.0) / (e + 1.0)
+    elif a == PLSE:
+        if v < -4:
+            r = 0.01 * (v + 4)
+        elif v > 4:
+            r = 0.01 * (v - 4) + 1
+        else:
+            r = 0.125 * v + 0.5
+    elif a == ELU:
+        r = v if v >= 0 else math.exp(v) - 1.0
+    elif a == LHTAN:
+        if v < 0:
+            r = 0.001 * v
+        elif v > 1:
+            r = 0.001 * (v - 1) + 1
+        else:
+            r = v
+    elif a == HARDTAN:
+        r = -1.0 if v < -1 else (1.0 if v > 1 else v)
+    elif a == STAIR:
+        n = math.floor(v)
+        if int(n) % 2 == 0:
+            r = math.floor(v / 2.0)
+        else:
+            r = (v - n) + math.floor(v / 2.0)
+    else:  # SELU
+        r = 1.0507 * v if v >= 0 else 1.0507 * 1.6732 * (math.exp(v) - 1.0)
+    return np.float32(r)
+
+
+@kernel(inline="always")
+def _flush(y):
+    return np.float32(0.0) if -FLT_MIN < y < FLT_MIN else y
+
+
+@kernel(parallel=True)
+def _bias_activate(y, mean, variance, scales, biases, normalize, a):
+    """Darknet's normalize_cpu, scale_bias, add_bias and activate_array fused into one pass over y (B, C, N)."""
+    batch, channels, size = y.shape
+    for bc in numba.prange(batch * channels):
+        b = bc // channels
+        c = bc % channels
+        if normalize:
+            m = mean[c]
+            d = math.sqrt(np.float64(variance[c])) + np.float64(np.float32(0.000001))
+            s = scales[c]
+        bias = biases[c]
+        for i in range(size):
+            v = y[b, c, i]
+            if normalize:
+                v = np.float32(np.float64(v - m) / d) * s
+            y[b, c, i] = _flush(_activate(v + bias, a))
+
+
+def bias_activate(y, biases, activation, scales=None, mean=None, variance=None):
+    """In place on y (B, C, ...): optional batch-norm with given statistics, + bias, activation, denormals to 0."""
+    shaped = y.reshape(y.shape[0], y.shape[1], -1)
+    normalize = scales is not None
+    if not normalize:
+        scales = mean = variance = biases
+    _bias_activate(shaped, mean, variance, scales, biases, normalize, activation)
+    return y
+
+
+@kernel(parallel=True)
+def _activate_array(x, a):
+    for i in numba.prange(x.size):
+        x[i] = _flush(_activate(x[i], a))
+
+
+def activate(x, activation):
+    """In place: Darknet's activate_array over a contiguous array (or view of one)."""
+    _activate_array(x.reshape(-1), activation)
+    return x
+
+
+@kernel(parallel=True)
+def _batch_stats(x, mean, variance):
+    """Darknet's mean_cpu and variance_cpu over (B, C, N): variance divides by B*N - 1."""
+    batch, channels, size = x.shape
+    count = batch * size
+    for c in numba.prange(channels):
+        s = np.float32(0.0)
+        for b in range(batch):
+            for i in range(size):
+                s += x[b, c, i]
+        m = s * np.float32(1.0 / count)
+        v = np.float32(0.0)
+        for b in range(batch):
+            for i in range(size):
+                v += (x[b, c, i] - m) ** 2
+        mean[c] = m
+        variance[c] = v * np.float32(1.0 / (count - 1))
+
+
+def batch_stats(x):
+    """Per-channel mean and (unbiased) variance of x (B, C, ...), as Darknet's train-mode batch-norm takes them."""
+    shaped = x.reshape(x.shape[0], x.shape[1], -1)
+    mean = np.empty(x.shape[1], np.float32)
+    variance = np.empty(x.shape[1], np.float32)
+    _batch_stats(shaped, mean, variance)
+    return mean, variance
+
+
+@kernel(parallel=True)
+def _im2col(x, size, stride, pad, out_h, out_w, col):
+    channels, height, width = x.shape
+    for row in numba.prange(channels * size * size):
+        w_offset = row % size
+        h_offset = (row // size) % size
+        c = row // size // size
+        for i in range(out_h):
+            y = h_offset + i * stride - pad
+            base = (row * out_h + i) * out_w
+            if y < 0 or y >= height:
+                for j in range(out_w):
+                    col[base + j] = 0.0
+                continue
+            for j in range(out_w):
+                xx = w_offset + j * stride - pad
+                col[base + j] = x[c, y, xx] if 0 <= xx < width else np.float32(0.0)
+
+
+def im2col(x, size, stride, pad, out_h, out_w, workspace=None):
+    """Darknet's im2col_cpu for one image x (C, H, W) -> (C*size*size, out_h*out_w)."""
+    rows = x.shape[0] * size * size
+    n = rows * out_h * out_w
+    col = np.empty(n, np.float32) if workspace is None else workspace[:n]
+    _im2col(x, size, stride, pad, out_h, out_w, col)
+    return col.reshape(rows, out_h * out_w)
+
+
+def gemm(a, b, out=None):
+    """out = a @ b in float32 through BLAS."""
+    return np.matmul(a, b, out=out)
+
+
+@kernel(parallel=True)
+def _maxpool(x, size, stride, pad, y, argmax):
+    batch, channels, height, width = x.shape
+    _, _, out_h, out_w = y.shape
+    offset = -(pad // 2)
+    for bc in numba.prange(batch * channels):
+        b = bc // channels
+        c = bc % channels
+        base = (b * channels + c) * height * width
+        for i in range(out_h):
+            for j in range(out_w):
+                best = np.float32(-3.4028234663852886e38)   # -FLT_MAX, as Darknet's CPU pads
+                best_i = -1
+                for n in range(size):
+                    yy = offset + i * stride + n
+                    for m in range(size):
+                        xx = offset + j * stride + m
+                        if 0 <= yy < height and 0 <= xx < width:
+                            v = x[b, c, yy, xx]
+                        else:
+                            v = np.float32(-3.4028234663852886e38)
+                        if v > best:
+                            best = v
+                            best_i = base + yy * width + xx
+                y[b, c, i, j] = best
+                argmax[b, c, i, j] = best_i
+
+
+def maxpool_forward(x, size, stride, pad, y):
+    """Darknet's forward_maxpool_layer into y; returns the flat input index of each maximum (for backward)."""
+    argmax = np.empty(y.shape, np.int64)
+    _maxpool(x, size, stride, pad, y, argmax)
+    return y, argmax
+
+
+@kernel(parallel=True)
+def _avgpool(x, y):
+    batch, channels, size = x.shape
+    for bc in numba.prange(batch * channels):
+        b = bc // channels
+        c = bc % channels
+        s = np.float32(0.0)
+        for i in range(size):
+            s += x[b, c, i]
+        y[b, c] = s / np.float32(size)
+
+
+def avgpool_forward(x, y):
+    """Darknet's forward_avgpool_layer: per-channel mean, summed in order in float32. y is (B, C)."""
+    _avgpool(x.reshape(x.shape[0], x.shape[1], -1), y.reshape(y.shape[0], -1))
+    return y
+
+
+@kernel(parallel=True)
+def _upsample(x, stride, scale, y):
+    batch, channels, height, width = x.shape
+    for bc in numba.prange(batch * channels):
+        b = bc // channels
+        c = bc % channels
+        for i in range(height * stride):
+            for j in range(width * stride):
+                y[b, c, i, j] = scale * x[b, c, i // stride, j // stride]
+
+
+@kernel(parallel=True)
+def _downsample(x, stride, scale, y):
+    batch, channels, out_h, out_w = y.shape
+    for bc in numba.prange(batch * channels):
+        b = bc // channels
+        c = bc % channels
+        for i in range(out_h):
+            for j in range(out_w):
+                s = np.float32(0.0)
+                for n in range(stride):
+                    for m in range(stride):
+                        s += scale * x[b, c, i * stride + n, j * stride + m]
+                y[b, c, i, j] = s
+
+
+def upsample_forward(x, stride, scale, reverse, y):
+    """Darknet's upsample_cpu: nearest-neighbour x stride, or with reverse the scaled sum over each block."""
+    if reverse:
+        _downsample(x, stride, np.float32(scale), y)
+    else:
+        _upsample(x, stride, np.float32(scale), y)
+    return y
+
+
+@kernel(parallel=True)
+def _reorg_flat(x, w, h, c, batch, stride, forward, out):
+    """Darknet's reorg_cpu with its own index arithmetic (including the well-known reverse=0 quirk)."""
+    out_c = c // (stride * stride)
+    for bk in numba.prange(batch * c):
+        b = bk // c
+        k = bk % c
+        c2 = k % out_c
+        offset = k // out_c
+        for j in range(h):
+            for i in range(w):
+                in_index = i + w * (j + h * (k + c * b))
+                w2 = i * stride + offset % stride
+                h2 = j * stride + offset // stride
+                out_index = w2 + w * stride * (h2 + h * stride * (c2 + out_c * b))
+                if forward:
+                    out[out_index] = x[in_index]
+                else:
+                    out[in_index] = x[out_index]
+
+
+def reorg_forward(x, stride, reverse, y):
+    """Darknet's forward_reorg_layer: reorg_cpu(input, l.w, l.h, l.c, batch, stride, forward=reverse, out)."""
+    batch, c, h, w = x.shape
+    _reorg_flat(x.reshape(-1), w, h, c, batch, stride, bool(reverse), y.reshape(-1))
+    return y
+
+
+@kernel(parallel=True)
+def _shortcut(add, alpha, beta, out):
+    batch, c1, h1, w1 = add.shape
+    _, c2, h2, w2 = out.shape
+    stride = max(w1 // w2, 1)
+    sample = max(w2 // w1, 1)
+    minw, minh, minc = min(w1, w2), min(h1, h2), min(c1, c2)
+    for bk in numba.prange(batch * minc):
+        b = bk // minc
+        k = bk % minc
+        for j in range(minh):
+            for i in range(minw):
+                o = out[b, k, j * sample, i * sample]
+                out[b, k, j * sample, i * sample] = alpha * o + beta * add[b, k, j * stride, i * stride]
+
+
+def shortcut_forward(add, alpha, beta, out):
+    """Darknet's shortcut_cpu: out = alpha*out + beta*add, sampling when sizes differ, over the common channels."""
+    _shortcut(add, np.float32(alpha), np.float32(beta), out)
+    return out
+
+
+@kernel(parallel=True)
+def _local(col, weights, biases, n, out):
+    """One image of Darknet's forward_local_layer: a separate (n x k) filter bank at every output location."""
+    k, locations = col.shape
+    for loc in numba.prange(locations):
+        base = loc * k * n
+        for f in range(n):
+            s = np.float32(0.0)
+            for q in range(k):
+                s += weights[base + f * k + q] * col[q, loc]
+            out[f * locations + loc] = biases[f * locations + loc] + s
+
+
+def local_forward(col, weights, biases, n, out):
+    _local(col, weights, biases, n, out)
+    return out
+
+
+@kernel(parallel=True)
+def _softmax(x, n, groups, group_offset, stride, temperature, y):
+    """Darknet's softmax_cpu over rows of x (B, inputs): `groups` softmaxes of n values each per row."""
+    batch = x.shape[0]
+    for bg in numba.prange(batch * groups):
+        b = bg // groups
+        g = bg % groups
+        base = g * group_offset
+        largest = np.float32(-3.4028234663852886e38)
+        for i in range(n):
+            v = x[b, base + i * stride]
+            if v > largest:
+                largest = v
+        s = np.float32(0.0)
+        for i in range(n):
+            e = np.float32(math.exp(np.float64(x[b, base + i * stride] / temperature - largest / temperature)))
+            s += e
+            y[b, base + i * stride] = e
+        for i in range(n):
+            y[b, base + i * stride] /= s
+
+
+def softmax_forward(x, n, groups, group_offset, stride, temperature, y):
+    """Softmax of x (B, inputs) into y: Darknet's softmax_cpu with its batch/group/stride layout."""
+    _softmax(x, n, groups, group_offset, stride, np.float32(temperature), y)
+    return y

@@ -1,0 +1,126 @@
+"""What every layer has: shapes, an output buffer reused across calls, file weights, a line of Darknet's table."""
+import os
+
+import numpy as np
+
+from ..backend import cpu, ops_of
+
+
+class LayerSizeError(Exception):
+    """A layer too large for this machine or with an empty output; the network adds the cfg location."""
+
+
+def memory_limit():
+    """Bytes of memory this process may reasonably use: the machine's available memory."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+class Layer:
+    """A layer with an input shape (c, h, w), an output shape, and a forward pass; no weights unless it says so."""
+
+    type = "layer"          # Darknet's get_layer_string, as its summaries name the layer
+
+    def __init__(self, in_shape):
+        self.in_shape = tuple(int(v) for v in in_shape)
+        self.out_shape = self.in_shape
+        self.output = None
+        self.section = None     # the cfg Section it was built from, for messages
+        self.index = None
+
+    @property
+    def inputs(self):
+        c, h, w = self.in_shape
+        return c * h * w
+
+    @property
+    def outputs(self):
+        c, h, w = self.out_shape
+        return c * h * w
+
+    def darknet_out_shape(self):
+        """(out_c, out_h, out_w) as Darknet's struct holds them (some layer types leave them 0)."""
+        return self.out_shape
+
+    def darknet_lwhc(self):
+        """Darknet's own l.w, l.h, l.c fields."""
+        c, h, w = self.in_shape
+        return w, h, c
+
+    def describe(self):
+        """The rest of Darknet's layer-table line after the index."""
+        return self.type
+
+    def weight_arrays(self):
+        """Parameter arrays in the order a .weights file holds them."""
+        return []
+
+    @property
+    def file_floats(self):
+        return sum(a.size for a in self.weight_arrays())
+
+    @property
+    def nweights(self):
+        return 0
+
+    @property
+    def bflops(self):
+        return None
+
+    def forward(self, x, net):
+        raise NotImplementedError
+
+    def param(self, shape, fill=0.0):
+        """A float32 parameter array, refused with a clear error when the layer's shape makes it absurd."""
+        if any(d <= 0 for d in self.out_shape):
+            raise LayerSizeError(f"its output would be {self.out_shape[2]} x {self.out_shape[1]} x "
+                                 f"{self.out_shape[0]}: the input is too small for this size/stride")
+        count = int(np.prod(shape, dtype=np.float64))
+        if count * 4 > memory_limit():
+            raise LayerSizeError(f"its {count:,} weights ({count * 4 / 2**30:.1f} GiB) do not fit in memory")
+        return np.full(shape, fill, np.float32)
+
+    def new_output(self, batch, shape=None):
+        """The output buffer for this batch size, reused from the previous call when the shape is unchanged."""
+        shape = (batch,) + tuple(shape or self.out_shape)
+        if self.output is None or self.output.shape != shape:
+            self.output = np.empty(shape, np.float32)
+        return self.output
+
+
+def normalize_bias_activate(layer, y, net, activation):
+    """Darknet's batch-norm (batch statistics in training, rolling ones at inference), bias and activation, in place.
+
+    In training the rolling averages move as Darknet moves them: .99 old + .01 new.
+    """
+    ops = ops_of(y)
+    if not getattr(layer, "batch_normalize", True):
+        return ops.bias_activate(y, layer.biases, activation)
+    if net.train:
+        layer.mean, layer.variance = ops.batch_stats(y)
+        for rolling, batch_value in ((layer.rolling_mean, layer.mean), (layer.rolling_variance, layer.variance)):
+            rolling *= np.float32(.99)
+            rolling += np.float32(.01) * batch_value
+        return ops.bias_activate(y, layer.biases, activation, layer.scales, layer.mean, layer.variance)
+    return ops.bias_activate(y, layer.biases, activation, layer.scales, layer.rolling_mean, layer.rolling_variance)
+
+
+def activation_code(section, default):
+    """The activation named in the section, as the index the kernels use; an unknown name is a cfg error."""
+    name = section.str("activation", default)
+    if name not in cpu.ACTIVATIONS:
+        raise section.error(f"unknown activation '{name}' (Darknet knows {', '.join(cpu.ACTIVATIONS)})",
+                            "activation")
+    return cpu.ACTIVATIONS.index(name)
+
+
+def positive(section, key, value):
+    if value <= 0:
+        raise section.error(f"must be positive, not {value}", key)
+    return value

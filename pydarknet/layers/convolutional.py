@@ -1,0 +1,88 @@
+"""[convolutional]: im2col + GEMM, optional batch-norm, fused bias and activation."""
+import math
+
+import numpy as np
+
+from ..backend import cpu, ops_of
+from .base import Layer, activation_code, normalize_bias_activate, positive
+
+
+class Convolutional(Layer):
+    type = "convolutional"
+
+    @classmethod
+    def from_cfg(cls, s, in_shape, net):
+        c, h, w = in_shape
+        if not (c and h and w):
+            raise s.error("the layer before a convolutional layer must output an image")
+        size = positive(s, "size", s.int("size", 1))
+        pad = s.int("padding", 0)
+        if s.int("pad", 0):
+            pad = size // 2
+        groups = positive(s, "groups", s.int("groups", 1))
+        filters = positive(s, "filters", s.int("filters", 1))
+        if c % groups or filters % groups:
+            raise s.error(f"groups={groups} must divide the input channels ({c}) and filters ({filters})", "groups")
+        return cls(in_shape, filters, size, positive(s, "stride", s.int("stride", 1)), pad, groups,
+                   activation_code(s, "logistic"), s.int("batch_normalize", 0))
+
+    def __init__(self, in_shape, filters, size, stride, pad, groups, activation, batch_normalize):
+        super().__init__(in_shape)
+        c, h, w = self.in_shape
+        self.filters, self.size, self.stride, self.pad, self.groups = filters, size, stride, pad, groups
+        self.activation, self.batch_normalize = activation, batch_normalize
+        out_h = (h + 2 * pad - size) // stride + 1
+        out_w = (w + 2 * pad - size) // stride + 1
+        self.out_shape = (filters, out_h, out_w)
+        self.biases = self.param(filters)
+        self.weights = self.param((filters, c // groups * size * size))
+        if batch_normalize:
+            self.scales = self.param(filters, 1.0)
+            self.rolling_mean = self.param(filters)
+            self.rolling_variance = self.param(filters)
+
+    def init_random(self, rng):
+        """Darknet's make_convolutional_layer: weights scale*N(0,1), scale = sqrt(2/(size*size*c/groups))."""
+        scale = math.sqrt(2.0 / (self.size * self.size * self.in_shape[0] / self.groups))
+        self.weights[...] = scale * rng.standard_normal(self.weights.shape)
+
+    def weight_arrays(self):
+        if self.batch_normalize:
+            return [self.biases, self.scales, self.rolling_mean, self.rolling_variance, self.weights]
+        return [self.biases, self.weights]
+
+    @property
+    def nweights(self):
+        return self.weights.size
+
+    @property
+    def bflops(self):
+        c = self.in_shape[0]
+        _, out_h, out_w = self.out_shape
+        return 2.0 * self.filters * self.size * self.size * c / self.groups * out_h * out_w / 1e9
+
+    def describe(self):
+        c, h, w = self.in_shape
+        oc, oh, ow = self.out_shape
+        return (f"conv  {self.filters:5d} {self.size:2d} x{self.size:2d} /{self.stride:2d}  "
+                f"{w:4d} x{h:4d} x{c:4d}   ->  {ow:4d} x{oh:4d} x{oc:4d}  {self.bflops:5.3f} BFLOPs")
+
+    def workspace_size(self):
+        _, out_h, out_w = self.out_shape
+        return self.in_shape[0] // self.groups * self.size * self.size * out_h * out_w
+
+    def forward(self, x, net):
+        ops = ops_of(x)
+        batch = x.shape[0]
+        y = self.new_output(batch)
+        _, out_h, out_w = self.out_shape
+        c = self.in_shape[0]
+        cg, ng = c // self.groups, self.filters // self.groups
+        one_by_one = self.size == 1 and self.stride == 1 and self.pad == 0
+        for b in range(batch):
+            for g in range(self.groups):
+                xg = x[b, g * cg:(g + 1) * cg]
+                col = xg.reshape(cg, -1) if one_by_one else ops.im2col(
+                    xg, self.size, self.stride, self.pad, out_h, out_w, net.workspace)
+                ops.gemm(self.weights[g * ng:(g + 1) * ng], col, out=y[b, g * ng:(g + 1) * ng].reshape(ng, -1))
+        return normalize_bias_activate(self, y, net, self.activation)

@@ -1,0 +1,61 @@
+"""[local]: a locally connected layer, a separate filter bank at every output position (YOLOv1)."""
+import math
+
+import numpy as np
+
+from ..backend import ops_of
+from .base import Layer, activation_code, positive
+
+
+class Local(Layer):
+    type = "local"
+
+    @classmethod
+    def from_cfg(cls, s, in_shape, net):
+        c, h, w = in_shape
+        if not (c and h and w):
+            raise s.error("the layer before a local layer must output an image")
+        return cls(in_shape, positive(s, "filters", s.int("filters", 1)), positive(s, "size", s.int("size", 1)),
+                   positive(s, "stride", s.int("stride", 1)), s.int("pad", 0), activation_code(s, "logistic"))
+
+    def __init__(self, in_shape, filters, size, stride, pad, activation):
+        super().__init__(in_shape)
+        c, h, w = self.in_shape
+        self.filters, self.size, self.stride, self.pad, self.activation = filters, size, stride, pad, activation
+        # local_out_height: the `pad` flag means "keep the size", whatever the kernel size
+        out_h = (h - (1 if pad else size)) // stride + 1
+        out_w = (w - (1 if pad else size)) // stride + 1
+        self.out_shape = (filters, out_h, out_w)
+        locations = out_h * out_w
+        self.biases = self.param(self.outputs)
+        self.weights = self.param(c * filters * size * size * locations)
+
+    def init_random(self, rng):
+        """Darknet's make_local_layer: scale*U(-1, 1), scale = sqrt(2/(size*size*c))."""
+        scale = math.sqrt(2.0 / (self.size * self.size * self.in_shape[0]))
+        self.weights[...] = scale * rng.uniform(-1, 1, self.weights.shape)
+
+    def weight_arrays(self):
+        return [self.biases, self.weights]
+
+    @property
+    def nweights(self):
+        return self.weights.size
+
+    def describe(self):
+        c, h, w = self.in_shape
+        oc, oh, ow = self.out_shape
+        return f"Local Layer: {h} x {w} x {c} image, {self.filters} filters -> {oh} x {ow} x {oc} image"
+
+    def workspace_size(self):
+        _, out_h, out_w = self.out_shape
+        return self.in_shape[0] * self.size * self.size * out_h * out_w
+
+    def forward(self, x, net):
+        ops = ops_of(x)
+        y = self.new_output(x.shape[0])
+        _, out_h, out_w = self.out_shape
+        for b in range(x.shape[0]):
+            col = ops.im2col(x[b], self.size, self.stride, self.pad, out_h, out_w, net.workspace)
+            ops.local_forward(col, self.weights, self.biases, self.filters, y[b].reshape(-1))
+        return ops.activate(y, self.activation)

@@ -1,0 +1,30 @@
+"""[maxpool]: size, stride, padding; Darknet's output arithmetic and -FLT_MAX padding."""
+from ..backend import ops_of
+from .base import Layer, positive
+
+
+class Maxpool(Layer):
+    type = "maxpool"
+
+    @classmethod
+    def from_cfg(cls, s, in_shape, net):
+        stride = positive(s, "stride", s.int("stride", 1))
+        size = positive(s, "size", s.int("size", stride))
+        return cls(in_shape, size, stride, s.int("padding", size - 1))
+
+    def __init__(self, in_shape, size, stride, padding):
+        super().__init__(in_shape)
+        c, h, w = self.in_shape
+        self.size, self.stride, self.padding = size, stride, padding
+        self.out_shape = (c, (h + padding - size) // stride + 1, (w + padding - size) // stride + 1)
+
+    def describe(self):
+        c, h, w = self.in_shape
+        oc, oh, ow = self.out_shape
+        return (f"max          {self.size} x {self.size} / {self.stride}  {w:4d} x{h:4d} x{c:4d}   ->  "
+                f"{ow:4d} x{oh:4d} x{oc:4d}")
+
+    def forward(self, x, net):
+        y = self.new_output(x.shape[0])
+        self.output, self.argmax = ops_of(x).maxpool_forward(x, self.size, self.stride, self.padding, y)
+        return self.output

@@ -1,0 +1,38 @@
+"""[shortcut]: add an earlier layer's output (residual connection), then an activation."""
+from ..backend import ops_of
+from .base import Layer, activation_code
+from .route import resolve_index
+
+
+class Shortcut(Layer):
+    type = "shortcut"
+
+    @classmethod
+    def from_cfg(cls, s, in_shape, net):
+        text = s.str("from")
+        if text is None:
+            raise s.error("shortcut needs from=", "from")
+        source = resolve_index(s, "from", text, len(net.layers))
+        return cls(in_shape, source, net.layers[source].out_shape, activation_code(s, "linear"),
+                   s.float("alpha", 1.0), s.float("beta", 1.0))
+
+    def __init__(self, in_shape, source, source_shape, activation, alpha, beta):
+        super().__init__(in_shape)
+        self.source, self.source_shape = source, tuple(source_shape)
+        self.activation, self.alpha, self.beta = activation, alpha, beta
+
+    def darknet_lwhc(self):
+        c, h, w = self.source_shape
+        return w, h, c
+
+    def describe(self):
+        c2, h2, w2 = self.source_shape
+        c, h, w = self.out_shape
+        return f"res  {self.source:3d}                {w2:4d} x{h2:4d} x{c2:4d}   ->  {w:4d} x{h:4d} x{c:4d}"
+
+    def forward(self, x, net):
+        ops = ops_of(x)
+        y = self.new_output(x.shape[0])
+        y[...] = x
+        ops.shortcut_forward(net.layers[self.source].output, self.alpha, self.beta, y)
+        return ops.activate(y, self.activation)

@@ -1,0 +1,196 @@
+"""Network: built from cfg sections, a Darknet-short loop over its layers, Darknet's layer table."""
+import os
+import sys
+
+import numpy as np
+
+from .backend import to_host, xp_of
+from .box import Detections
+from .cfg import read_cfg
+from .errors import CfgError
+from .layers import DARKNET_ONLY, LAYERS
+from .layers.base import LayerSizeError, memory_limit
+from .layers.cost import Cost
+
+POLICIES = ("constant", "step", "steps", "exp", "poly", "sigmoid", "random")
+
+
+class Network:
+    """A Darknet network: [net] options, the layers in order, `seen`, and the forward pass."""
+
+    def __init__(self, sections, path="<cfg>"):
+        self.path = path
+        self.train = False
+        self.seen = 0
+        self.weights_header = None
+        self.workspace = None
+        self.layers = []
+        self.warnings = []
+        self._read_net_options(sections[0])
+        shape = (self.c, self.h, self.w) if self.h and self.w and self.c else (self.inputs, 1, 1)
+        for s in sections[1:]:
+            layer = self._build_layer(s, shape)
+            self.layers.append(layer)
+            shape = layer.out_shape
+        if not self.layers:
+            raise CfgError(f"{path}: the network has no layers after [{sections[0].name}]")
+        self.unused = [(s, key, value, line) for s in sections for key, value, line in s.unused()]
+
+    def _read_net_options(self, s):
+        """Darknet's parse_net_options: batch is divided by subdivisions, the learning-rate policy read by name."""
+        self.net_section = s
+        self.subdivisions = s.int("subdivisions", 1)
+        if self.subdivisions <= 0:
+            raise s.error(f"must be positive, not {self.subdivisions}", "subdivisions")
+        self.time_steps = s.int("time_steps", 1)
+        self.batch = max(s.int("batch", 1) // self.subdivisions, 1) * self.time_steps
+        self.learning_rate = s.float("learning_rate", .001)
+        self.momentum = s.float("momentum", .9)
+        self.decay = s.float("decay", .0001)
+        self.h, self.w, self.c = s.int("height", 0), s.int("width", 0), s.int("channels", 0)
+        for key, value in (("height", self.h), ("width", self.w), ("channels", self.c)):
+            if value < 0:
+                raise s.error(f"must not be negative, not {value}", key)
+        self.inputs = s.int("inputs", self.h * self.w * self.c)
+        if not self.inputs and not (self.h and self.w and self.c):
+            raise s.error("no input size: give width, height and channels (or inputs)")
+        self.max_crop = s.int("max_crop", self.w * 2)
+        self.min_crop = s.int("min_crop", self.w)
+        self.angle = s.float("angle", 0.0)
+        self.aspect = s.float("aspect", 1.0)
+        self.saturation = s.float("saturation", 1.0)
+        self.exposure = s.float("exposure", 1.0)
+        self.hue = s.float("hue", 0.0)
+        self.random = s.int("random", 0)
+        self.adam = s.int("adam", 0)
+        self.policy = s.str("policy", "constant")
+        if self.policy not in POLICIES:
+            raise s.error(f"unknown policy '{self.policy}' (Darknet knows {', '.join(POLICIES)})", "policy")
+        self.burn_in = s.int("burn_in", 0)
+        self.power = s.float("power", 4.0)
+        self.max_batches = s.int("max_batches", 0)
+        if self.policy == "step":
+            self.step, self.scale = s.int("step", 1), s.float("scale", 1.0)
+        elif self.policy == "steps":
+            self.steps, self.scales = s.ints("steps", []), s.floats("scales", [])
+            if len(self.steps) != len(self.scales):
+                raise s.error(f"{len(self.steps)} steps but {len(self.scales)} scales", "scales")
+        elif self.policy == "exp":
+            self.gamma = s.float("gamma", 1.0)
+        elif self.policy == "sigmoid":
+            self.gamma, self.step = s.float("gamma", 1.0), s.int("step", 1)
+
+    def _build_layer(self, s, shape):
+        index = len(self.layers)
+        cls = LAYERS.get(s.name)
+        if cls is None:
+            if s.name in DARKNET_ONLY:
+                raise CfgError(f"{s.path}:{s.line}: layer {index} [{s.name}] is a Darknet layer type that "
+                               f"pydarknet does not support yet")
+            raise CfgError(f"{s.path}:{s.line}: layer {index} has unknown type [{s.name}] "
+                           f"(not a pjreddie Darknet layer; YOLOv4 layers such as [sam] are not supported)")
+        try:
+            layer = cls.from_cfg(s, shape, self)
+        except LayerSizeError as e:
+            raise CfgError(f"{s.path}:{s.line}: layer {index} [{s.name}]: {e}") from None
+        layer.section, layer.index = s, index
+        c, h, w = layer.out_shape
+        if min(c, h, w) <= 0:
+            raise CfgError(f"{s.path}:{s.line}: layer {index} [{s.name}]: its output would be {w} x {h} x {c}: "
+                           f"the input is too small for this size/stride")
+        need = layer.outputs * self.batch * 4
+        if need > memory_limit():
+            raise CfgError(f"{s.path}:{s.line}: layer {index} [{s.name}]: its output ({w} x {h} x {c}, batch "
+                           f"{self.batch}) needs {need / 2**30:.1f} GiB, more than this machine has")
+        return layer
+
+    # ---- Darknet's table -------------------------------------------------------------------------------------
+
+    def summary(self):
+        """The layer table Darknet prints while it parses a cfg."""
+        lines = ["layer     filters    size              input                output"]
+        lines += [f"{i:5d} {layer.describe()}" for i, layer in enumerate(self.layers)]
+        return "\n".join(lines)
+
+    def report_unused(self, file=sys.stderr):
+        """Darknet's "Unused field" notes, once per key, naming the file and line."""
+        for s, key, value, line in self.unused:
+            print(f"{s.path}:{line}: Unused field: '{key} = {value}' in [{s.name}]", file=file)
+
+    # ---- forward ---------------------------------------------------------------------------------------------
+
+    @property
+    def output_layer(self):
+        """The last layer that is not a cost layer: its output is the network's (get_network_output_layer)."""
+        for layer in reversed(self.layers):
+            if not isinstance(layer, Cost):
+                return layer
+        return self.layers[-1]
+
+    @property
+    def input_shape(self):
+        return (self.c, self.h, self.w) if self.h and self.w and self.c else (self.inputs, 1, 1)
+
+    def _workspace(self, like):
+        size = max((layer.workspace_size() for layer in self.layers if hasattr(layer, "workspace_size")),
+                   default=0)
+        if self.workspace is None or self.workspace.size < size or xp_of(self.workspace) is not xp_of(like):
+            self.workspace = xp_of(like).empty(max(size, 1), np.float32)
+        return self.workspace
+
+    def forward(self, x):
+        """Run every layer on x (B, C, H, W) float32; returns the output layer's output."""
+        x = self._as_input(x)
+        self._workspace(x)
+        for layer in self.layers:
+            x = layer.forward(x.reshape((x.shape[0],) + layer.in_shape), self)
+        return self.output_layer.output
+
+    def _as_input(self, x):
+        xp = xp_of(x)
+        x = xp.ascontiguousarray(x, dtype=np.float32)
+        shape = self.input_shape
+        if x.ndim == 3 or x.ndim == 1:
+            x = x.reshape((1,) + shape)
+        elif x.ndim == 2:
+            x = x.reshape((x.shape[0],) + shape)
+        if x.shape[1:] != shape:
+            c, h, w = shape
+            raise ValueError(f"network input must be {c} x {h} x {w} (C x H x W), got {x.shape[1:]}")
+        return x
+
+    def predict(self, x):
+        """network_predict: inference on one image (C, H, W) or a batch (B, C, H, W)."""
+        single = np.ndim(x) in (1, 3)
+        train, self.train = self.train, False
+        try:
+            out = self.forward(x)
+        finally:
+            self.train = train
+        return out[0] if single else out
+
+    def detections(self, img_w, img_h, thresh, hier=.5, relative=True, batch_index=0):
+        """get_network_boxes: the detection records of every yolo/region/detection layer, in layer order."""
+        parts = [layer.detections(self, batch_index, img_w, img_h, thresh, relative)
+                 for layer in self.layers if hasattr(layer, "detections")]
+        return Detections.concat(parts)
+
+    def layer_output(self, i):
+        """Layer i's output as a host array in Darknet's memory order."""
+        return to_host(self.layers[i].output)
+
+    # ---- weights ---------------------------------------------------------------------------------------------
+
+    def init_random(self, seed=None):
+        """Darknet's initialisation of a new network: random weights, zero biases, batch-norm scales 1."""
+        rng = np.random.default_rng(seed)
+        for layer in self.layers:
+            if hasattr(layer, "init_random"):
+                layer.init_random(rng)
+        return self
+
+
+def parse_network_cfg(path):
+    """Read a .cfg into a Network with Darknet's initial weights (libdarknet's parse_network_cfg)."""
+    path = os.fspath(path)
+    return Network(read_cfg(path), path).init_random()
