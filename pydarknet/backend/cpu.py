@@ -113,8 +113,13 @@ def _activate_array(x, a):
 
 
 def activate(x, activation):
-    """In place: Darknet's activate_array over a contiguous array (or view of one)."""
-    _activate_array(x.reshape(-1), activation)
+    """In place: Darknet's activate_array over x (a strided view is worked on a copy and written back)."""
+    if x.flags.c_contiguous:
+        _activate_array(x.reshape(-1), activation)
+    else:
+        flat = np.ascontiguousarray(x).reshape(-1)
+        _activate_array(flat, activation)
+        x[...] = flat.reshape(x.shape)
     return x
 
 
