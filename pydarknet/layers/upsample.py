@@ -26,8 +26,8 @@ class Upsample(Layer):
     def describe(self):
         c, h, w = self.in_shape
         oc, oh, ow = self.out_shape
-        name = "downsample" if self.reverse else "upsample  "
-        return f"{name}        {self.stride:2d}x  {w:4d} x{h:4d} x{c:4d}   ->  {ow:4d} x{oh:4d} x{oc:4d}"
+        name = "downsample         " if self.reverse else "upsample           "
+        return f"{name}{self.stride:2d}x  {w:4d} x{h:4d} x{c:4d}   ->  {ow:4d} x{oh:4d} x{oc:4d}"
 
     def forward(self, x, net):
         return ops_of(x).upsample_forward(x, self.stride, self.scale, self.reverse, self.new_output(x.shape[0]))
