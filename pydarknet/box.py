@@ -492,18 +492,34 @@ def _zero_objectness_to_end(objectness):
 
 
 @kernel
+def _push_edge(src, dst, ne, a, b):
+    """Append the edge a -> b, doubling the buffers when full; returns (src, dst, ne)."""
+    if ne == src.shape[0]:
+        s2 = np.empty(2 * ne, np.int64)
+        d2 = np.empty(2 * ne, np.int64)
+        s2[:ne] = src[:ne]
+        d2[:ne] = dst[:ne]
+        src = s2
+        dst = d2
+    src[ne] = a
+    dst[ne] = b
+    return src, dst, ne + 1
+
+
+@kernel
 def _overlap_graph(bbox, ids, thresh):
     """Directed adjacency (CSR over record indices) of the pairs among `ids` with box_iou(a, b) > thresh >= 0.
 
     Boxes whose edges are all numbers are swept in order of left edge: a later box b can only intersect a while
-    left(b) < right(a). IoU of such boxes is symmetric (float + and * commute). A box with a NaN edge (rare) is
-    tested against every box in both directions, since C's ternaries make its IoU asymmetric.
+    left(b) < right(a), and only if its top is above a's bottom and its bottom below a's top (otherwise the
+    intersection is 0, or NaN, and never > thresh); the survivors get box_iou exactly. The IoU of such boxes is
+    symmetric (float + and * commute), so each pair found gives both directions. A box with a NaN edge (rare) is
+    tested against every other box both ways, since C's ternaries make its IoU asymmetric.
     """
     nrec = bbox.shape[0]
     m = ids.shape[0]
     two = np.float32(2.0)
     left = np.empty(m, np.float32)
-    right = np.empty(m, np.float32)
     special = np.zeros(m, np.bool_)
     nspecial = 0
     for p in range(m):
@@ -513,8 +529,7 @@ def _overlap_graph(bbox, ids, thresh):
         w = bbox[r, 2]
         h = bbox[r, 3]
         left[p] = x - w / two
-        right[p] = x + w / two
-        if np.isnan(left[p]) or np.isnan(right[p]) or np.isnan(y - h / two) or np.isnan(y + h / two):
+        if np.isnan(left[p]) or np.isnan(x + w / two) or np.isnan(y - h / two) or np.isnan(y + h / two):
             special[p] = True
             nspecial += 1
     normal = np.empty(m - nspecial, np.int64)
@@ -524,38 +539,44 @@ def _overlap_graph(bbox, ids, thresh):
             normal[q] = p
             q += 1
     normal = normal[np.argsort(left[normal], kind="mergesort")]
+    k = normal.shape[0]
+    # the swept boxes, contiguous in sweep order
+    rec = np.empty(k, np.int64)
+    sx = np.empty(k, np.float32)
+    sy = np.empty(k, np.float32)
+    sw = np.empty(k, np.float32)
+    sh = np.empty(k, np.float32)
+    sl = np.empty(k, np.float32)
+    sr = np.empty(k, np.float32)
+    st = np.empty(k, np.float32)
+    sb = np.empty(k, np.float32)
+    for u in range(k):
+        r = ids[normal[u]]
+        rec[u] = r
+        sx[u] = bbox[r, 0]
+        sy[u] = bbox[r, 1]
+        sw[u] = bbox[r, 2]
+        sh[u] = bbox[r, 3]
+        sl[u] = sx[u] - sw[u] / two
+        sr[u] = sx[u] + sw[u] / two
+        st[u] = sy[u] - sh[u] / two
+        sb[u] = sy[u] + sh[u] / two
 
-    cap = 1024
-    src = np.empty(cap, np.int64)
-    dst = np.empty(cap, np.int64)
+    src = np.empty(1024, np.int64)
+    dst = np.empty(1024, np.int64)
     ne = 0
-    for u in range(normal.shape[0]):
-        pa = normal[u]
-        a = ids[pa]
-        ra = right[pa]
-        ax = bbox[a, 0]
-        ay = bbox[a, 1]
-        aw = bbox[a, 2]
-        ah = bbox[a, 3]
-        for v in range(u + 1, normal.shape[0]):
-            pb = normal[v]
-            if not (left[pb] < ra):
+    for u in range(k):
+        ra = sr[u]
+        ta = st[u]
+        ba = sb[u]
+        for v in range(u + 1, k):
+            if not (sl[v] < ra):
                 break
-            b = ids[pb]
-            if _iou32(ax, ay, aw, ah, bbox[b, 0], bbox[b, 1], bbox[b, 2], bbox[b, 3]) > thresh:
-                if ne + 2 > cap:
-                    cap *= 2
-                    s2 = np.empty(cap, np.int64)
-                    d2 = np.empty(cap, np.int64)
-                    s2[:ne] = src[:ne]
-                    d2[:ne] = dst[:ne]
-                    src = s2
-                    dst = d2
-                src[ne] = a
-                dst[ne] = b
-                src[ne + 1] = b
-                dst[ne + 1] = a
-                ne += 2
+            if not (st[v] < ba and sb[v] > ta):
+                continue
+            if _iou32(sx[u], sy[u], sw[u], sh[u], sx[v], sy[v], sw[v], sh[v]) > thresh:
+                src, dst, ne = _push_edge(src, dst, ne, rec[u], rec[v])
+                src, dst, ne = _push_edge(src, dst, ne, rec[v], rec[u])
     if nspecial:
         for ps in range(m):
             if not special[ps]:
@@ -565,27 +586,13 @@ def _overlap_graph(bbox, ids, thresh):
                 if po == ps:
                     continue
                 o = ids[po]
-                fwd = _iou32(bbox[s, 0], bbox[s, 1], bbox[s, 2], bbox[s, 3],
-                             bbox[o, 0], bbox[o, 1], bbox[o, 2], bbox[o, 3]) > thresh
+                if _iou32(bbox[s, 0], bbox[s, 1], bbox[s, 2], bbox[s, 3],
+                          bbox[o, 0], bbox[o, 1], bbox[o, 2], bbox[o, 3]) > thresh:
+                    src, dst, ne = _push_edge(src, dst, ne, s, o)
                 # o -> s, unless o is special too (then o's own row adds it)
-                bwd = (not special[po]) and _iou32(bbox[o, 0], bbox[o, 1], bbox[o, 2], bbox[o, 3],
-                                                   bbox[s, 0], bbox[s, 1], bbox[s, 2], bbox[s, 3]) > thresh
-                if ne + 2 > cap:
-                    cap *= 2
-                    s2 = np.empty(cap, np.int64)
-                    d2 = np.empty(cap, np.int64)
-                    s2[:ne] = src[:ne]
-                    d2[:ne] = dst[:ne]
-                    src = s2
-                    dst = d2
-                if fwd:
-                    src[ne] = s
-                    dst[ne] = o
-                    ne += 1
-                if bwd:
-                    src[ne] = o
-                    dst[ne] = s
-                    ne += 1
+                if not special[po] and _iou32(bbox[o, 0], bbox[o, 1], bbox[o, 2], bbox[o, 3],
+                                              bbox[s, 0], bbox[s, 1], bbox[s, 2], bbox[s, 3]) > thresh:
+                    src, dst, ne = _push_edge(src, dst, ne, o, s)
     indptr = np.zeros(nrec + 1, np.int64)
     for e in range(ne):
         indptr[src[e] + 1] += 1
@@ -699,34 +706,85 @@ def _msort(key, idx, n, tkey, tidx):
 
 
 @kernel
-def _nms_sort_classes(prob, order, total, classes, indptr, indices):
-    """do_nms_sort's per-class loop: qsort the live records by prob[k], then the greedy suppression."""
+def _radix_sort_desc(key, idx, n, ukey, tkey, tidx):
+    """Stable descending sort of key[:n] (no NaN), carrying idx: an LSD radix sort on the float bits.
+
+    Without NaN, nms_comparator is a consistent order in which a and b tie exactly when a == b (-0 == 0), so any
+    stable sort gives glibc's result; keys are mapped to unsigned integers whose ascending order is the
+    descending order of the floats, with -0 folded into +0.
+    """
+    for i in range(n):
+        key[i] = key[i] + np.float32(0.0)             # -0 -> +0 (key is scratch)
+    bits = key[:n].view(np.uint32)
+    for i in range(n):
+        u = bits[i]
+        if u & np.uint32(0x80000000):
+            u = ~u                                    # negative: flip all bits
+        else:
+            u = u | np.uint32(0x80000000)             # positive: flip the sign bit
+        ukey[i] = ~u                                  # descending
+    count = np.empty(2048, np.int64)
+    shift = 0
+    while shift < 32:
+        count[:] = 0
+        for i in range(n):
+            count[(ukey[i] >> np.uint32(shift)) & np.uint32(2047)] += 1
+        if count.max() != n:                          # a pass with one bucket keeps the order
+            total = 0
+            for b in range(2048):
+                c = count[b]
+                count[b] = total
+                total += c
+            for i in range(n):
+                b = (ukey[i] >> np.uint32(shift)) & np.uint32(2047)
+                j = count[b]
+                count[b] = j + 1
+                tkey[j] = ukey[i]
+                tidx[j] = idx[i]
+            for i in range(n):
+                ukey[i] = tkey[i]
+                idx[i] = tidx[i]
+        shift += 11
+
+
+@kernel
+def _nms_sort_classes(prob_t, order, total, classes, indptr, indices):
+    """do_nms_sort's per-class loop over prob_t (classes, n): qsort the live records by prob[k], then the greedy
+    pass (each record with prob[k] != 0 zeroes prob[k] of the later records its IoU exceeds thresh with)."""
     n = order.shape[0]
     pos = np.full(n, -1, np.int64)
     key = np.empty(total, np.float32)
     tkey = np.empty(total, np.float32)
     tidx = np.empty(total, np.int64)
+    ukey = np.empty(total, np.uint32)
+    utmp = np.empty(total, np.uint32)
     for k in range(classes):
+        p = prob_t[k]
         live = False
+        has_nan = False
         for i in range(total):
-            if prob[order[i], k] != 0:
+            v = p[order[i]]
+            key[i] = v
+            if v != 0:
                 live = True
-                break
+            if np.isnan(v):
+                has_nan = True
         if not live:          # every key compares equal: the merge sort keeps the order, and nothing is kept
             continue
-        for i in range(total):
-            key[i] = prob[order[i], k]
-        _msort(key, order, total, tkey, tidx)
+        if has_nan:
+            _msort(key, order, total, tkey, tidx)
+        else:
+            _radix_sort_desc(key, order, total, ukey, utmp, tidx)
         for i in range(total):
             pos[order[i]] = i
         for i in range(total):
             a = order[i]
-            if prob[a, k] == 0:
+            if p[a] == 0:
                 continue
             for e in range(indptr[a], indptr[a + 1]):
                 b = indices[e]
                 if pos[b] > i:
-                    prob[b, k] = 0
+                    p[b] = 0
 
 
 @kernel
@@ -778,7 +836,9 @@ def do_nms_sort(dets, classes, thresh):
     order, total = _zero_objectness_to_end(dets.objectness)
     if classes > 0 and total > 0:
         indptr, indices = _live_graph(dets, order, total, thresh)
-        _nms_sort_classes(dets.prob, order, total, classes, indptr, indices)
+        prob_t = np.ascontiguousarray(dets.prob[:, :classes].T)     # one class per row: the sorts read rows
+        _nms_sort_classes(prob_t, order, total, classes, indptr, indices)
+        dets.prob[:, :classes] = prob_t.T
     dets.permute(order)
     if classes > 0:
         dets.sort_class[:total] = classes - 1

@@ -34,7 +34,7 @@ def read_header(f, path):
     if len(head) < 12:
         raise WeightsError(f"{path}: too short for a Darknet weights header ({len(head)} bytes)")
     major, minor, revision = (int(v) for v in np.frombuffer(head, "<i4"))
-    plausible = (0 <= major <= 9 or 1000 < major <= 1009) and (0 <= minor <= 99 or 1000 < minor <= 1099)
+    plausible = (major in (0, 1) or 1000 < major <= 1001) and (0 <= minor <= 9 or 1000 < minor <= 1009)
     if not plausible or not 0 <= revision <= 10000:
         raise WeightsError(f"{path}: unsupported weights version {major}.{minor}.{revision} "
                            f"(Darknet writes 0.1.0 and 0.2.0): not a Darknet .weights file?")

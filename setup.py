@@ -1,0 +1,24 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="pydarknet",
+    version="0.1.0",
+    description="Darknet's YOLO v1-v3 in Python: same cfg and weights files, same numbers, Numba and CuPy kernels",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    packages=find_packages(include=["pydarknet", "pydarknet.*"]),
+    python_requires=">=3.9",
+    install_requires=[
+        "numpy>=1.22",
+        "numba>=0.57",
+        "opencv-python-headless>=4.8",
+        "threadpoolctl>=3.1",
+    ],
+    extras_require={
+        "gpu": ["cupy-cuda12x"],
+        "gpu13": ["cupy-cuda13x"],
+        # OpenCV 5 dropped the Darknet importer the cross-check tests need
+        "test": ["pytest>=7", "hypothesis>=6", "opencv-python-headless>=4.8,<5"],
+    },
+    entry_points={"console_scripts": ["pydarknet = pydarknet.cli:main"]},
+)

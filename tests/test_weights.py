@@ -1,0 +1,153 @@
+"""Reading and writing .weights exactly as Darknet does."""
+import numpy as np
+import pytest
+
+from pydarknet.cfg import read_cfg
+from pydarknet.errors import WeightsError
+from pydarknet.network import Network
+from pydarknet.weights import WeightsWarning, load_weights, save_weights
+
+NETS = ["v3mini", "v2mini", "v1mini", "v1mini-nodrop", "clsmini"]
+
+
+def build(reference, name):
+    return Network(read_cfg(reference / "testcfg" / f"{name}.cfg"), name)
+
+
+@pytest.mark.parametrize("name", NETS)
+def test_round_trip_is_byte_identical(reference, tmp_path, name):
+    source = reference / "testcfg" / f"{name}.weights"
+    net = build(reference, name)
+    load_weights(net, source)
+    save_weights(net, tmp_path / "out.weights")
+    assert (tmp_path / "out.weights").read_bytes() == source.read_bytes()
+
+
+@pytest.mark.parametrize("name", NETS)
+def test_file_size_is_what_the_layers_read(reference, name):
+    net = build(reference, name)
+    expect = 20 + 4 * sum(layer.file_floats for layer in net.layers)   # header 3*int32 + uint64 seen
+    assert (reference / "testcfg" / f"{name}.weights").stat().st_size == expect
+
+
+def test_header_and_seen(reference, tmp_path):
+    net = build(reference, "v3mini")
+    load_weights(net, reference / "testcfg" / "v3mini.weights")
+    assert net.weights_header == (0, 2, 0) and net.seen == 0
+    net.seen = 123456789012
+    save_weights(net, tmp_path / "seen.weights")
+    head = np.fromfile(tmp_path / "seen.weights", "<i4", 3)
+    assert list(head) == [0, 2, 0]
+    assert np.fromfile(tmp_path / "seen.weights", "<u8", 1, offset=12)[0] == 123456789012
+    again = build(reference, "v3mini")
+    load_weights(again, tmp_path / "seen.weights")
+    assert again.seen == 123456789012
+
+
+def test_version_0_1_has_int32_seen_and_round_trips(reference, tmp_path):
+    body = (reference / "testcfg" / "clsmini.weights").read_bytes()[20:]
+    old = np.asarray([0, 1, 0, 640], "<i4").tobytes() + body
+    (tmp_path / "old.weights").write_bytes(old)
+    net = build(reference, "clsmini")
+    load_weights(net, tmp_path / "old.weights")
+    assert net.seen == 640 and net.weights_header == (0, 1, 0)
+    reference_net = build(reference, "clsmini")
+    load_weights(reference_net, reference / "testcfg" / "clsmini.weights")
+    for a, b in zip(net.layers, reference_net.layers):
+        for x, y in zip(a.weight_arrays(), b.weight_arrays()):
+            np.testing.assert_array_equal(x, y)
+    save_weights(net, tmp_path / "again.weights")
+    assert (tmp_path / "again.weights").read_bytes() == old
+
+
+def test_transposed_connected_weights(reference, tmp_path):
+    """Files with major or minor > 1000 store connected weights as inputs x outputs (Darknet's transpose rule)."""
+    net = build(reference, "v1mini")
+    load_weights(net, reference / "testcfg" / "v1mini.weights")
+    connected = net.layers[6]
+    net.weights_header = (0, 1001, 0)
+    save_weights(net, tmp_path / "t.weights")
+    floats = np.fromfile(tmp_path / "t.weights", "<f4", offset=16)
+    start = sum(layer.file_floats for layer in net.layers[:6]) + connected.biases.size
+    stored = floats[start:start + connected.weights.size].reshape(connected.inputs, connected.outputs)
+    np.testing.assert_array_equal(stored.T, connected.weights)
+    other = build(reference, "v1mini")
+    load_weights(other, tmp_path / "t.weights")
+    np.testing.assert_array_equal(other.layers[6].weights, connected.weights)
+
+
+def test_partial_file_loads_the_layers_it_holds(reference, tmp_path):
+    full = build(reference, "v3mini")
+    load_weights(full, reference / "testcfg" / "v3mini.weights")
+    save_weights(full, tmp_path / "first6.weights", upto=6)
+    net = build(reference, "v3mini")
+    before = [a.copy() for layer in net.layers[6:] for a in layer.weight_arrays()]
+    with pytest.warns(WeightsWarning, match="partial"):
+        loaded = load_weights(net, tmp_path / "first6.weights")
+    assert loaded == 4   # of layers 0..5, the convolutions 0, 2, 4 and 5 hold weights
+    for a, b in zip(net.layers[:6], full.layers[:6]):
+        for x, y in zip(a.weight_arrays(), b.weight_arrays()):
+            np.testing.assert_array_equal(x, y)
+    after = [a for layer in net.layers[6:] for a in layer.weight_arrays()]
+    for x, y in zip(before, after):
+        np.testing.assert_array_equal(x, y)
+
+
+def test_truncated_file_names_the_layer(reference, tmp_path):
+    data = (reference / "testcfg" / "v3mini.weights").read_bytes()
+    net = build(reference, "v3mini")
+    cut = 20 + 4 * (sum(layer.file_floats for layer in net.layers[:9]) + 100)   # 100 floats into layer 9
+    (tmp_path / "cut.weights").write_bytes(data[:cut])
+    with pytest.warns(WeightsWarning, match=r"cut.weights: truncated inside layer 9 \(convolutional\)"):
+        load_weights(net, tmp_path / "cut.weights")
+
+
+def test_bytes_left_over_are_reported(reference, tmp_path):
+    data = (reference / "testcfg" / "clsmini.weights").read_bytes()
+    (tmp_path / "big.weights").write_bytes(data + b"\0" * 64)
+    with pytest.warns(WeightsWarning, match="64 bytes left over"):
+        load_weights(build(reference, "clsmini"), tmp_path / "big.weights")
+
+
+@pytest.mark.parametrize("header", [[7, 7, 7], [-1, 0, 0], [0x46464952, 0, 0]])
+def test_wrong_version_is_an_error(reference, tmp_path, header):
+    data = (reference / "testcfg" / "clsmini.weights").read_bytes()
+    (tmp_path / "bad.weights").write_bytes(np.asarray(header, "<i4").tobytes() + data[12:])
+    with pytest.raises(WeightsError, match=r"bad.weights: unsupported weights version"):
+        load_weights(build(reference, "clsmini"), tmp_path / "bad.weights")
+
+
+def test_missing_and_short_files(reference, tmp_path):
+    net = build(reference, "clsmini")
+    with pytest.raises(WeightsError, match="not found"):
+        load_weights(net, tmp_path / "nope.weights")
+    (tmp_path / "short.weights").write_bytes(b"\0\0\0")
+    with pytest.raises(WeightsError, match="too short"):
+        load_weights(net, tmp_path / "short.weights")
+
+
+def test_save_is_atomic(reference, tmp_path, monkeypatch):
+    """A failed save leaves the previous file intact and no temp file behind."""
+    net = build(reference, "clsmini")
+    load_weights(net, reference / "testcfg" / "clsmini.weights")
+    target = tmp_path / "keep.weights"
+    save_weights(net, target)
+    good = target.read_bytes()
+    net.layers[0].weights = None   # makes the writer fail half way
+    with pytest.raises(Exception):
+        save_weights(net, target)
+    assert target.read_bytes() == good
+    assert [p.name for p in tmp_path.iterdir()] == ["keep.weights"]
+
+
+def test_darknet_initialisation(reference):
+    net = build(reference, "v3mini").init_random(seed=1)
+    conv = net.layers[0]
+    assert np.all(conv.scales == 1) and np.all(conv.rolling_mean == 0) and np.all(conv.rolling_variance == 0)
+    assert np.all(conv.biases == 0)
+    scale = np.sqrt(2.0 / (3 * 3 * 3))
+    assert abs(conv.weights.std() / scale - 1) < 0.2      # scale * N(0, 1)
+    v1 = build(reference, "v1mini").init_random(seed=1)
+    connected = v1.layers[6]
+    bound = np.sqrt(2.0 / connected.inputs)
+    assert np.abs(connected.weights).max() <= bound and np.abs(connected.weights).max() > 0.9 * bound
