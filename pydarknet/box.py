@@ -15,6 +15,7 @@ class, the pairs with IoU > thresh are found once for all classes by a sweep ove
 class's greedy pass walks that adjacency (compiled with numba). The result is identical to the quadratic loop.
 """
 import functools
+import math
 
 import numba
 import numpy as np
@@ -506,93 +507,212 @@ def _push_edge(src, dst, ne, a, b):
     return src, dst, ne + 1
 
 
+# A box is "gridded" when its float edges represent its size to within this relative error; the size-ratio bound
+# below is proven for such boxes (the margin on thresh covers 4.3 * _CONDITION plus rounding, with room to spare).
+_CONDITION = 5e-4
+_RATIO_MARGIN = 0.99
+
+
 @kernel
-def _overlap_graph(bbox, ids, thresh):
+def _col_of(edge, width):
+    """Grid column of a left edge: floor(edge / width), clamped so that it fits int64 (monotone in edge)."""
+    q = edge / width
+    if q > 1e18:
+        q = 1e18
+    elif q < -1e18:
+        q = -1e18
+    return np.int64(np.floor(q))
+
+
+@kernel
+def _first_in_cell(gcol, gtop, lo, hi, col, top):
+    """First position in [lo, hi) (sorted by column, then top) whose column > col, or == col with top > top."""
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if gcol[mid] < col or (gcol[mid] == col and gtop[mid] <= top):
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+@kernel
+def _overlap_graph(bbox, ids, thresh, class_span):
     """Directed adjacency (CSR over record indices) of the pairs among `ids` with box_iou(a, b) > thresh >= 0.
 
-    Boxes whose edges are all numbers are swept in order of left edge: a later box b can only intersect a while
-    left(b) < right(a), and only if its top is above a's bottom and its bottom below a's top (otherwise the
-    intersection is 0, or NaN, and never > thresh); the survivors get box_iou exactly. The IoU of such boxes is
-    symmetric (float + and * commute), so each pair found gives both directions. A box with a NaN edge (rare) is
-    tested against every other box both ways, since C's ternaries make its IoU asymmetric.
+    box_iou > thresh >= 0 needs a positive intersection, i.e. max(left) < min(right) and max(top) < min(bottom) on
+    the float edges. Boxes come in four kinds:
+    * gridded: finite edges, w, h > 0, and edges that give w and h to within _CONDITION. For these, IoU > thresh
+      also needs min/max of their larger sides > thresh * _RATIO_MARGIN, so boxes are grouped by the binary
+      exponent of max(w, h) and a box is only paired with classes at most `class_span` exponents above its own.
+      Each class is a grid of columns (of its widest box's width), sorted by column then top edge; a box looks up,
+      in each class it may pair with, the columns and the run of top edges that a box intersecting it must lie in.
+    * edgeless: finite edges but w <= 0 or h <= 0: the intersection is never positive, no pairs.
+    * loose: finite edges, w, h > 0 but not gridded (a tiny box far from the origin): tested against every box.
+    * special: a NaN or infinite edge: tested against every box both ways (box.c's ternaries let a NaN edge lose,
+      so such an IoU can be finite and is not symmetric).
+    Every candidate gets box.c's box_iou exactly. Between boxes with finite edges IoU is symmetric (float + and *
+    commute), so each such pair found gives both directions.
     """
     nrec = bbox.shape[0]
     m = ids.shape[0]
     two = np.float32(2.0)
-    left = np.empty(m, np.float32)
-    special = np.zeros(m, np.bool_)
-    nspecial = 0
+    el = np.empty(m, np.float32)
+    er = np.empty(m, np.float32)
+    et = np.empty(m, np.float32)
+    eb = np.empty(m, np.float32)
+    kind = np.zeros(m, np.int8)          # 0 gridded, 1 loose, 2 special, 3 edgeless
+    expo = np.zeros(m, np.int64)
+    ngrid = 0
     for p in range(m):
         r = ids[p]
         x = bbox[r, 0]
         y = bbox[r, 1]
         w = bbox[r, 2]
         h = bbox[r, 3]
-        left[p] = x - w / two
-        if np.isnan(left[p]) or np.isnan(x + w / two) or np.isnan(y - h / two) or np.isnan(y + h / two):
-            special[p] = True
-            nspecial += 1
-    normal = np.empty(m - nspecial, np.int64)
+        el[p] = x - w / two
+        er[p] = x + w / two
+        et[p] = y - h / two
+        eb[p] = y + h / two
+        if not (np.isfinite(el[p]) and np.isfinite(er[p]) and np.isfinite(et[p]) and np.isfinite(eb[p])):
+            kind[p] = 2
+        elif not (w > 0 and h > 0):
+            kind[p] = 3
+        else:
+            we = np.float64(er[p]) - np.float64(el[p])
+            he = np.float64(eb[p]) - np.float64(et[p])
+            wd = np.float64(w)
+            hd = np.float64(h)
+            if abs(we - wd) > _CONDITION * wd or abs(he - hd) > _CONDITION * hd:
+                kind[p] = 1
+            else:
+                expo[p] = math.frexp(max(wd, hd))[1]
+                ngrid += 1
+
+    # gridded boxes, grouped by exponent class, then by column, then by top edge
+    g = np.empty(ngrid, np.int64)
     q = 0
     for p in range(m):
-        if not special[p]:
-            normal[q] = p
+        if kind[p] == 0:
+            g[q] = p
             q += 1
-    normal = normal[np.argsort(left[normal], kind="mergesort")]
-    k = normal.shape[0]
-    # the swept boxes, contiguous in sweep order
-    rec = np.empty(k, np.int64)
-    sx = np.empty(k, np.float32)
-    sy = np.empty(k, np.float32)
-    sw = np.empty(k, np.float32)
-    sh = np.empty(k, np.float32)
-    sl = np.empty(k, np.float32)
-    sr = np.empty(k, np.float32)
-    st = np.empty(k, np.float32)
-    sb = np.empty(k, np.float32)
-    for u in range(k):
-        r = ids[normal[u]]
-        rec[u] = r
-        sx[u] = bbox[r, 0]
-        sy[u] = bbox[r, 1]
-        sw[u] = bbox[r, 2]
-        sh[u] = bbox[r, 3]
-        sl[u] = sx[u] - sw[u] / two
-        sr[u] = sx[u] + sw[u] / two
-        st[u] = sy[u] - sh[u] / two
-        sb[u] = sy[u] + sh[u] / two
+    g = g[np.argsort(expo[g], kind="mergesort")]
+    nclass = 0
+    for u in range(ngrid):
+        if u == 0 or expo[g[u]] != expo[g[u - 1]]:
+            nclass += 1
+    cstart = np.empty(nclass + 1, np.int64)
+    cexp = np.empty(nclass, np.int64)
+    ccolw = np.empty(nclass, np.float64)
+    cmaxh = np.empty(nclass, np.float64)
+    gcls = np.empty(ngrid, np.int64)
+    c = -1
+    for u in range(ngrid):
+        p = g[u]
+        if u == 0 or expo[p] != expo[g[u - 1]]:
+            c += 1
+            cstart[c] = u
+            cexp[c] = expo[p]
+            ccolw[c] = 0.0
+            cmaxh[c] = 0.0
+        gcls[u] = c
+        ccolw[c] = max(ccolw[c], np.float64(er[p]) - np.float64(el[p]))
+        cmaxh[c] = max(cmaxh[c], np.float64(eb[p]) - np.float64(et[p]))
+    cstart[nclass] = ngrid
+    gcol = np.empty(ngrid, np.int64)
+    for u in range(ngrid):
+        gcol[u] = _col_of(np.float64(el[g[u]]), ccolw[gcls[u]])
+    for c in range(nclass):
+        lo = cstart[c]
+        hi = cstart[c + 1]
+        seg = g[lo:hi]
+        seg = seg[np.argsort(et[seg], kind="mergesort")]
+        cols = np.empty(hi - lo, np.int64)
+        for u in range(hi - lo):
+            cols[u] = _col_of(np.float64(el[seg[u]]), ccolw[c])
+        perm = np.argsort(cols, kind="mergesort")
+        for u in range(hi - lo):
+            g[lo + u] = seg[perm[u]]
+            gcol[lo + u] = cols[perm[u]]
+    gl = np.empty(ngrid, np.float32)
+    gr = np.empty(ngrid, np.float32)
+    gt = np.empty(ngrid, np.float32)
+    gb = np.empty(ngrid, np.float32)
+    gtop = np.empty(ngrid, np.float64)
+    gx = np.empty(ngrid, np.float32)
+    gy = np.empty(ngrid, np.float32)
+    gw = np.empty(ngrid, np.float32)
+    gh = np.empty(ngrid, np.float32)
+    grec = np.empty(ngrid, np.int64)
+    for u in range(ngrid):
+        p = g[u]
+        r = ids[p]
+        gl[u] = el[p]
+        gr[u] = er[p]
+        gt[u] = et[p]
+        gb[u] = eb[p]
+        gtop[u] = np.float64(et[p])
+        gx[u] = bbox[r, 0]
+        gy[u] = bbox[r, 1]
+        gw[u] = bbox[r, 2]
+        gh[u] = bbox[r, 3]
+        grec[u] = r
 
     src = np.empty(1024, np.int64)
     dst = np.empty(1024, np.int64)
     ne = 0
-    for u in range(k):
-        ra = sr[u]
-        ta = st[u]
-        ba = sb[u]
-        for v in range(u + 1, k):
-            if not (sl[v] < ra):
+    for u in range(ngrid):
+        ca = gcls[u]
+        la = gl[u]
+        ra = gr[u]
+        ta = gt[u]
+        ba = gb[u]
+        for cb in range(ca, nclass):
+            if cexp[cb] - cexp[ca] > class_span:
                 break
-            if not (st[v] < ba and sb[v] > ta):
+            # a box b of class cb meeting a has right > la and bottom > ta, so left > la - width(b) >= la - colw
+            colw = ccolw[cb]
+            lo = np.float64(la) - colw
+            lo -= 1e-12 * (abs(lo) + colw)
+            ttop = np.float64(ta) - cmaxh[cb]
+            ttop -= 1e-12 * (abs(ttop) + cmaxh[cb])
+            tbot = np.float64(ba)
+            end = cstart[cb + 1]
+            for col in range(_col_of(lo, colw), _col_of(np.float64(ra), colw) + 1):
+                v = _first_in_cell(gcol, gtop, cstart[cb], end, col, ttop)
+                while v < end and gcol[v] == col and gtop[v] < tbot:
+                    if (cb != ca or v > u) and (la if la > gl[v] else gl[v]) < (ra if ra < gr[v] else gr[v]) \
+                            and (ta if ta > gt[v] else gt[v]) < (ba if ba < gb[v] else gb[v]):
+                        if _iou32(gx[u], gy[u], gw[u], gh[u], gx[v], gy[v], gw[v], gh[v]) > thresh:
+                            src, dst, ne = _push_edge(src, dst, ne, grec[u], grec[v])
+                            src, dst, ne = _push_edge(src, dst, ne, grec[v], grec[u])
+                    v += 1
+
+    for ps in range(m):
+        if kind[ps] == 0 or kind[ps] == 3:
+            continue
+        s = ids[ps]
+        for po in range(m):
+            if po == ps:
                 continue
-            if _iou32(sx[u], sy[u], sw[u], sh[u], sx[v], sy[v], sw[v], sh[v]) > thresh:
-                src, dst, ne = _push_edge(src, dst, ne, rec[u], rec[v])
-                src, dst, ne = _push_edge(src, dst, ne, rec[v], rec[u])
-    if nspecial:
-        for ps in range(m):
-            if not special[ps]:
-                continue
-            s = ids[ps]
-            for po in range(m):
-                if po == ps:
+            o = ids[po]
+            if kind[ps] == 1:
+                # loose: finite edges both sides, so IoU is symmetric; a loose pair is taken from the lower position
+                if kind[po] == 2 or kind[po] == 3 or (kind[po] == 1 and po < ps):
                     continue
-                o = ids[po]
+                if _iou32(bbox[s, 0], bbox[s, 1], bbox[s, 2], bbox[s, 3],
+                          bbox[o, 0], bbox[o, 1], bbox[o, 2], bbox[o, 3]) > thresh:
+                    src, dst, ne = _push_edge(src, dst, ne, s, o)
+                    src, dst, ne = _push_edge(src, dst, ne, o, s)
+            else:
                 if _iou32(bbox[s, 0], bbox[s, 1], bbox[s, 2], bbox[s, 3],
                           bbox[o, 0], bbox[o, 1], bbox[o, 2], bbox[o, 3]) > thresh:
                     src, dst, ne = _push_edge(src, dst, ne, s, o)
                 # o -> s, unless o is special too (then o's own row adds it)
-                if not special[po] and _iou32(bbox[o, 0], bbox[o, 1], bbox[o, 2], bbox[o, 3],
-                                              bbox[s, 0], bbox[s, 1], bbox[s, 2], bbox[s, 3]) > thresh:
+                if kind[po] != 2 and _iou32(bbox[o, 0], bbox[o, 1], bbox[o, 2], bbox[o, 3],
+                                            bbox[s, 0], bbox[s, 1], bbox[s, 2], bbox[s, 3]) > thresh:
                     src, dst, ne = _push_edge(src, dst, ne, o, s)
+
     indptr = np.zeros(nrec + 1, np.int64)
     for e in range(ne):
         indptr[src[e] + 1] += 1
@@ -604,6 +724,18 @@ def _overlap_graph(bbox, ids, thresh):
         indices[fill[src[e]]] = dst[e]
         fill[src[e]] += 1
     return indptr, indices
+
+
+def _class_span(thresh):
+    """How many binary exponents apart the larger sides of two gridded boxes may be and still have IoU > thresh:
+    a pair d exponents apart has a side ratio below 2**(1-d), which must exceed thresh * _RATIO_MARGIN."""
+    t = float(thresh) * _RATIO_MARGIN
+    if t <= 0:
+        return 1 << 40
+    span = -1
+    while 2.0 ** (1 - (span + 1)) > t:
+        span += 1
+    return span
 
 
 @kernel
@@ -815,7 +947,7 @@ def _nms_obj_pass(objectness, prob, order, total, classes, indptr, indices):
 def _live_graph(dets, order, total, thresh):
     ids = np.ascontiguousarray(order[:total])
     if thresh >= 0:
-        return _overlap_graph(dets.bbox, ids, thresh)
+        return _overlap_graph(dets.bbox, ids, thresh, _class_span(thresh))
     if thresh < 0:
         return _dense_graph(dets.bbox, ids, thresh)
     return np.zeros(len(dets) + 1, np.int64), np.zeros(0, np.int64)     # NaN thresh: nothing is ever > it

@@ -194,6 +194,18 @@ class DataConfig(dict):
         self.path = path
         self.lines = lines or {}
 
+    def path_of(self, key, default):
+        """A path option as Darknet reads it (relative to the working folder); when that does not exist, relative
+        to the project the .data file sits in (cfg/coco.data names data/coco.names), so it works from anywhere."""
+        value = self.get(key, default)
+        if os.path.isabs(value) or os.path.exists(value):
+            return value
+        here = os.path.dirname(os.path.abspath(self.path))
+        for base in (os.path.dirname(here), here):
+            if os.path.exists(os.path.join(base, value)):
+                return os.path.join(base, value)
+        return value
+
     def int(self, key, default=None):
         value = self.get(key)
         if value is None:

@@ -1,0 +1,155 @@
+"""The command line end to end on a small random-weights network: output lines, images, exit codes."""
+import json
+import os
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+
+from pydarknet.cfg import read_cfg
+from pydarknet.cli import main
+from pydarknet.network import Network
+from pydarknet.weights import sane_random_weights, save_weights
+from tests.conftest import REPO
+
+TINY_CFG = """
+[net]
+batch=1
+width=64
+height=64
+channels=3
+
+[convolutional]
+batch_normalize=1
+filters=8
+size=3
+stride=2
+pad=1
+activation=leaky
+
+[maxpool]
+size=2
+stride=2
+
+[convolutional]
+filters=24
+size=1
+stride=1
+pad=1
+activation=linear
+
+[yolo]
+mask=0,1,2
+anchors=10,14, 23,27, 37,58
+classes=3
+num=3
+"""
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch):
+    """A folder with a tiny yolo cfg, its random weights, a .data and .names file and an image."""
+    (tmp_path / "tiny.cfg").write_text(TINY_CFG)
+    net = Network(read_cfg(tmp_path / "tiny.cfg"), "tiny.cfg")
+    sane_random_weights(net, seed=3)
+    # bias the objectness up so that boxes pass the threshold and get drawn
+    net.layers[2].biases[4::8] = 4.0
+    save_weights(net, tmp_path / "tiny.weights")
+    (tmp_path / "three.names").write_text("circle\nsquare\ntriangle\n")
+    (tmp_path / "three.data").write_text("classes=3\nnames=three.names\n")
+    rng = np.random.default_rng(0)
+    cv2.imwrite(str(tmp_path / "img.png"), rng.integers(0, 255, (120, 160, 3), dtype=np.uint8))
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def test_detector_test_prints_and_draws(workdir, capsys):
+    before = cv2.imread("img.png")
+    assert main(["detector", "test", "three.data", "tiny.cfg", "tiny.weights", "img.png", "-thresh", "0.2"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("img.png: Predicted in ") and out[0].endswith(" seconds.")
+    assert len(out) > 1 and all(line.split(": ")[0] in ("circle", "square", "triangle") for line in out[1:])
+    assert all(line.endswith("%") for line in out[1:])
+    drawn = cv2.imread("predictions.jpg")
+    assert drawn is not None and drawn.shape == before.shape
+    assert np.abs(drawn.astype(int) - before.astype(int)).mean() > 2     # boxes and labels changed pixels
+
+
+def test_out_name_and_ext_output(workdir, capsys):
+    assert main(["detector", "test", "three.data", "tiny.cfg", "tiny.weights", "img.png", "-out", "result",
+                 "-ext_output", "-dont_show", "-thresh", ".2"]) == 0
+    lines = capsys.readouterr().out.splitlines()[1:]
+    assert lines and all("(left_x:" in line and "height:" in line for line in lines)
+    assert cv2.imread("result.jpg") is not None and not os.path.exists("predictions.jpg")
+
+
+def test_json_output_reads_images_from_stdin(workdir, capsys, monkeypatch):
+    import io
+    monkeypatch.setattr(sys, "stdin", io.StringIO("img.png\nimg.png\n"))
+    assert main(["detector", "test", "three.data", "tiny.cfg", "tiny.weights", "-out", "result.json",
+                 "-thresh", ".2", "-dont_show"]) == 0
+    records = json.loads(open("result.json").read())
+    assert [r["frame_id"] for r in records] == [1, 2] and records[0]["filename"] == "img.png"
+    objects = records[0]["objects"]
+    assert objects and {"class_id", "name", "relative_coordinates", "confidence"} <= set(objects[0])
+    assert all(o["confidence"] > .2 for o in objects)
+    assert "Enter Image Path" not in capsys.readouterr().out
+
+
+def test_prompt_loop(workdir, capsys, monkeypatch):
+    import io
+    monkeypatch.setattr(sys, "stdin", io.StringIO("img.png\n"))
+    assert main(["detector", "test", "three.data", "tiny.cfg", "tiny.weights"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("Enter Image Path: ") == 2 and "img.png: Predicted in" in out
+
+
+def test_partial_writes_first_layers(workdir):
+    assert main(["partial", "tiny.cfg", "tiny.weights", "first.weights", "1"]) == 0
+    net = Network(read_cfg("tiny.cfg"), "tiny.cfg")
+    head = np.fromfile("first.weights", "<i4", 3)
+    assert list(head) == [0, 2, 0]
+    assert os.path.getsize("first.weights") == 20 + 4 * net.layers[0].file_floats
+    full = np.fromfile("tiny.weights", "<f4", offset=20)[:net.layers[0].file_floats]
+    np.testing.assert_array_equal(np.fromfile("first.weights", "<f4", offset=20), full)
+
+
+def run_cli(*args, cwd):
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    return subprocess.run([sys.executable, "-m", "pydarknet", *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=300)
+
+
+@pytest.mark.parametrize("args,message", [
+    (["detector", "test", "three.data", "tiny.cfg", "missing.weights", "img.png"], "missing.weights: weights file not found"),
+    (["detector", "test", "three.data", "tiny.cfg", "tiny.weights", "nope.png"], "nope.png"),
+    (["detector", "test", "three.data", "missing.cfg", "tiny.weights", "img.png"], "missing.cfg: cfg file not found"),
+    (["detector", "test", "three.data", "badline.cfg", "tiny.weights", "img.png"], "badline.cfg:10:"),
+    (["detector", "test", "three.data", "sam.cfg", "tiny.weights", "img.png"], "unknown type [sam]"),
+    (["frobnicate"], "unknown command"),
+])
+def test_bad_input_exits_with_one_line(workdir, args, message):
+    (workdir / "badline.cfg").write_text(TINY_CFG.replace("filters=8", "filters=eight"))
+    (workdir / "sam.cfg").write_text(TINY_CFG + "\n[sam]\nfrom=-1\n")
+    result = run_cli(*args, cwd=workdir)
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_detect_verb_uses_coco_names(workdir):
+    """`pydarknet detect` reads cfg/coco.data as Darknet's does; a 3-class network has fewer classes than names."""
+    result = run_cli("detect", "tiny.cfg", "tiny.weights", "img.png", "-thresh", ".2", cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("img.png: Predicted in")
+    names = {line.split(":")[0] for line in result.stdout.splitlines()[1:]}
+    assert names and names <= {"person", "bicycle", "car"}
+
+
+def test_module_and_console_script_share_main():
+    result = subprocess.run([sys.executable, "-m", "pydarknet", "-h"], capture_output=True, text=True,
+                            env=dict(os.environ, PYTHONPATH=str(REPO)))
+    assert result.returncode == 0 and "detector test" in result.stdout
