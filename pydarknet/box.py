@@ -507,16 +507,17 @@ def _push_edge(src, dst, ne, a, b):
     return src, dst, ne + 1
 
 
-# A box is "gridded" when its float edges represent its size to within this relative error; the size-ratio bound
-# below is proven for such boxes (the margin on thresh covers 4.3 * _CONDITION plus rounding, with room to spare).
+# A box is "gridded" when its float edges give its size to within this relative error. For two gridded boxes,
+# box_iou > thresh implies (see _overlap_graph) that their intersection along each axis exceeds
+# thresh * _SHRINK * the larger extent; the exact bound is thresh * (1 - 4.4 * _CONDITION), so _SHRINK leaves room.
 _CONDITION = 5e-4
-_RATIO_MARGIN = 0.99
+_SHRINK = 0.98
 
 
 @kernel
-def _col_of(edge, width):
-    """Grid column of a left edge: floor(edge / width), clamped so that it fits int64 (monotone in edge)."""
-    q = edge / width
+def _col_of(centre, width):
+    """Grid column of a centre: floor(centre / width), clamped so that it fits int64 (monotone in centre)."""
+    q = centre / width
     if q > 1e18:
         q = 1e18
     elif q < -1e18:
@@ -525,11 +526,11 @@ def _col_of(edge, width):
 
 
 @kernel
-def _first_in_cell(gcol, gtop, lo, hi, col, top):
-    """First position in [lo, hi) (sorted by column, then top) whose column > col, or == col with top > top."""
+def _first_in_cell(gcol, gcy, lo, hi, col, cy):
+    """First position in [lo, hi) (sorted by column, then centre y) with column > col, or == col and y > cy."""
     while lo < hi:
         mid = (lo + hi) >> 1
-        if gcol[mid] < col or (gcol[mid] == col and gtop[mid] <= top):
+        if gcol[mid] < col or (gcol[mid] == col and gcy[mid] <= cy):
             lo = mid + 1
         else:
             hi = mid
@@ -537,32 +538,42 @@ def _first_in_cell(gcol, gtop, lo, hi, col, top):
 
 
 @kernel
-def _overlap_graph(bbox, ids, thresh, class_span):
+def _reach(ea, lo, hi, t3):
+    """Largest (ea + eb)/2 - t3*max(ea, eb) over eb in [lo, hi]: how far apart two centres may be along an axis."""
+    best = (ea + hi) / 2 - t3 * max(ea, hi)
+    e = min(max(ea, lo), hi)
+    return max(best, (ea + e) / 2 - t3 * max(ea, e))
+
+
+@kernel
+def _overlap_graph(bbox, ids, thresh, t3, class_span):
     """Directed adjacency (CSR over record indices) of the pairs among `ids` with box_iou(a, b) > thresh >= 0.
 
-    box_iou > thresh >= 0 needs a positive intersection, i.e. max(left) < min(right) and max(top) < min(bottom) on
-    the float edges. Boxes come in four kinds:
-    * gridded: finite edges, w, h > 0, and edges that give w and h to within _CONDITION. For these, IoU > thresh
-      also needs min/max of their larger sides > thresh * _RATIO_MARGIN, so boxes are grouped by the binary
-      exponent of max(w, h) and a box is only paired with classes at most `class_span` exponents above its own.
-      Each class is a grid of columns (of its widest box's width), sorted by column then top edge; a box looks up,
-      in each class it may pair with, the columns and the run of top edges that a box intersecting it must lie in.
+    Boxes come in four kinds (edges l, r, t, b computed in float32 as box.c does):
+    * gridded: finite edges, w, h > 0, and edge extents W = r - l, H = b - t within _CONDITION of w, h. For two
+      such boxes, float box_iou > thresh implies that along x the exact overlap of the edge intervals exceeds
+      t3 * max(Wa, Wb) (t3 = thresh * _SHRINK, which covers every rounding), so |centre_a - centre_b| <
+      (Wa + Wb)/2 - t3 * max(Wa, Wb) and min(Wa, Wb) > t3 * max(Wa, Wb); likewise along y. Boxes are grouped by
+      the binary exponent of max(W, H); a box is only paired with classes at most `class_span` exponents above
+      its own. Each class is a grid of narrow columns of centres, sorted by column then centre y; a box looks up
+      the columns and the run of centres that a partner must lie in, screens each by the two bounds, and computes
+      box_iou for the survivors.
     * edgeless: finite edges but w <= 0 or h <= 0: the intersection is never positive, no pairs.
     * loose: finite edges, w, h > 0 but not gridded (a tiny box far from the origin): tested against every box.
     * special: a NaN or infinite edge: tested against every box both ways (box.c's ternaries let a NaN edge lose,
-      so such an IoU can be finite and is not symmetric).
-    Every candidate gets box.c's box_iou exactly. Between boxes with finite edges IoU is symmetric (float + and *
-    commute), so each such pair found gives both directions.
+      so such an IoU can be finite, and it is not symmetric).
+    Between boxes with finite edges box_iou is symmetric (float + and * commute): each such pair found gives both
+    directions.
     """
     nrec = bbox.shape[0]
     m = ids.shape[0]
     two = np.float32(2.0)
-    el = np.empty(m, np.float32)
-    er = np.empty(m, np.float32)
-    et = np.empty(m, np.float32)
-    eb = np.empty(m, np.float32)
     kind = np.zeros(m, np.int8)          # 0 gridded, 1 loose, 2 special, 3 edgeless
     expo = np.zeros(m, np.int64)
+    cx = np.empty(m, np.float64)
+    cy = np.empty(m, np.float64)
+    ew = np.empty(m, np.float64)
+    eh = np.empty(m, np.float64)
     ngrid = 0
     for p in range(m):
         r = ids[p]
@@ -570,26 +581,28 @@ def _overlap_graph(bbox, ids, thresh, class_span):
         y = bbox[r, 1]
         w = bbox[r, 2]
         h = bbox[r, 3]
-        el[p] = x - w / two
-        er[p] = x + w / two
-        et[p] = y - h / two
-        eb[p] = y + h / two
-        if not (np.isfinite(el[p]) and np.isfinite(er[p]) and np.isfinite(et[p]) and np.isfinite(eb[p])):
+        el = x - w / two
+        er = x + w / two
+        et = y - h / two
+        eb = y + h / two
+        if not (np.isfinite(el) and np.isfinite(er) and np.isfinite(et) and np.isfinite(eb)):
             kind[p] = 2
         elif not (w > 0 and h > 0):
             kind[p] = 3
         else:
-            we = np.float64(er[p]) - np.float64(el[p])
-            he = np.float64(eb[p]) - np.float64(et[p])
+            ew[p] = np.float64(er) - np.float64(el)
+            eh[p] = np.float64(eb) - np.float64(et)
+            cx[p] = (np.float64(el) + np.float64(er)) / 2
+            cy[p] = (np.float64(et) + np.float64(eb)) / 2
             wd = np.float64(w)
             hd = np.float64(h)
-            if abs(we - wd) > _CONDITION * wd or abs(he - hd) > _CONDITION * hd:
+            if abs(ew[p] - wd) > _CONDITION * wd or abs(eh[p] - hd) > _CONDITION * hd:
                 kind[p] = 1
             else:
-                expo[p] = math.frexp(max(wd, hd))[1]
+                expo[p] = math.frexp(max(ew[p], eh[p]))[1]
                 ngrid += 1
 
-    # gridded boxes, grouped by exponent class, then by column, then by top edge
+    # gridded boxes: grouped by exponent class, then by column of centre x, then by centre y
     g = np.empty(ngrid, np.int64)
     q = 0
     for p in range(m):
@@ -603,7 +616,9 @@ def _overlap_graph(bbox, ids, thresh, class_span):
             nclass += 1
     cstart = np.empty(nclass + 1, np.int64)
     cexp = np.empty(nclass, np.int64)
-    ccolw = np.empty(nclass, np.float64)
+    cminw = np.empty(nclass, np.float64)
+    cmaxw = np.empty(nclass, np.float64)
+    cminh = np.empty(nclass, np.float64)
     cmaxh = np.empty(nclass, np.float64)
     gcls = np.empty(ngrid, np.int64)
     c = -1
@@ -613,79 +628,77 @@ def _overlap_graph(bbox, ids, thresh, class_span):
             c += 1
             cstart[c] = u
             cexp[c] = expo[p]
-            ccolw[c] = 0.0
-            cmaxh[c] = 0.0
+            cminw[c] = ew[p]
+            cmaxw[c] = ew[p]
+            cminh[c] = eh[p]
+            cmaxh[c] = eh[p]
         gcls[u] = c
-        ccolw[c] = max(ccolw[c], np.float64(er[p]) - np.float64(el[p]))
-        cmaxh[c] = max(cmaxh[c], np.float64(eb[p]) - np.float64(et[p]))
+        cminw[c] = min(cminw[c], ew[p])
+        cmaxw[c] = max(cmaxw[c], ew[p])
+        cminh[c] = min(cminh[c], eh[p])
+        cmaxh[c] = max(cmaxh[c], eh[p])
     cstart[nclass] = ngrid
+    ccolw = cmaxw / 4                    # columns a quarter of the class's widest box
     gcol = np.empty(ngrid, np.int64)
-    for u in range(ngrid):
-        gcol[u] = _col_of(np.float64(el[g[u]]), ccolw[gcls[u]])
     for c in range(nclass):
         lo = cstart[c]
         hi = cstart[c + 1]
         seg = g[lo:hi]
-        seg = seg[np.argsort(et[seg], kind="mergesort")]
+        seg = seg[np.argsort(cy[seg], kind="mergesort")]
         cols = np.empty(hi - lo, np.int64)
         for u in range(hi - lo):
-            cols[u] = _col_of(np.float64(el[seg[u]]), ccolw[c])
+            cols[u] = _col_of(cx[seg[u]], ccolw[c])
         perm = np.argsort(cols, kind="mergesort")
         for u in range(hi - lo):
             g[lo + u] = seg[perm[u]]
             gcol[lo + u] = cols[perm[u]]
-    gl = np.empty(ngrid, np.float32)
-    gr = np.empty(ngrid, np.float32)
-    gt = np.empty(ngrid, np.float32)
-    gb = np.empty(ngrid, np.float32)
-    gtop = np.empty(ngrid, np.float64)
+    gcx = cx[g]
+    gcy = cy[g]
+    gew = ew[g]
+    geh = eh[g]
+    grec = ids[g]
     gx = np.empty(ngrid, np.float32)
     gy = np.empty(ngrid, np.float32)
     gw = np.empty(ngrid, np.float32)
     gh = np.empty(ngrid, np.float32)
-    grec = np.empty(ngrid, np.int64)
     for u in range(ngrid):
-        p = g[u]
-        r = ids[p]
-        gl[u] = el[p]
-        gr[u] = er[p]
-        gt[u] = et[p]
-        gb[u] = eb[p]
-        gtop[u] = np.float64(et[p])
+        r = grec[u]
         gx[u] = bbox[r, 0]
         gy[u] = bbox[r, 1]
         gw[u] = bbox[r, 2]
         gh[u] = bbox[r, 3]
-        grec[u] = r
 
     src = np.empty(1024, np.int64)
     dst = np.empty(1024, np.int64)
     ne = 0
     for u in range(ngrid):
         ca = gcls[u]
-        la = gl[u]
-        ra = gr[u]
-        ta = gt[u]
-        ba = gb[u]
+        xa = gcx[u]
+        ya = gcy[u]
+        wa = gew[u]
+        ha = geh[u]
         for cb in range(ca, nclass):
             if cexp[cb] - cexp[ca] > class_span:
                 break
-            # a box b of class cb meeting a has right > la and bottom > ta, so left > la - width(b) >= la - colw
+            rx = _reach(wa, cminw[cb], cmaxw[cb], t3)
+            ry = _reach(ha, cminh[cb], cmaxh[cb], t3)
+            if rx <= 0 or ry <= 0:
+                continue
+            rx += 1e-9 * (abs(xa) + wa + cmaxw[cb])      # cover float64 rounding of the bounds
+            ry += 1e-9 * (abs(ya) + ha + cmaxh[cb])
             colw = ccolw[cb]
-            lo = np.float64(la) - colw
-            lo -= 1e-12 * (abs(lo) + colw)
-            ttop = np.float64(ta) - cmaxh[cb]
-            ttop -= 1e-12 * (abs(ttop) + cmaxh[cb])
-            tbot = np.float64(ba)
             end = cstart[cb + 1]
-            for col in range(_col_of(lo, colw), _col_of(np.float64(ra), colw) + 1):
-                v = _first_in_cell(gcol, gtop, cstart[cb], end, col, ttop)
-                while v < end and gcol[v] == col and gtop[v] < tbot:
-                    if (cb != ca or v > u) and (la if la > gl[v] else gl[v]) < (ra if ra < gr[v] else gr[v]) \
-                            and (ta if ta > gt[v] else gt[v]) < (ba if ba < gb[v] else gb[v]):
-                        if _iou32(gx[u], gy[u], gw[u], gh[u], gx[v], gy[v], gw[v], gh[v]) > thresh:
-                            src, dst, ne = _push_edge(src, dst, ne, grec[u], grec[v])
-                            src, dst, ne = _push_edge(src, dst, ne, grec[v], grec[u])
+            for col in range(_col_of(xa - rx, colw), _col_of(xa + rx, colw) + 1):
+                v = _first_in_cell(gcol, gcy, cstart[cb], end, col, ya - ry)
+                while v < end and gcol[v] == col and gcy[v] < ya + ry:
+                    if cb != ca or v > u:
+                        wb = gew[v]
+                        hb = geh[v]
+                        if abs(xa - gcx[v]) < (wa + wb) / 2 - t3 * max(wa, wb) + 1e-9 * (abs(xa) + wa + wb) \
+                                and abs(ya - gcy[v]) < (ha + hb) / 2 - t3 * max(ha, hb) + 1e-9 * (abs(ya) + ha + hb):
+                            if _iou32(gx[u], gy[u], gw[u], gh[u], gx[v], gy[v], gw[v], gh[v]) > thresh:
+                                src, dst, ne = _push_edge(src, dst, ne, grec[u], grec[v])
+                                src, dst, ne = _push_edge(src, dst, ne, grec[v], grec[u])
                     v += 1
 
     for ps in range(m):
@@ -726,14 +739,14 @@ def _overlap_graph(bbox, ids, thresh, class_span):
     return indptr, indices
 
 
-def _class_span(thresh):
-    """How many binary exponents apart the larger sides of two gridded boxes may be and still have IoU > thresh:
-    a pair d exponents apart has a side ratio below 2**(1-d), which must exceed thresh * _RATIO_MARGIN."""
-    t = float(thresh) * _RATIO_MARGIN
-    if t <= 0:
+def _class_span(t3):
+    """How many binary exponents apart the larger sides of two gridded boxes may be when each side of one is more
+    than t3 times the other's: a pair d exponents apart has a ratio below 2**(1-d)."""
+    t3 = float(t3)
+    if t3 <= 0:
         return 1 << 40
     span = -1
-    while 2.0 ** (1 - (span + 1)) > t:
+    while 2.0 ** (1 - (span + 1)) > t3:
         span += 1
     return span
 
@@ -947,7 +960,8 @@ def _nms_obj_pass(objectness, prob, order, total, classes, indptr, indices):
 def _live_graph(dets, order, total, thresh):
     ids = np.ascontiguousarray(order[:total])
     if thresh >= 0:
-        return _overlap_graph(dets.bbox, ids, thresh, _class_span(thresh))
+        t3 = float(thresh) * _SHRINK
+        return _overlap_graph(dets.bbox, ids, thresh, t3, _class_span(t3))
     if thresh < 0:
         return _dense_graph(dets.bbox, ids, thresh)
     return np.zeros(len(dets) + 1, np.int64), np.zeros(0, np.int64)     # NaN thresh: nothing is ever > it

@@ -4,6 +4,7 @@
     pydarknet detector test DATA CFG WEIGHTS [IMG] [-thresh T] [-hier H] [-out NAME|result.json]
                                                   [-ext_output] [-dont_show]
     pydarknet partial CFG WEIGHTS OUT N
+    pydarknet randweights CFG OUT [-seed K]   (sane random weights, for trying a cfg without training)
 
 Flags anywhere on the line, as Darknet's find_arg reads them: -threads N, -nogpu, -i N, -gpus 0,1.
 """
@@ -193,7 +194,19 @@ def _partial(args):
     return partial(args.argv[0], args.argv[1], args.argv[2], count)
 
 
-COMMANDS = {"detector": _detector, "detect": _detect, "partial": _partial}
+def _randweights(args):
+    seed = args.value("-seed", 0, int)
+    if len(args.argv) < 2:
+        raise UsageError("usage: pydarknet randweights CFG OUT [-seed K]")
+    from .detector import load_network
+    from .weights import sane_random_weights, save_weights
+    net = sane_random_weights(load_network(args.argv[0]), seed)
+    save_weights(net, args.argv[1])
+    print(f"Saved random weights for {len(net.layers)} layers to {args.argv[1]}", file=sys.stderr)
+    return 0
+
+
+COMMANDS = {"detector": _detector, "detect": _detect, "partial": _partial, "randweights": _randweights}
 
 
 def main(argv=None):
@@ -223,3 +236,6 @@ def main(argv=None):
     except KeyboardInterrupt:
         print("pydarknet: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:     # output piped into `head`: stop quietly, as C programs do
+        sys.stdout = open(os.devnull, "w")
+        return 141
