@@ -492,21 +492,6 @@ def _zero_objectness_to_end(objectness):
     return order, k + 1
 
 
-@kernel
-def _push_edge(src, dst, ne, a, b):
-    """Append the edge a -> b, doubling the buffers when full; returns (src, dst, ne)."""
-    if ne == src.shape[0]:
-        s2 = np.empty(2 * ne, np.int64)
-        d2 = np.empty(2 * ne, np.int64)
-        s2[:ne] = src[:ne]
-        d2[:ne] = dst[:ne]
-        src = s2
-        dst = d2
-    src[ne] = a
-    dst[ne] = b
-    return src, dst, ne + 1
-
-
 # A box is "gridded" when its float edges give its size to within this relative error. For two gridded boxes,
 # box_iou > thresh implies (see _overlap_graph) that their intersection along each axis exceeds
 # thresh * _SHRINK * the larger extent; the exact bound is thresh * (1 - 4.4 * _CONDITION), so _SHRINK leaves room.
@@ -546,10 +531,11 @@ def _reach(ea, lo, hi, t3):
 
 
 @kernel
-def _overlap_graph(bbox, ids, thresh, t3, class_span):
-    """Directed adjacency (CSR over record indices) of the pairs among `ids` with box_iou(a, b) > thresh >= 0.
+def _overlap_pairs(bbox, ids, thresh, t3, class_span, capacity):
+    """The directed pairs (src[e], dst[e]) of records among `ids` with box_iou(src, dst) > thresh >= 0.
 
-    Boxes come in four kinds (edges l, r, t, b computed in float32 as box.c does):
+    Returns (src, dst, count); when count exceeds `capacity` only the first `capacity` pairs were stored and the
+    caller asks again with room for all. Boxes come in four kinds (edges l, r, t, b computed in float32 as box.c does):
     * gridded: finite edges, w, h > 0, and edge extents W = r - l, H = b - t within _CONDITION of w, h. For two
       such boxes, float box_iou > thresh implies that along x the exact overlap of the edge intervals exceeds
       t3 * max(Wa, Wb) (t3 = thresh * _SHRINK, which covers every rounding), so |centre_a - centre_b| <
@@ -668,8 +654,8 @@ def _overlap_graph(bbox, ids, thresh, t3, class_span):
         gw[u] = bbox[r, 2]
         gh[u] = bbox[r, 3]
 
-    src = np.empty(1024, np.int64)
-    dst = np.empty(1024, np.int64)
+    src = np.empty(capacity, np.int64)
+    dst = np.empty(capacity, np.int64)
     ne = 0
     for u in range(ngrid):
         ca = gcls[u]
@@ -697,8 +683,12 @@ def _overlap_graph(bbox, ids, thresh, t3, class_span):
                         if abs(xa - gcx[v]) < (wa + wb) / 2 - t3 * max(wa, wb) + 1e-9 * (abs(xa) + wa + wb) \
                                 and abs(ya - gcy[v]) < (ha + hb) / 2 - t3 * max(ha, hb) + 1e-9 * (abs(ya) + ha + hb):
                             if _iou32(gx[u], gy[u], gw[u], gh[u], gx[v], gy[v], gw[v], gh[v]) > thresh:
-                                src, dst, ne = _push_edge(src, dst, ne, grec[u], grec[v])
-                                src, dst, ne = _push_edge(src, dst, ne, grec[v], grec[u])
+                                if ne + 2 <= capacity:
+                                    src[ne] = grec[u]
+                                    dst[ne] = grec[v]
+                                    src[ne + 1] = grec[v]
+                                    dst[ne + 1] = grec[u]
+                                ne += 2
                     v += 1
 
     for ps in range(m):
@@ -709,23 +699,38 @@ def _overlap_graph(bbox, ids, thresh, t3, class_span):
             if po == ps:
                 continue
             o = ids[po]
+            fwd = False
+            bwd = False
             if kind[ps] == 1:
                 # loose: finite edges both sides, so IoU is symmetric; a loose pair is taken from the lower position
                 if kind[po] == 2 or kind[po] == 3 or (kind[po] == 1 and po < ps):
                     continue
-                if _iou32(bbox[s, 0], bbox[s, 1], bbox[s, 2], bbox[s, 3],
-                          bbox[o, 0], bbox[o, 1], bbox[o, 2], bbox[o, 3]) > thresh:
-                    src, dst, ne = _push_edge(src, dst, ne, s, o)
-                    src, dst, ne = _push_edge(src, dst, ne, o, s)
+                fwd = _iou32(bbox[s, 0], bbox[s, 1], bbox[s, 2], bbox[s, 3],
+                             bbox[o, 0], bbox[o, 1], bbox[o, 2], bbox[o, 3]) > thresh
+                bwd = fwd
             else:
-                if _iou32(bbox[s, 0], bbox[s, 1], bbox[s, 2], bbox[s, 3],
-                          bbox[o, 0], bbox[o, 1], bbox[o, 2], bbox[o, 3]) > thresh:
-                    src, dst, ne = _push_edge(src, dst, ne, s, o)
+                fwd = _iou32(bbox[s, 0], bbox[s, 1], bbox[s, 2], bbox[s, 3],
+                             bbox[o, 0], bbox[o, 1], bbox[o, 2], bbox[o, 3]) > thresh
                 # o -> s, unless o is special too (then o's own row adds it)
-                if kind[po] != 2 and _iou32(bbox[o, 0], bbox[o, 1], bbox[o, 2], bbox[o, 3],
-                                            bbox[s, 0], bbox[s, 1], bbox[s, 2], bbox[s, 3]) > thresh:
-                    src, dst, ne = _push_edge(src, dst, ne, o, s)
+                bwd = kind[po] != 2 and _iou32(bbox[o, 0], bbox[o, 1], bbox[o, 2], bbox[o, 3],
+                                               bbox[s, 0], bbox[s, 1], bbox[s, 2], bbox[s, 3]) > thresh
+            if fwd:
+                if ne < capacity:
+                    src[ne] = s
+                    dst[ne] = o
+                ne += 1
+            if bwd:
+                if ne < capacity:
+                    src[ne] = o
+                    dst[ne] = s
+                ne += 1
 
+    return src, dst, ne
+
+
+@kernel
+def _csr(nrec, src, dst, ne):
+    """Compressed rows of a directed edge list: the targets of record r are indices[indptr[r]:indptr[r + 1]]."""
     indptr = np.zeros(nrec + 1, np.int64)
     for e in range(ne):
         indptr[src[e] + 1] += 1
@@ -737,6 +742,18 @@ def _overlap_graph(bbox, ids, thresh, t3, class_span):
         indices[fill[src[e]]] = dst[e]
         fill[src[e]] += 1
     return indptr, indices
+
+
+def _overlap_graph(bbox, ids, thresh):
+    """CSR adjacency over all records of the pairs among `ids` with box_iou(a, b) > thresh (thresh >= 0)."""
+    t3 = float(thresh) * _SHRINK
+    span = _class_span(t3)
+    capacity = 8 * len(ids) + 1024
+    while True:
+        src, dst, ne = _overlap_pairs(bbox, ids, thresh, t3, span, capacity)
+        if ne <= capacity:
+            return _csr(bbox.shape[0], src, dst, ne)
+        capacity = ne
 
 
 def _class_span(t3):
@@ -851,45 +868,55 @@ def _msort(key, idx, n, tkey, tidx):
 
 
 @kernel
-def _radix_sort_desc(key, idx, n, ukey, tkey, tidx):
+def _radix_pass(src_u, src_i, dst_u, dst_i, n, shift, count):
+    """One stable counting-sort pass on the 11-bit digit at `shift` (count: that digit's histogram)."""
+    total = 0
+    for b in range(2048):
+        c = count[b]
+        count[b] = total
+        total += c
+    for i in range(n):
+        b = (src_u[i] >> np.uint32(shift)) & np.uint32(2047)
+        j = count[b]
+        count[b] = j + 1
+        dst_u[j] = src_u[i]
+        dst_i[j] = src_i[i]
+
+
+@kernel
+def _radix_sort_desc(key, idx, n, ua, ub, ib):
     """Stable descending sort of key[:n] (no NaN), carrying idx: an LSD radix sort on the float bits.
 
     Without NaN, nms_comparator is a consistent order in which a and b tie exactly when a == b (-0 == 0), so any
-    stable sort gives glibc's result; keys are mapped to unsigned integers whose ascending order is the
-    descending order of the floats, with -0 folded into +0.
+    stable sort gives glibc's result. Keys are mapped to unsigned integers whose ascending order is the
+    descending order of the floats, with -0 folded into +0; three 11-bit passes, skipping those with one digit.
     """
     for i in range(n):
         key[i] = key[i] + np.float32(0.0)             # -0 -> +0 (key is scratch)
     bits = key[:n].view(np.uint32)
+    hist = np.zeros((3, 2048), np.int64)
     for i in range(n):
         u = bits[i]
         if u & np.uint32(0x80000000):
-            u = ~u                                    # negative: flip all bits
+            u = np.uint32(~u)                         # negative: flip all bits
         else:
-            u = u | np.uint32(0x80000000)             # positive: flip the sign bit
-        ukey[i] = ~u                                  # descending
-    count = np.empty(2048, np.int64)
-    shift = 0
-    while shift < 32:
-        count[:] = 0
-        for i in range(n):
-            count[(ukey[i] >> np.uint32(shift)) & np.uint32(2047)] += 1
-        if count.max() != n:                          # a pass with one bucket keeps the order
-            total = 0
-            for b in range(2048):
-                c = count[b]
-                count[b] = total
-                total += c
-            for i in range(n):
-                b = (ukey[i] >> np.uint32(shift)) & np.uint32(2047)
-                j = count[b]
-                count[b] = j + 1
-                tkey[j] = ukey[i]
-                tidx[j] = idx[i]
-            for i in range(n):
-                ukey[i] = tkey[i]
-                idx[i] = tidx[i]
-        shift += 11
+            u = np.uint32(u | np.uint32(0x80000000))  # positive: flip the sign bit
+        u = np.uint32(~u)                             # descending
+        ua[i] = u
+        hist[0, u & np.uint32(2047)] += 1
+        hist[1, (u >> np.uint32(11)) & np.uint32(2047)] += 1
+        hist[2, u >> np.uint32(22)] += 1
+    in_a = True                                       # where the current order lives: (ua, idx) or (ub, ib)
+    for d in range(3):
+        if hist[d].max() == n:                        # one digit value: the pass keeps the order
+            continue
+        if in_a:
+            _radix_pass(ua, idx, ub, ib, n, 11 * d, hist[d])
+        else:
+            _radix_pass(ub, ib, ua, idx, n, 11 * d, hist[d])
+        in_a = not in_a
+    if not in_a:
+        idx[:n] = ib[:n]
 
 
 @kernel
@@ -897,12 +924,12 @@ def _nms_sort_classes(prob_t, order, total, classes, indptr, indices):
     """do_nms_sort's per-class loop over prob_t (classes, n): qsort the live records by prob[k], then the greedy
     pass (each record with prob[k] != 0 zeroes prob[k] of the later records its IoU exceeds thresh with)."""
     n = order.shape[0]
-    pos = np.full(n, -1, np.int64)
+    seen = np.empty(n, np.bool_)
     key = np.empty(total, np.float32)
     tkey = np.empty(total, np.float32)
     tidx = np.empty(total, np.int64)
-    ukey = np.empty(total, np.uint32)
-    utmp = np.empty(total, np.uint32)
+    ua = np.empty(total, np.uint32)
+    ub = np.empty(total, np.uint32)
     for k in range(classes):
         p = prob_t[k]
         live = False
@@ -919,16 +946,17 @@ def _nms_sort_classes(prob_t, order, total, classes, indptr, indices):
         if has_nan:
             _msort(key, order, total, tkey, tidx)
         else:
-            _radix_sort_desc(key, order, total, ukey, utmp, tidx)
-        for i in range(total):
-            pos[order[i]] = i
+            _radix_sort_desc(key, order, total, ua, ub, tidx)
+        # greedy pass; the graph only links live records, so "not seen yet" is "later in this order"
+        seen[:] = False
         for i in range(total):
             a = order[i]
+            seen[a] = True
             if p[a] == 0:
                 continue
             for e in range(indptr[a], indptr[a + 1]):
                 b = indices[e]
-                if pos[b] > i:
+                if not seen[b]:
                     p[b] = 0
 
 
@@ -960,8 +988,7 @@ def _nms_obj_pass(objectness, prob, order, total, classes, indptr, indices):
 def _live_graph(dets, order, total, thresh):
     ids = np.ascontiguousarray(order[:total])
     if thresh >= 0:
-        t3 = float(thresh) * _SHRINK
-        return _overlap_graph(dets.bbox, ids, thresh, t3, _class_span(t3))
+        return _overlap_graph(dets.bbox, ids, thresh)
     if thresh < 0:
         return _dense_graph(dets.bbox, ids, thresh)
     return np.zeros(len(dets) + 1, np.int64), np.zeros(0, np.int64)     # NaN thresh: nothing is ever > it

@@ -14,7 +14,14 @@ from .errors import CfgError
 
 INT = re.compile(r"[+-]?[0-9]+(\.0*)?\Z")     # "3.0" is 3, as atoi reads it; "3.5" and "1e3" are errors
 FLOAT = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?\Z")
+INT_RANGE = range(-2**31, 2**31)             # Darknet reads ints into a C int and floats into a C float
+FLOAT_MAX = 3.4028234663852886e38
 BLANKS = str.maketrans("", "", " \t\r")    # darknet's strip(): these go wherever they are in the line
+
+
+def _visible(text):
+    """The text with control and other unprintable characters escaped, so a message about it stays one line."""
+    return "".join(ch if ch.isprintable() or ch == "\t" else ascii(ch)[1:-1] for ch in text)
 
 
 def _lines(text):
@@ -23,13 +30,13 @@ def _lines(text):
 
 
 def _to_int(text):
-    if not INT.match(text):
+    if not INT.match(text) or int(text.split(".")[0]) not in INT_RANGE:
         raise ValueError(text)
     return int(text.split(".")[0])
 
 
 def _to_float(text):
-    if not FLOAT.match(text):
+    if not FLOAT.match(text) or not abs(float(text)) <= FLOAT_MAX:
         raise ValueError(text)
     return float(text)
 
@@ -75,7 +82,7 @@ class Section:
         try:
             return _to_int(value)
         except ValueError:
-            raise self.error(f"'{value}' is not an integer", key) from None
+            raise self.error(f"'{value}' is not a 32-bit integer", key) from None
 
     def float(self, key, default=None):
         value = self._get(key)
@@ -86,7 +93,7 @@ class Section:
         try:
             number = _to_float(value)
         except ValueError:
-            raise self.error(f"'{value}' is not a number", key) from None
+            raise self.error(f"'{value}' is not a 32-bit float", key) from None
         if not math.isfinite(number):
             raise self.error(f"'{value}' is not a finite number", key)
         return number
@@ -136,9 +143,10 @@ def parse_sections(text, path="<string>"):
     sections = []
     current = None
     for number, raw in enumerate(_lines(text), 1):
-        line = raw.translate(BLANKS)
+        line = _visible(raw.translate(BLANKS))
         if not line or line[0] in "#;":
             continue
+        raw = _visible(raw)
         if line[0] == "[":
             if not line.endswith("]") or len(line) < 3:
                 raise CfgError(f"{path}:{number}: malformed section header '{raw.strip()}'")

@@ -9,7 +9,7 @@ from .box import Detections
 from .cfg import read_cfg
 from .errors import CfgError
 from .layers import DARKNET_ONLY, LAYERS
-from .layers.base import LayerSizeError, memory_limit
+from .layers.base import LayerSizeError, memory_limit, planning
 from .layers.cost import Cost
 
 POLICIES = ("constant", "step", "steps", "exp", "poly", "sigmoid", "random")
@@ -26,6 +26,7 @@ class Network:
         self.workspace = None
         self.layers = []
         self.warnings = []
+        self._output_floats = 0         # the outputs of the layers built so far, for the memory check
         self._read_net_options(sections[0])
         shape = (self.c, self.h, self.w) if self.h and self.w and self.c else (self.inputs, 1, 1)
         for s in sections[1:]:
@@ -43,6 +44,8 @@ class Network:
         if self.subdivisions <= 0:
             raise s.error(f"must be positive, not {self.subdivisions}", "subdivisions")
         self.time_steps = s.int("time_steps", 1)
+        if self.time_steps <= 0:
+            raise s.error(f"must be positive, not {self.time_steps}", "time_steps")
         self.batch = max(s.int("batch", 1) // self.subdivisions, 1) * self.time_steps
         self.learning_rate = s.float("learning_rate", .001)
         self.momentum = s.float("momentum", .9)
@@ -54,6 +57,11 @@ class Network:
         self.inputs = s.int("inputs", self.h * self.w * self.c)
         if not self.inputs and not (self.h and self.w and self.c):
             raise s.error("no input size: give width, height and channels (or inputs)")
+        if self.inputs < 0:
+            raise s.error(f"must not be negative, not {self.inputs}", "inputs")
+        need = (self.h * self.w * self.c if self.h and self.w and self.c else self.inputs) * self.batch * 4
+        if need > memory_limit():
+            raise s.error(f"the input (batch {self.batch}) needs {need / 2**30:.1f} GiB, more than this machine has")
         self.max_crop = s.int("max_crop", self.w * 2)
         self.min_crop = s.int("min_crop", self.w)
         self.angle = s.float("angle", 0.0)
@@ -90,19 +98,39 @@ class Network:
             raise CfgError(f"{s.path}:{s.line}: layer {index} has unknown type [{s.name}] "
                            f"(not a pjreddie Darknet layer; YOLOv4 layers such as [sam] are not supported)")
         try:
+            with planning() as plan:        # a dry run: shapes and parameter counts, nothing allocated
+                layer = cls.from_cfg(s, shape, self)
+            self._check_size(s, index, layer, plan.floats)
             layer = cls.from_cfg(s, shape, self)
         except LayerSizeError as e:
             raise CfgError(f"{s.path}:{s.line}: layer {index} [{s.name}]: {e}") from None
         layer.section, layer.index = s, index
+        return layer
+
+    def _check_size(self, s, index, layer, params):
+        """Refuse a layer whose output, weights or workspace (or the outputs so far with it) exceed memory."""
         c, h, w = layer.out_shape
         if min(c, h, w) <= 0:
-            raise CfgError(f"{s.path}:{s.line}: layer {index} [{s.name}]: its output would be {w} x {h} x {c}: "
-                           f"the input is too small for this size/stride")
-        need = layer.outputs * self.batch * 4
-        if need > memory_limit():
-            raise CfgError(f"{s.path}:{s.line}: layer {index} [{s.name}]: its output ({w} x {h} x {c}, batch "
-                           f"{self.batch}) needs {need / 2**30:.1f} GiB, more than this machine has")
-        return layer
+            raise LayerSizeError(f"its output would be {w} x {h} x {c}: the input is too small for this size/stride")
+        limit = memory_limit()
+        output = layer.outputs * self.batch
+        if output * 4 > limit:
+            raise LayerSizeError(f"its output ({w} x {h} x {c}, batch {self.batch}) needs {output * 4 / 2**30:.1f} "
+                                 f"GiB, more than this machine has")
+        if params * 4 > limit:
+            raise LayerSizeError(f"its {params:,} weights need {params * 4 / 2**30:.1f} GiB, "
+                                 f"more than this machine has")
+        workspace = layer.workspace_size() if hasattr(layer, "workspace_size") else 0
+        if workspace * 4 > limit:
+            raise LayerSizeError(f"its im2col workspace needs {workspace * 4 / 2**30:.1f} GiB, "
+                                 f"more than this machine has")
+        self._output_floats += output
+        workspace = max([workspace] + [other.workspace_size() for other in self.layers
+                                       if hasattr(other, "workspace_size")])
+        total = self._output_floats + params + workspace
+        if total * 4 > limit:
+            raise LayerSizeError(f"with it the outputs of layers 0-{index} (batch {self.batch}), its weights and the "
+                                 f"workspace need {total * 4 / 2**30:.1f} GiB, more than this machine has")
 
     # ---- Darknet's table -------------------------------------------------------------------------------------
 
@@ -132,7 +160,8 @@ class Network:
         return (self.c, self.h, self.w) if self.h and self.w and self.c else (self.inputs, 1, 1)
 
     def _workspace(self, like):
-        size = max((layer.workspace_size() for layer in self.layers if hasattr(layer, "workspace_size")),
+        batch = like.shape[0]
+        size = max((layer.workspace_size(batch) for layer in self.layers if hasattr(layer, "workspace_size")),
                    default=0)
         if self.workspace is None or self.workspace.size < size or xp_of(self.workspace) is not xp_of(like):
             self.workspace = xp_of(like).empty(max(size, 1), np.float32)
@@ -187,6 +216,13 @@ class Network:
         for layer in self.layers:
             if hasattr(layer, "init_random"):
                 layer.init_random(rng)
+        return self.weights_changed()
+
+    def weights_changed(self):
+        """Tell the layers that their parameters were written in place (they drop derived forms of them)."""
+        for layer in self.layers:
+            if hasattr(layer, "weights_changed"):
+                layer.weights_changed()
         return self
 
 

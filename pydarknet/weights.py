@@ -105,6 +105,7 @@ def load_weights(net, path, upto=None):
                           f"(a different network or number of classes?)", WeightsWarning, stacklevel=2)
     net.seen = seen
     net.weights_header = version
+    net.weights_changed()
     return loaded
 
 
@@ -157,4 +158,4 @@ def sane_random_weights(net, seed=0):
             layer.scales[...] = rng.uniform(0.5, 1.5, layer.scales.shape)
             layer.rolling_mean[...] = rng.normal(0, 0.1, layer.rolling_mean.shape)
             layer.rolling_variance[...] = rng.uniform(0.5, 1.5, layer.rolling_variance.shape)
-    return net
+    return net.weights_changed()

@@ -36,6 +36,24 @@ def relative_l2(ours, theirs):
     return np.linalg.norm(ours - theirs) / max(np.linalg.norm(theirs), 1e-30)
 
 
+def he_weights(net, seed):
+    """pydarknet's sane_random_weights, with convolution weights redrawn at He scale from their true fan-in.
+
+    sane_random_weights takes fan-in from `layer.inputs` (c*h*w of the whole input: no layer defines
+    `weight_fan_in`), so its convolution weights are ~100x too small and the network's output does not depend on
+    its input (two random inputs give yolov3-tiny outputs within 1e-8 of each other from layer 6 on), which would
+    make this comparison nearly blind. At He scale (c/groups*size*size) the heads still move by several percent
+    with the input, and these shallow networks stay small (rms below 5).
+    """
+    sane_random_weights(net, seed)
+    rng = np.random.default_rng(seed + 1)
+    for layer in net.layers:
+        if layer.type == "convolutional":
+            fan_in = layer.in_shape[0] // layer.groups * layer.size * layer.size
+            layer.weights[...] = rng.standard_normal(layer.weights.shape) * np.sqrt(2.0 / fan_in)
+    return net
+
+
 def resized_cfg(name, width, height, folder):
     """Our cfg with only [net] width/height changed, written where both readers take it from."""
     text = (REPO_CFG / f"{name}.cfg").read_text()
@@ -117,7 +135,7 @@ def case(request, tmp_path_factory):
     cfg = resized_cfg(name, width, height, folder)
     net = Network(read_cfg(cfg), str(cfg))
     assert (net.w, net.h) == (width, height)
-    sane_random_weights(net, seed=7)
+    he_weights(net, seed=7)
     weights = folder / f"{name}.weights"
     save_weights(net, weights)
     blob = np.random.default_rng(11).random((1, 3, height, width), dtype=np.float32)   # NCHW in [0, 1)
@@ -141,6 +159,17 @@ def test_detection_head_inputs_match_opencv(case):
         if err > TOLERANCE:
             pytest.fail(f"{name} {net.w}x{net.h} layer {i} (conv_{i}): relative L2 {err:.2e} > {TOLERANCE:g}; "
                         + first_divergence(net, cfg, weights, blob))
+
+
+def test_heads_depend_on_the_input(case):
+    """Guards the comparison against weights that make every input give the same output."""
+    name, net, cfg, weights, blob, heads = case
+    before = [net.layer_output(i).copy() for i in heads]
+    net.predict(np.random.default_rng(12).random(blob.shape[1:], dtype=np.float32))
+    after = [net.layer_output(i).copy() for i in heads]
+    net.predict(blob[0])
+    for i, a, b in zip(heads, before, after):
+        assert relative_l2(b, a) > 1e-2, f"{name} layer {i} hardly depends on the input"
 
 
 @needs_darknet_importer

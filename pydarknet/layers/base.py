@@ -1,5 +1,8 @@
 """What every layer has: shapes, an output buffer reused across calls, file weights, a line of Darknet's table."""
+import contextlib
 import os
+import threading
+import types
 
 import numpy as np
 
@@ -20,6 +23,21 @@ def memory_limit():
     except OSError:
         pass
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+_planning = threading.local()
+
+
+@contextlib.contextmanager
+def planning():
+    """Within it, layers allocate no parameters: `param` counts their floats (plan.floats) and hands out read-only
+    views of one value, so a layer's size can be checked before anything of it is allocated."""
+    plan = types.SimpleNamespace(floats=0)
+    outer, _planning.plan = getattr(_planning, "plan", None), plan
+    try:
+        yield plan
+    finally:
+        _planning.plan = outer
 
 
 class Layer:
@@ -84,6 +102,10 @@ class Layer:
         count = int(np.prod(shape, dtype=np.float64))
         if count * 4 > memory_limit():
             raise LayerSizeError(f"its {count:,} weights ({count * 4 / 2**30:.1f} GiB) do not fit in memory")
+        plan = getattr(_planning, "plan", None)
+        if plan is not None:
+            plan.floats += count
+            return np.broadcast_to(np.float32(fill), shape)
         return np.full(shape, fill, np.float32)
 
     def new_output(self, batch, shape=None):

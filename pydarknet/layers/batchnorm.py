@@ -1,7 +1,7 @@
 """[batchnorm]: batch normalisation as a layer of its own (scales, rolling mean and variance in the file)."""
 import numpy as np
 
-from ..backend import cpu
+from ..backend import cpu, ops_of
 from .base import Layer, normalize_bias_activate
 
 

@@ -1,10 +1,14 @@
 """[convolutional]: im2col + GEMM, optional batch-norm, fused bias and activation."""
 import math
+import os
 
 import numpy as np
 
 from ..backend import cpu, ops_of
 from .base import Layer, activation_code, normalize_bias_activate, positive
+
+
+WINOGRAD_MIN_CHANNELS = int(os.environ.get("PYDARKNET_WINOGRAD_MIN_CHANNELS", 64))
 
 
 class Convolutional(Layer):
@@ -67,9 +71,20 @@ class Convolutional(Layer):
         return (f"conv  {self.filters:5d} {self.size:2d} x{self.size:2d} /{self.stride:2d}  "
                 f"{w:4d} x{h:4d} x{c:4d}   ->  {ow:4d} x{oh:4d} x{oc:4d}  {self.bflops:5.3f} BFLOPs")
 
-    def workspace_size(self):
+    def workspace_size(self, batch=1):
         _, out_h, out_w = self.out_shape
+        if self.uses_winograd():
+            return cpu.winograd_workspace_size(batch, self.in_shape[0], self.filters, out_h, out_w)
         return self.in_shape[0] // self.groups * self.size * self.size * out_h * out_w
+
+    def weights_changed(self):
+        """Drop what was derived from the weights; whoever writes the weights in place calls this."""
+        self._winograd = None
+
+    def uses_winograd(self):
+        # Winograd F(2x2,3x3) pays once there are enough channels for its transforms to be amortised
+        return (self.size == 3 and self.stride == 1 and self.groups == 1 and self.in_shape[0] >= WINOGRAD_MIN_CHANNELS
+                and self.in_shape[1] > 1 and self.in_shape[2] > 1)
 
     def forward(self, x, net):
         ops = ops_of(x)
@@ -77,6 +92,11 @@ class Convolutional(Layer):
         y = self.new_output(batch)
         _, out_h, out_w = self.out_shape
         c = self.in_shape[0]
+        if self.uses_winograd():
+            if getattr(self, "_winograd", None) is None:
+                self._winograd = ops.winograd_weights(self.weights, c)
+            ops.conv3x3_winograd(x, self._winograd, self.pad, y, net.workspace)
+            return normalize_bias_activate(self, y, net, self.activation)
         cg, ng = c // self.groups, self.filters // self.groups
         one_by_one = self.size == 1 and self.stride == 1 and self.pad == 0
         for b in range(batch):

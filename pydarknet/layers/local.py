@@ -47,7 +47,7 @@ class Local(Layer):
         oc, oh, ow = self.out_shape
         return f"Local Layer: {h} x {w} x {c} image, {self.filters} filters -> {oh} x {ow} x {oc} image"
 
-    def workspace_size(self):
+    def workspace_size(self, batch=1):
         _, out_h, out_w = self.out_shape
         return self.in_shape[0] * self.size * self.size * out_h * out_w
 

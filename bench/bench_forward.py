@@ -1,0 +1,145 @@
+"""Benchmark: batch-1 forward passes, pydarknet against OpenCV DNN, side by side in one process.
+
+Both read the same cfg (only [net] width/height changed) and the same .weights file written by pydarknet, and run
+the same seeded input. Each side is warmed up first (numba's JIT or cache load, OpenCV's network setup), then the
+repetitions are interleaved (pydarknet, OpenCV, pydarknet, OpenCV, ...) so that load from other processes on this
+noisy machine falls on both; the medians are compared.
+
+Denormals: OpenCV's Net::forward runs under FPDenormalsIgnoreHintScope (FTZ/DAZ set), and pydarknet flushes
+denormals to zero in its fused bias/activation pass, so neither side pays the ~10x microcode penalty that random
+weights can trigger. After timing, `denormals` counts denormal values left in pydarknet's layer outputs (expected 0).
+
+    python bench/bench_forward.py      # prints one line per case
+    from bench.bench_forward import run, CASES
+"""
+import os
+import re
+import statistics
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+sys.path.insert(0, ROOT)
+
+from pydarknet.cfg import read_cfg  # noqa: E402
+from pydarknet.network import Network  # noqa: E402
+from pydarknet.weights import sane_random_weights, save_weights  # noqa: E402
+
+# (cfg, input size, warm-up runs per side, timed repetitions per side): ~2 minutes in all on the 2-core machine
+CASES = [
+    ("yolov3-tiny", 416, 3, 15),
+    ("yolov3", 416, 2, 7),
+    ("yolov3", 608, 1, 5),
+]
+FLT_MIN = np.finfo(np.float32).tiny
+
+
+def bench_weights(net, seed=0):
+    """sane_random_weights, with convolution weights redrawn at the scale its docstring promises.
+
+    sane_random_weights takes fan-in from `layer.inputs` (c*h*w of the whole input) because no layer defines
+    `weight_fan_in`; convolution weights come out ~100x too small and the network's output hardly depends on its
+    input. Here they are half the He scale of fan-in c/groups*size*size. (Timing does not depend on the values, only
+    on denormals, which both sides flush.)
+    """
+    sane_random_weights(net, seed)
+    rng = np.random.default_rng(seed + 1)
+    for layer in net.layers:
+        if layer.type == "convolutional":
+            fan_in = layer.in_shape[0] // layer.groups * layer.size * layer.size
+            layer.weights[...] = rng.standard_normal(layer.weights.shape) * (0.5 * np.sqrt(2.0 / fan_in))
+    return net
+
+
+def resized_cfg(name, size, folder):
+    """cfg/<name>.cfg with [net] width and height set to size, written into folder (OpenCV reads it from there)."""
+    text = open(os.path.join(ROOT, "cfg", f"{name}.cfg")).read()
+    text, n_w = re.subn(r"(?m)^width\s*=\s*\d+", f"width={size}", text, count=1)
+    text, n_h = re.subn(r"(?m)^height\s*=\s*\d+", f"height={size}", text, count=1)
+    if n_w != 1 or n_h != 1:
+        raise ValueError(f"cfg/{name}.cfg: no width=/height= line to change")
+    path = os.path.join(folder, f"{name}-{size}.cfg")
+    with open(path, "w") as f:
+        f.write(text)
+    return path
+
+
+def opencv_net(cfg, weights):
+    import cv2
+    net = cv2.dnn.readNetFromDarknet(cfg, weights)
+    net.setPreferableBackend(cv2.dnn.DNN_BACKEND_OPENCV)
+    net.setPreferableTarget(cv2.dnn.DNN_TARGET_CPU)
+    return net
+
+
+def denormal_count(net):
+    """Denormal float32 values left in pydarknet's layer outputs after the last forward pass."""
+    count = 0
+    for i in range(len(net.layers)):
+        out = net.layer_output(i)
+        count += int(np.count_nonzero((np.abs(out) < FLT_MIN) & (out != 0)))
+    return count
+
+
+def run_case(name, size, warmup, repeats, folder, seed=0, log=None):
+    """Time one case; returns a dict with both sides' times in ms (all repetitions) and their medians."""
+    cfg = resized_cfg(name, size, folder)
+    net = Network(read_cfg(cfg), cfg)
+    bench_weights(net, seed)
+    weights = os.path.join(folder, f"{name}-{size}.weights")
+    save_weights(net, weights)
+    blob = np.random.default_rng(seed).random((1, 3, size, size), dtype=np.float32)   # NCHW in [0, 1)
+    image = blob[0]
+
+    cv_net = opencv_net(cfg, weights)
+    outputs = list(cv_net.getUnconnectedOutLayersNames())
+
+    def ours():
+        start = time.perf_counter()
+        net.predict(image)
+        return (time.perf_counter() - start) * 1e3
+
+    def theirs():
+        start = time.perf_counter()
+        cv_net.setInput(blob)   # the blob itself: no blobFromImage scaling or channel swap
+        cv_net.forward(outputs)
+        return (time.perf_counter() - start) * 1e3
+
+    for _ in range(warmup):
+        ours()
+        theirs()
+    ours_ms, cv_ms = [], []
+    for i in range(repeats):
+        ours_ms.append(ours())
+        cv_ms.append(theirs())
+        if log:
+            log(f"  {name} {size} rep {i + 1}/{repeats}: pydarknet {ours_ms[-1]:.0f} ms, OpenCV {cv_ms[-1]:.0f} ms")
+    result = {
+        "work": f"{name} forward, {size}x{size}, batch 1",
+        "name": name, "size": size, "repeats": repeats,
+        "ours_ms": ours_ms, "cv_ms": cv_ms,
+        "ours": statistics.median(ours_ms), "cv": statistics.median(cv_ms),
+        "denormals": denormal_count(net),
+        "bflops": sum(layer.bflops or 0 for layer in net.layers),
+    }
+    result["ratio"] = result["ours"] / result["cv"]
+    os.unlink(weights)
+    return result
+
+
+def run(cases=CASES, log=None):
+    """All cases, in order, in one temporary folder; a list of run_case dicts."""
+    with tempfile.TemporaryDirectory(prefix="pydarknet-bench-") as folder:
+        return [run_case(name, size, warmup, repeats, folder, log=log) for name, size, warmup, repeats in cases]
+
+
+def main():
+    for r in run(log=print):
+        print(f"{r['work']}: pydarknet {r['ours']:.0f} ms, OpenCV {r['cv']:.0f} ms, ratio {r['ratio']:.2f}")
+
+
+if __name__ == "__main__":
+    main()

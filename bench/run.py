@@ -1,0 +1,181 @@
+"""`make bench`: pydarknet's CPU benchmarks, side by side with OpenCV DNN in one run, written to bench/RESULTS.md.
+
+    python bench/run.py            # from the repository root; about 2-5 minutes on the 2-core machine
+
+Rewrites the "## CPU" section of bench/RESULTS.md and keeps every other "## " section (a "## GPU" section written
+by another tool, say) and the text before the first heading as they are.
+"""
+import datetime
+import os
+import platform
+import sys
+import traceback
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+from bench import bench_forward  # noqa: E402
+
+RESULTS = os.path.join(ROOT, "bench", "RESULTS.md")
+SECTION = "## CPU"
+TITLE = "# pydarknet benchmarks\n"
+TARGET = 2.0        # pydarknet within 2x of OpenCV DNN
+
+
+# ---- the machine -----------------------------------------------------------------------------------------------
+
+def cpu_model():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def load_average():
+    try:
+        return "{:.2f} {:.2f} {:.2f}".format(*os.getloadavg())
+    except OSError:
+        return "unknown"
+
+
+def machine_lines():
+    import cv2
+    import numba
+    import numpy
+    lines = [f"- CPU: {cpu_model()}, {os.cpu_count()} cores ({platform.machine()}, {platform.system()})",
+             f"- Python {platform.python_version()}, numpy {numpy.__version__}, numba {numba.__version__} "
+             f"({numba.get_num_threads()} threads, threading layer {threading_layer()}), "
+             f"OpenCV {cv2.__version__} ({cv2.getNumThreads()} threads)"]
+    try:
+        from threadpoolctl import threadpool_info
+        for pool in threadpool_info():
+            owner = "numpy" if "numpy" in pool.get("filepath", "") else (
+                "OpenCV" if "opencv" in pool.get("filepath", "") else os.path.basename(pool.get("filepath", "")))
+            lines.append(f"- {pool.get('user_api', '?').upper()} ({owner}): {pool.get('internal_api')} "
+                         f"{pool.get('version')}, {pool.get('architecture')} kernels, "
+                         f"{pool.get('num_threads')} threads ({pool.get('threading_layer')})")
+    except ImportError:
+        lines.append("- BLAS: threadpoolctl not installed")
+    return lines
+
+
+def threading_layer():
+    import numba
+    try:
+        return numba.threading_layer()
+    except ValueError:          # no parallel kernel has run yet
+        return "not yet chosen"
+
+
+# ---- the work --------------------------------------------------------------------------------------------------
+
+def run_nms():
+    """(seconds, None) from bench.bench_nms.run(), or (None, why not)."""
+    try:
+        from bench import bench_nms
+    except ImportError as e:
+        if getattr(e, "name", None) not in ("bench.bench_nms", "bench_nms"):
+            raise
+        return None, "skipped: bench/bench_nms.py is not there yet"
+    try:
+        return bench_nms.run(), None
+    except Exception as e:     # the forward table is still worth writing
+        traceback.print_exc()
+        return None, f"failed: {type(e).__name__}: {e}"
+
+
+def cpu_section(rows, nms, started, load_before, load_after, machine):
+    seconds, nms_note = nms
+    out = [SECTION, "",
+           f"Measured {started:%Y-%m-%d %H:%M} UTC by `make bench` (`python bench/run.py`).", ""]
+    out += machine
+    out += [f"- Load average before / after the run: {load_before} / {load_after} (other processes share the "
+            f"machine: absolute times vary; the ratios, measured side by side, are what count)", ""]
+    out += ["Batch-1 forward passes, same cfg, same `.weights` file (pydarknet's sane random weights, convolutions "
+            "at half He scale) and same seeded input for both. Each side warmed up, then repetitions interleaved "
+            "(pydarknet, OpenCV, pydarknet, ...); medians. OpenCV: `readNetFromDarknet`, `DNN_BACKEND_OPENCV`, "
+            "`DNN_TARGET_CPU`, `forward(getUnconnectedOutLayersNames())`.", ""]
+    out += ["| work | BFLOP | reps | pydarknet ms | OpenCV ms | ratio | target: within 2x of OpenCV |",
+            "|---|---:|---:|---:|---:|---:|---|"]
+    for r in rows:
+        met = "met" if r["ratio"] <= TARGET else "not met"
+        out.append(f"| {r['work']} | {r['bflops']:.1f} | {r['repeats']} | {r['ours']:,.0f} | {r['cv']:,.0f} "
+                   f"| {r['ratio']:.2f} | {met} |")
+    out.append("")
+    if seconds is not None:
+        out.append(f"NMS: `do_nms_sort` on yolov3-608's worst case (22,743 boxes, 80 classes, every box above "
+                   f"thresh .05; `bench/bench_nms.py`, best of 3): **{seconds * 1e3:,.0f} ms** "
+                   f"(no OpenCV counterpart timed).")
+    else:
+        out.append(f"NMS: {nms_note}.")
+    out.append("")
+    spread = ", ".join(f"{r['name']} {r['size']}: pydarknet {min(r['ours_ms']):,.0f}-{max(r['ours_ms']):,.0f}, "
+                       f"OpenCV {min(r['cv_ms']):,.0f}-{max(r['cv_ms']):,.0f}" for r in rows)
+    out.append(f"Range of the repetitions (ms): {spread}.")
+    out.append("")
+    denormals = sum(r["denormals"] for r in rows)
+    out.append(f"Denormals: pydarknet flushes them to zero in its fused bias/activation pass (Darknet's `-Ofast` "
+               f"does the same), and OpenCV runs `Net::forward` under `FPDenormalsIgnoreHintScope` (FTZ/DAZ), so "
+               f"random weights do not slow either side down. Denormal values left in pydarknet's layer outputs "
+               f"after the timed runs: {denormals}.")
+    return "\n".join(out) + "\n"
+
+
+# ---- RESULTS.md ------------------------------------------------------------------------------------------------
+
+def split_sections(text):
+    """(preamble, [(heading, body), ...]) split at lines that start with "## ", outside code fences."""
+    preamble, sections, fence = [], [], False
+    for line in text.splitlines(keepends=True):
+        if line.lstrip().startswith(("```", "~~~")):
+            fence = not fence
+        if not fence and line.startswith("## "):
+            sections.append([line.rstrip("\n"), [line]])
+        elif sections:
+            sections[-1][1].append(line)
+        else:
+            preamble.append(line)
+    return "".join(preamble), [(heading, "".join(body)) for heading, body in sections]
+
+
+def write_results(section, path=RESULTS):
+    """Replace the "## CPU" section of path (or add it first), keeping everything else."""
+    text = open(path).read() if os.path.exists(path) else TITLE
+    preamble, sections = split_sections(text)
+    if not preamble.strip():
+        preamble = TITLE
+    if not preamble.endswith("\n\n"):
+        preamble = preamble.rstrip("\n") + "\n\n"
+    is_cpu = [heading.strip() == SECTION for heading, _ in sections]
+    if any(is_cpu):
+        bodies = [section if cpu else body for (_, body), cpu in zip(sections, is_cpu)]
+    else:
+        bodies = [section] + [body for _, body in sections]
+    bodies = [body.rstrip("\n") + "\n" for body in bodies]
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(preamble + "\n".join(bodies))
+    os.replace(tmp, path)
+
+
+def main():
+    started = datetime.datetime.now(datetime.timezone.utc)
+    load_before = load_average()
+    rows = bench_forward.run(log=lambda line: print(line, flush=True))
+    for r in rows:
+        print(f"{r['work']}: pydarknet {r['ours']:,.0f} ms, OpenCV {r['cv']:,.0f} ms, ratio {r['ratio']:.2f}",
+              flush=True)
+    nms = run_nms()
+    print(f"NMS: {nms[0]:.3f} s" if nms[0] is not None else f"NMS: {nms[1]}", flush=True)
+    section = cpu_section(rows, nms, started, load_before, load_average(), machine_lines())
+    write_results(section)
+    print(f"wrote {os.path.relpath(RESULTS)}")
+
+
+if __name__ == "__main__":
+    main()
