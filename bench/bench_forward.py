@@ -28,12 +28,14 @@ from pydarknet.cfg import read_cfg  # noqa: E402
 from pydarknet.network import Network  # noqa: E402
 from pydarknet.weights import sane_random_weights, save_weights  # noqa: E402
 
-# (cfg, input size, warm-up runs per side, timed repetitions per side): ~2 minutes in all on the 2-core machine
+# (cfg, input size, warm-up runs per side, timed repetitions per side, seconds after which the repetitions stop
+# early, at 3 or more): about 2 minutes on the quiet 2-core machine, under 5 on a loaded one
 CASES = [
-    ("yolov3-tiny", 416, 3, 15),
-    ("yolov3", 416, 2, 7),
-    ("yolov3", 608, 1, 5),
+    ("yolov3-tiny", 416, 3, 15, 30),
+    ("yolov3", 416, 1, 7, 90),
+    ("yolov3", 608, 1, 5, 120),
 ]
+MIN_REPEATS = 3
 FLT_MIN = np.finfo(np.float32).tiny
 
 
@@ -84,7 +86,7 @@ def denormal_count(net):
     return count
 
 
-def run_case(name, size, warmup, repeats, folder, seed=0, log=None):
+def run_case(name, size, warmup, repeats, budget_s, folder, seed=0, log=None):
     """Time one case; returns a dict with both sides' times in ms (all repetitions) and their medians."""
     cfg = resized_cfg(name, size, folder)
     net = Network(read_cfg(cfg), cfg)
@@ -112,14 +114,17 @@ def run_case(name, size, warmup, repeats, folder, seed=0, log=None):
         ours()
         theirs()
     ours_ms, cv_ms = [], []
+    start = time.perf_counter()
     for i in range(repeats):
         ours_ms.append(ours())
         cv_ms.append(theirs())
         if log:
             log(f"  {name} {size} rep {i + 1}/{repeats}: pydarknet {ours_ms[-1]:.0f} ms, OpenCV {cv_ms[-1]:.0f} ms")
+        if i + 1 >= MIN_REPEATS and time.perf_counter() - start > budget_s:
+            break
     result = {
         "work": f"{name} forward, {size}x{size}, batch 1",
-        "name": name, "size": size, "repeats": repeats,
+        "name": name, "size": size, "repeats": len(ours_ms),
         "ours_ms": ours_ms, "cv_ms": cv_ms,
         "ours": statistics.median(ours_ms), "cv": statistics.median(cv_ms),
         "denormals": denormal_count(net),
@@ -133,7 +138,7 @@ def run_case(name, size, warmup, repeats, folder, seed=0, log=None):
 def run(cases=CASES, log=None):
     """All cases, in order, in one temporary folder; a list of run_case dicts."""
     with tempfile.TemporaryDirectory(prefix="pydarknet-bench-") as folder:
-        return [run_case(name, size, warmup, repeats, folder, log=log) for name, size, warmup, repeats in cases]
+        return [run_case(*case, folder, log=log) for case in cases]
 
 
 def main():

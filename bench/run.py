@@ -8,6 +8,7 @@ by another tool, say) and the text before the first heading as they are.
 import datetime
 import os
 import platform
+import re
 import sys
 import traceback
 
@@ -53,15 +54,31 @@ def machine_lines():
              f"OpenCV {cv2.__version__} ({cv2.getNumThreads()} threads)"]
     try:
         from threadpoolctl import threadpool_info
-        for pool in threadpool_info():
-            owner = "numpy" if "numpy" in pool.get("filepath", "") else (
-                "OpenCV" if "opencv" in pool.get("filepath", "") else os.path.basename(pool.get("filepath", "")))
-            lines.append(f"- {pool.get('user_api', '?').upper()} ({owner}): {pool.get('internal_api')} "
-                         f"{pool.get('version')}, {pool.get('architecture')} kernels, "
-                         f"{pool.get('num_threads')} threads ({pool.get('threading_layer')})")
     except ImportError:
-        lines.append("- BLAS: threadpoolctl not installed")
+        return lines + ["- BLAS: threadpoolctl not installed"]
+    for pool in threadpool_info():     # numpy's BLAS does pydarknet's GEMM; OpenCV DNN has its own conv kernels
+        path = pool.get("filepath") or ""
+        match = re.search(r"site-packages/([A-Za-z0-9_]+?)(?:\.libs)?/", path)
+        owner = {"opencv_python_headless": "OpenCV"}.get(match.group(1), match.group(1)) if match else "system"
+        if pool.get("internal_api") == "openmp" and threading_layer() == "omp":
+            owner += ", numba's omp threading layer"
+        details = [f"{pool.get('internal_api')} {pool.get('version') or ''}".strip()]
+        if pool.get("architecture"):
+            details.append(f"{pool['architecture']} kernels")
+        details.append(f"{pool.get('num_threads')} threads" + (f" ({pool['threading_layer']})"
+                                                                if pool.get("threading_layer") else ""))
+        lines.append(f"- {pool.get('user_api', '?').upper()} of {owner} ({os.path.basename(path)}): "
+                     + ", ".join(details))
     return lines
+
+
+ENVIRONMENT = ("NUMBA_THREADING_LAYER", "NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT",
+               "OPENBLAS_NUM_THREADS", "OPENCV_FOR_THREADS_NUM")
+
+
+def environment_line():
+    found = [f"`{key}={os.environ[key]}`" for key in ENVIRONMENT if key in os.environ]
+    return "- Threading settings in the environment: " + (", ".join(found) if found else "none (the defaults)")
 
 
 def threading_layer():
@@ -93,7 +110,7 @@ def cpu_section(rows, nms, started, load_before, load_after, machine):
     seconds, nms_note = nms
     out = [SECTION, "",
            f"Measured {started:%Y-%m-%d %H:%M} UTC by `make bench` (`python bench/run.py`).", ""]
-    out += machine
+    out += machine + [environment_line()]
     out += [f"- Load average before / after the run: {load_before} / {load_after} (other processes share the "
             f"machine: absolute times vary; the ratios, measured side by side, are what count)", ""]
     out += ["Batch-1 forward passes, same cfg, same `.weights` file (pydarknet's sane random weights, convolutions "

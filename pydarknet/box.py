@@ -5,14 +5,17 @@ Darknet keeps one `detection` struct per box (bbox, classes, prob[], mask[], obj
 `Detections` container holds the same fields as arrays, so that tens of thousands of boxes stay cheap, and indexing
 it gives `Detection` record views that read (and write) those arrays.
 
-Arithmetic follows the C: float32 where C computes in float, float64 where C promotes to double (`exp()`, `pow()`
-and the `2.` literals of the letterbox correction), rounding to float32 where C stores into a float.
+Arithmetic follows the C source: float32 where C computes in float, float64 where C promotes to double (`exp()`,
+`pow()` and the `2.` literals of the letterbox correction), rounding to float32 where C stores into a float. The
+goldens come from an -Ofast build, whose reassociations differ from the source by an ulp here and there (the
+letterbox factor 96/72 comes out 1.3333333 there, 1.3333334 here); those are not reproduced.
 
 NMS is Darknet's do_nms_sort / do_nms_obj, record for record: the swap loop that moves objectness==0 records to the
 end, glibc's qsort (a top-down merge sort, hence stable) with nms_comparator's float difference, and the greedy pass.
 Only the search for overlapping pairs differs: instead of testing every later box against every kept box for each
-class, the pairs with IoU > thresh are found once for all classes by a sweep over boxes sorted by left edge, and each
-class's greedy pass walks that adjacency (compiled with numba). The result is identical to the quadratic loop.
+class, the pairs with IoU > thresh are found once for all classes (a grid over box centres, by size class, with
+bounds that provably keep every pair; see _overlap_pairs), and each class's greedy pass walks that adjacency,
+compiled with numba. The result is identical to the quadratic loop, ties and NaNs included.
 """
 import functools
 import math
@@ -492,9 +495,10 @@ def _zero_objectness_to_end(objectness):
     return order, k + 1
 
 
-# A box is "gridded" when its float edges give its size to within this relative error. For two gridded boxes,
-# box_iou > thresh implies (see _overlap_graph) that their intersection along each axis exceeds
-# thresh * _SHRINK * the larger extent; the exact bound is thresh * (1 - 4.4 * _CONDITION), so _SHRINK leaves room.
+# A box is "gridded" when its float edges give its size to within this relative error (and its area is a normal
+# float). For two gridded boxes, box_iou > thresh implies that their intersection along each axis exceeds
+# thresh * (1 - 4.4 * _CONDITION) times the larger extent (the rounding of every float operation included); the
+# pair finder uses thresh * _SHRINK, which leaves room.
 _CONDITION = 5e-4
 _SHRINK = 0.98
 
@@ -534,9 +538,10 @@ def _reach(ea, lo, hi, t3):
 def _overlap_pairs(bbox, ids, thresh, t3, class_span, capacity):
     """The directed pairs (src[e], dst[e]) of records among `ids` with box_iou(src, dst) > thresh >= 0.
 
-    Returns (src, dst, count); when count exceeds `capacity` only the first `capacity` pairs were stored and the
-    caller asks again with room for all. Boxes come in four kinds (edges l, r, t, b computed in float32 as box.c does):
-    * gridded: finite edges, w, h > 0, and edge extents W = r - l, H = b - t within _CONDITION of w, h. For two
+    Returns (src, dst, count); when count exceeds `capacity` only the first `capacity` pairs were stored, and the
+    caller asks again with room for all. Boxes come in four kinds (edges l, r, t, b computed in float32 as box.c
+    computes them):
+    * gridded: finite edges, w, h > 0, edge extents W = r - l, H = b - t within _CONDITION of w, h. For two
       such boxes, float box_iou > thresh implies that along x the exact overlap of the edge intervals exceeds
       t3 * max(Wa, Wb) (t3 = thresh * _SHRINK, which covers every rounding), so |centre_a - centre_b| <
       (Wa + Wb)/2 - t3 * max(Wa, Wb) and min(Wa, Wb) > t3 * max(Wa, Wb); likewise along y. Boxes are grouped by
@@ -582,7 +587,7 @@ def _overlap_pairs(bbox, ids, thresh, t3, class_span, capacity):
             cy[p] = (np.float64(et) + np.float64(eb)) / 2
             wd = np.float64(w)
             hd = np.float64(h)
-            if abs(ew[p] - wd) > _CONDITION * wd or abs(eh[p] - hd) > _CONDITION * hd:
+            if abs(ew[p] - wd) > _CONDITION * wd or abs(eh[p] - hd) > _CONDITION * hd or wd * hd < 1e-30:
                 kind[p] = 1
             else:
                 expo[p] = math.frexp(max(ew[p], eh[p]))[1]
@@ -747,6 +752,8 @@ def _csr(nrec, src, dst, ne):
 def _overlap_graph(bbox, ids, thresh):
     """CSR adjacency over all records of the pairs among `ids` with box_iou(a, b) > thresh (thresh >= 0)."""
     t3 = float(thresh) * _SHRINK
+    if t3 < 1e-6:             # for a tiny thresh, float underflow could break the size bounds: require overlap only
+        t3 = 0.0
     span = _class_span(t3)
     capacity = 8 * len(ids) + 1024
     while True:

@@ -13,7 +13,7 @@ from .errors import CfgError
 
 
 INT = re.compile(r"[+-]?[0-9]+(\.0*)?\Z")     # "3.0" is 3, as atoi reads it; "3.5" and "1e3" are errors
-FLOAT = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?\Z")
+FLOAT = re.compile(r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?\Z")   # unambiguous: linear time
 INT_RANGE = range(-2**31, 2**31)             # Darknet reads ints into a C int and floats into a C float
 FLOAT_MAX = 3.4028234663852886e38
 BLANKS = str.maketrans("", "", " \t\r")    # darknet's strip(): these go wherever they are in the line
@@ -51,6 +51,7 @@ class Section:
         self.options = {}           # key -> value string (first occurrence)
         self.lines = {}             # key -> line number
         self.used = set()
+        self.repeated = []          # (key, value, line) of keys given again: never read, so reported unused
 
     def __repr__(self):
         return f"Section({self.name!r}, {self.options!r})"
@@ -120,7 +121,8 @@ class Section:
         return self._list(key, default, _to_float, "numbers")
 
     def unused(self):
-        return [(key, self.options[key], self.lines[key]) for key in self.options if key not in self.used]
+        unused = [(key, self.options[key], self.lines[key]) for key in self.options if key not in self.used]
+        return sorted(unused + self.repeated, key=lambda option: option[2])
 
 
 def _read_text(path, what):
@@ -163,6 +165,8 @@ def parse_sections(text, path="<string>"):
         if key not in current.options:
             current.options[key] = value
             current.lines[key] = number
+        else:
+            current.repeated.append((key, value, number))
     return sections
 
 

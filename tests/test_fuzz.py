@@ -12,6 +12,7 @@ decided the same way everywhere and a mutant never allocates gigabytes on the te
 import functools
 import math
 import os
+import time
 import tracemalloc
 import warnings
 
@@ -61,9 +62,9 @@ def testcfg(reference):
     return reference / "testcfg"
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", autouse=True)
 def small_memory():
-    """Cap the memory a layer may claim, so absurd sizes are refused the same way on every machine."""
+    """Cap the memory layers may claim, for the whole module: absurd sizes are refused the same way everywhere."""
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(base, "memory_limit", lambda: MEMORY_LIMIT)
         mp.setattr(network_module, "memory_limit", lambda: MEMORY_LIMIT)
@@ -248,7 +249,7 @@ def extreme(net):
 
 
 def check_network(net, name, path):
-    """A built mutant: consistent shapes, unused keys reported, weights load or warn, predict finite or errs."""
+    """A built mutant: consistent shapes; the original weights load or warn; predict is finite or a clear error."""
     shape = net.input_shape
     for layer in net.layers:
         assert min(layer.out_shape) > 0, (layer.index, layer.out_shape)
@@ -262,15 +263,18 @@ def check_network(net, name, path):
         event("built, too costly to run")
         return
     sane_random_weights(net, seed=1)
+    weights = reference_dir() / "testcfg" / f"{name}.weights"
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            load_weights(net, reference_dir() / "testcfg" / f"{name}.weights")
-        except WeightsError as e:   # the original file's weights are finite; a mismatch may still read NaN bits
-            assert_clear(e, reference_dir() / "testcfg" / f"{name}.weights")
+            load_weights(net, weights)
+        except WeightsError as e:   # the file's floats are finite, but read at a shifted offset some may be NaN
+            assert_clear(e, weights)
             sane_random_weights(net, seed=1)
             caught.append(e)
-    mismatch = bool(caught)
+    for warning in caught:
+        assert str(weights) in str(getattr(warning, "message", warning))
+    mismatch = bool(caught)         # the cfg no longer fits its weights file, and was told so
     x = np.random.default_rng(0).uniform(0, 1, net.input_shape).astype(np.float32)
     try:
         out = net.predict(x)
@@ -334,6 +338,73 @@ def test_unknown_keys_are_reported_with_their_line(testcfg, folder, name, data):
     path.write_text("\n".join(lines))
     net = build(path)
     assert (key, "1", at + 1) in [(k, v, line) for _, k, v, line in net.unused]
+
+
+@FUZZ
+@given(name=st.sampled_from(NAMES), data=st.data())
+def test_a_repeated_key_is_reported_unused(testcfg, folder, name, data):
+    """The first of two equal keys wins, as in Darknet, and the second is reported as Darknet's option_unused does."""
+    lines = original_text(name).split("\n")
+    options = [i for i, line in enumerate(lines) if "=" in line]
+    i = data.draw(st.sampled_from(options))
+    key = lines[i].split("=", 1)[0].strip()
+    lines.insert(i + 1, f"{key}=abc")
+    path = folder / "repeated-key.cfg"
+    path.write_text("\n".join(lines))
+    net = build(path)
+    assert (key, "abc", i + 2) in [(k, v, line) for _, k, v, line in net.unused]
+
+
+# ---- small generated networks: every layer type, awkward shapes -------------------------------------------------
+
+GENERATED_OPTIONS = {
+    "convolutional": ["filters", "size", "stride", "pad", "padding", "groups", "batch_normalize"],
+    "maxpool": ["size", "stride", "padding"], "route": ["layers"], "shortcut": ["from"], "upsample": ["stride"],
+    "reorg": ["stride", "reverse"], "connected": ["output", "batch_normalize"], "local": ["filters", "size", "stride", "pad"],
+    "softmax": ["groups"], "crop": ["crop_width", "crop_height"], "yolo": ["classes", "num", "mask"],
+    "region": ["classes", "num", "coords", "softmax", "background"],
+    "detection": ["classes", "num", "coords", "side", "softmax"], "dropout": [], "avgpool": [], "cost": [],
+    "batchnorm": [],
+}
+SMALL = st.sampled_from([-2, -1, 0, 1, 2, 3, 4, 5, 7, 8, 9, 16])
+
+
+@st.composite
+def generated_cfg(draw):
+    """A [net] of a few pixels and up to six layers of any type, with small (possibly nonsensical) options."""
+    text = (f"[net]\nwidth={draw(st.integers(1, 12))}\nheight={draw(st.integers(1, 12))}\n"
+            f"channels={draw(st.integers(1, 5))}\nbatch={draw(st.integers(1, 2))}\n")
+    for _ in range(draw(st.integers(1, 6))):
+        kind = draw(st.sampled_from(sorted(GENERATED_OPTIONS)))
+        text += f"[{kind}]\n"
+        for key in GENERATED_OPTIONS[kind]:
+            if draw(st.integers(0, 9)) < 7:
+                if key in ("layers", "mask"):
+                    items = st.integers(-3, 3) if key == "layers" else st.integers(0, 3)
+                    value = ",".join(str(v) for v in draw(st.lists(items, min_size=1, max_size=3)))
+                else:
+                    value = draw(SMALL)
+                text += f"{key}={value}\n"
+    return text
+
+
+@FUZZ
+@given(text=generated_cfg())
+def test_generated_cfg_gives_a_network_or_one_clear_error(small_memory, folder, text):
+    path = folder / "generated.cfg"
+    path.write_text(text)
+    try:
+        net = build(path)
+    except DarknetError as e:
+        assert_clear(e, path)
+        event("refused")
+        return
+    event("built")
+    sane_random_weights(net, seed=2)
+    x = np.random.default_rng(0).uniform(0, 1, (2,) + net.input_shape).astype(np.float32)
+    out = net.predict(x)
+    assert out.shape == (2,) + net.output_layer.out_shape
+    assert np.all(np.isfinite(out)) or extreme(net)
 
 
 # ---- weights mutations ----------------------------------------------------------------------------------------------
@@ -493,3 +564,50 @@ def test_outputs_that_only_together_exceed_memory_are_refused(testcfg, tmp_path,
     path.write_text("\n".join(lines))
     message = refused_quickly(path)
     assert "layer " in message and "GiB" in message
+
+
+# ---- regressions: cfgs whose Darknet kernels would run outside their buffers, or never finish ----------------------
+
+@pytest.mark.parametrize("text, where", [
+    # shortcut_cpu steps through both inputs by the widths' ratio: a 1x4 source added to a 2x4 layer overruns
+    ("[net]\nwidth=1\nheight=4\nchannels=1\n[convolutional]\nfilters=1\n[maxpool]\nsize=2\nstride=2\n"
+     "[upsample]\n[shortcut]\nfrom=0\n", ":12: [shortcut] from"),
+    # reorg_cpu divides the channels by stride^2 (3 channels: by zero)
+    ("[net]\nwidth=4\nheight=4\nchannels=3\n[reorg]\nstride=2\n", ":6: [reorg] stride"),
+    # region adds `background` to the classes of its softmax
+    ("[net]\nwidth=2\nheight=2\nchannels=5\n[region]\nclasses=1\ncoords=3\nsoftmax=1\nbackground=5\n",
+     ":9: [region] background"),
+    # whole maxpool windows in the padding give -FLT_MAX; negative padding is not Darknet's arithmetic either
+    ("[net]\nwidth=4\nheight=4\nchannels=1\n[maxpool]\nsize=1\nstride=1\npadding=4\n", ":8: [maxpool] padding"),
+    ("[net]\nwidth=4\nheight=4\nchannels=1\n[maxpool]\nsize=2\nstride=2\npadding=-1\n", ":8: [maxpool] padding"),
+    # numbers Darknet's int and float cannot hold
+    ("[net]\nwidth=4\nheight=4\nchannels=1\nmax_batches=10000000000\n[avgpool]\n", ":5: [net] max_batches"),
+    ("[net]\nwidth=4\nheight=4\nchannels=1\n[upsample]\nscale=1e39\n", ":6: [upsample] scale"),
+    ("[net]\nwidth=4\nheight=4\nchannels=1\ntime_steps=0\n[avgpool]\n", ":5: [net] time_steps"),
+])
+def test_cfg_darknet_would_run_out_of_bounds_is_an_error(tmp_path, text, where):
+    path = tmp_path / "bad.cfg"
+    path.write_text(text)
+    with pytest.raises(CfgError) as error:
+        build(path)
+    assert_clear(error.value, path)
+    assert f"{path}{where}" in str(error.value)
+
+
+def test_batchnorm_layer_runs(tmp_path):
+    path = tmp_path / "bn.cfg"
+    path.write_text("[net]\nwidth=3\nheight=2\nchannels=2\n[batchnorm]\n")
+    net = sane_random_weights(build(path))
+    out = net.predict(np.ones((2, 2, 3), np.float32))
+    assert out.shape == (2, 2, 3) and np.all(np.isfinite(out))
+
+
+def test_a_very_long_number_is_refused_at_once(tmp_path):
+    """The number patterns are linear: a megabyte of digits is read and refused in well under a second."""
+    path = tmp_path / "long.cfg"
+    path.write_text(f"[net]\nwidth=4\nheight=4\nchannels=1\nmomentum={'9' * 10**6}x\n[avgpool]\n")
+    start = time.perf_counter()
+    with pytest.raises(CfgError) as error:
+        build(path)
+    assert time.perf_counter() - start < 2
+    assert f"{path}:5: [net] momentum" in str(error.value)

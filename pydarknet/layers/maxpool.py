@@ -10,7 +10,16 @@ class Maxpool(Layer):
     def from_cfg(cls, s, in_shape, net):
         stride = positive(s, "stride", s.int("stride", 1))
         size = positive(s, "size", s.int("size", stride))
-        return cls(in_shape, size, stride, s.int("padding", size - 1))
+        padding = s.int("padding", size - 1)
+        if padding < 0:
+            raise s.error(f"must not be negative, not {padding}", "padding")
+        for n in in_shape[1:]:
+            first = -(padding // 2)          # where Darknet's first and last windows start
+            last = first + (n + padding - size) // stride * stride
+            if n + padding >= size and (first + size <= 0 or last >= n):
+                raise s.error(f"padding={padding} puts whole {size}x{size} windows outside the {n}-wide input",
+                              "padding")
+        return cls(in_shape, size, stride, padding)
 
     def __init__(self, in_shape, size, stride, padding):
         super().__init__(in_shape)

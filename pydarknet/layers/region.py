@@ -20,8 +20,10 @@ class Region(Layer):
         if c != num * (classes + coords + 1):
             raise s.error(f"needs num*(classes+coords+1) = {num * (classes + coords + 1)} input channels, "
                           f"the layer before gives {c} (set its filters)")
-        layer = cls(in_shape, num, classes, coords, read_anchors(s, num), s.int("softmax", 0),
-                    s.int("background", 0))
+        background = s.int("background", 0)
+        if background not in (0, 1):        # Darknet adds it to the classes: one extra softmax entry, or none
+            raise s.error(f"must be 0 or 1, not {background}", "background")
+        layer = cls(in_shape, num, classes, coords, read_anchors(s, num), s.int("softmax", 0), background)
         for key, default in (("log", 0), ("sqrt", 0), ("max", 30), ("rescore", 0), ("classfix", 0),
                              ("absolute", 0), ("random", 0), ("bias_match", 0)):
             setattr(layer, "max_boxes" if key == "max" else key, s.int(key, default))

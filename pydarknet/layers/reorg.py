@@ -13,8 +13,8 @@ class Reorg(Layer):
         c, h, w = in_shape
         if s.int("flatten", 0) or s.int("extra", 0):
             raise s.error("reorg flatten/extra are not supported", "flatten" if s.has("flatten") else "extra")
-        if reverse and c % (stride * stride):
-            raise s.error(f"reverse reorg needs channels ({c}) divisible by stride^2", "stride")
+        if c % (stride * stride):       # either way, Darknet's reorg_cpu divides the channels by stride^2
+            raise s.error(f"reorg needs channels ({c}) divisible by stride^2 ({stride * stride})", "stride")
         if not reverse and (h % stride or w % stride):
             raise s.error(f"reorg needs width and height ({w}x{h}) divisible by stride {stride}", "stride")
         return cls(in_shape, stride, reverse)

@@ -13,6 +13,11 @@ class Shortcut(Layer):
         if text is None:
             raise s.error("shortcut needs from=", "from")
         source = resolve_index(s, "from", text, len(net.layers))
+        (_, h1, w1), (_, h2, w2) = net.layers[source].out_shape, in_shape
+        stride, sample = max(w1 // w2, 1), max(w2 // w1, 1)     # shortcut_cpu steps both ways by the widths' ratio
+        if (min(h1, h2) - 1) * sample >= h2 or (min(h1, h2) - 1) * stride >= h1:
+            raise s.error(f"layer {source} outputs {w1}x{h1}, the layer before {w2}x{h2}: shortcut steps through "
+                          f"both by the ratio of their widths, which runs outside the heights", "from")
         return cls(in_shape, source, net.layers[source].out_shape, activation_code(s, "linear"),
                    s.float("alpha", 1.0), s.float("beta", 1.0))
 
