@@ -53,7 +53,7 @@ def bench_weights(net, seed=0):
         if layer.type == "convolutional":
             fan_in = layer.in_shape[0] // layer.groups * layer.size * layer.size
             layer.weights[...] = rng.standard_normal(layer.weights.shape) * (0.5 * np.sqrt(2.0 / fan_in))
-    return net
+    return net.weights_changed()    # drop derived forms (Winograd) of the old weights
 
 
 def resized_cfg(name, size, folder):

@@ -51,7 +51,7 @@ def he_weights(net, seed):
         if layer.type == "convolutional":
             fan_in = layer.in_shape[0] // layer.groups * layer.size * layer.size
             layer.weights[...] = rng.standard_normal(layer.weights.shape) * np.sqrt(2.0 / fan_in)
-    return net
+    return net.weights_changed()    # drop derived forms (Winograd) of the old weights
 
 
 def resized_cfg(name, width, height, folder):
@@ -75,8 +75,9 @@ def opencv_net(cfg, weights):
 def opencv_layer_outputs(cfg, weights, blob):
     """Every OpenCV layer's output by name, from a fresh net.
 
-    Fresh, because OpenCV 4.14 answers wrongly (relative error ~0.1) when a net that was once asked for all its
-    outputs is later asked for fewer of them.
+    Fresh, because OpenCV 4.14 answers wrongly (relative errors from 0.1 to 1e7) when a net that was once asked
+    for all its layers' outputs is later asked for fewer of them (seen with yolov3-tiny; not with the head outputs
+    alone, asked again and again).
     """
     cv_net = opencv_net(cfg, weights)
     names = list(cv_net.getLayerNames())
@@ -129,7 +130,7 @@ needs_darknet_importer = pytest.mark.skipif(
 
 @pytest.fixture(scope="module", params=CASES, ids=[f"{c[0]}-{c[1]}x{c[2]}" for c in CASES])
 def case(request, tmp_path_factory):
-    """Our network with sane random weights, run on a seeded blob; the cfg and weights OpenCV reads."""
+    """Our network with he_weights, run on a seeded blob; the cfg and weights OpenCV reads."""
     name, width, height, heads = request.param
     folder = tmp_path_factory.mktemp(f"{name}-{width}x{height}")
     cfg = resized_cfg(name, width, height, folder)
@@ -174,10 +175,9 @@ def test_heads_depend_on_the_input(case):
 
 @needs_darknet_importer
 def test_every_layer_matches_opencv(case):
-    """Layer by layer, so a failure names the first divergent layer.
-
-    The heads alone are a weak check: with random weights a perturbation shrinks several-fold per layer (1e-3 at
-    yolov3-tiny's layer 9 is 1e-7 by layer 15), so an early error can hide under the heads' tolerance.
+    """Layer by layer, so a failure names the first divergent layer, and an early error is caught even where the
+    later layers would shrink it under the heads' tolerance (with sane_random_weights as it is, a 1e-3 error at
+    yolov3-tiny's layer 9 is 1e-7 by layer 15; with he_weights the heads keep most of it).
     """
     name, net, cfg, weights, blob, heads = case
     compared = layer_errors(net, opencv_layer_outputs(cfg, weights, blob))
