@@ -138,20 +138,20 @@ def save_weights(net, path, upto=None):
         raise
 
 
-def sane_random_weights(net, seed=0):
+def sane_random_weights(net, seed=0, he_fraction=0.5):
     """Random weights that make a useful test network: activations neither vanish nor blow up.
 
     Darknet's own initialisation leaves rolling variances at 0, which divides by sqrt(0)+1e-6 at inference; here
-    batch-norm scales and variances are drawn around 1 (0.5-1.5) and weights near half the He scale.
+    batch-norm scales and variances are drawn around 1 (0.5-1.5) and weights at `he_fraction` of the He scale
+    sqrt(2/fan_in): at 0.5 deep networks stay finite, at 1 shallow ones keep more of their input's signal.
     """
     rng = np.random.default_rng(seed)
     for layer in net.layers:
         arrays = layer.weight_arrays()
         if not arrays:
             continue
-        fan_in = max(layer.weight_fan_in(), 1) if hasattr(layer, "weight_fan_in") else max(layer.inputs, 1)
         if hasattr(layer, "weights"):
-            layer.weights[...] = rng.standard_normal(layer.weights.shape) * (0.5 * np.sqrt(2.0 / fan_in))
+            layer.weights[...] = rng.standard_normal(layer.weights.shape) * (he_fraction * np.sqrt(2.0 / layer.fan_in))
         if hasattr(layer, "biases"):
             layer.biases[...] = rng.normal(0, 0.1, layer.biases.shape)
         if hasattr(layer, "scales"):

@@ -37,21 +37,9 @@ def relative_l2(ours, theirs):
 
 
 def he_weights(net, seed):
-    """pydarknet's sane_random_weights, with convolution weights redrawn at He scale from their true fan-in.
-
-    sane_random_weights takes fan-in from `layer.inputs` (c*h*w of the whole input: no layer defines
-    `weight_fan_in`), so its convolution weights are ~100x too small and the network's output does not depend on
-    its input (two random inputs give yolov3-tiny outputs within 1e-8 of each other from layer 6 on), which would
-    make this comparison nearly blind. At He scale (c/groups*size*size) the heads still move by several percent
-    with the input, and these shallow networks stay small (rms below 5).
-    """
-    sane_random_weights(net, seed)
-    rng = np.random.default_rng(seed + 1)
-    for layer in net.layers:
-        if layer.type == "convolutional":
-            fan_in = layer.in_shape[0] // layer.groups * layer.size * layer.size
-            layer.weights[...] = rng.standard_normal(layer.weights.shape) * np.sqrt(2.0 / fan_in)
-    return net.weights_changed()    # drop derived forms (Winograd) of the old weights
+    """Sane random weights at the full He scale: these shallow networks stay small (rms below 5) and their heads
+    move by several percent with the input, so the comparison is not blind."""
+    return sane_random_weights(net, seed, he_fraction=1.0)
 
 
 def resized_cfg(name, width, height, folder):

@@ -6,8 +6,13 @@ and round back to float32 where C stores the result.
 """
 import functools
 import math
+import os
 
-import numba
+# Numba's OpenMP threads spin while idle and take the two cores from OpenBLAS's GEMM threads (each kernel was
+# several times slower in that fight); passive waiting must be chosen before libgomp starts, i.e. here.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import numba  # noqa: E402
 import numpy as np
 
 kernel = functools.partial(numba.njit, cache=True)
@@ -330,10 +335,25 @@ def _shortcut(add, alpha, beta, out):
                 out[b, k, j * sample, i * sample] = alpha * o + beta * add[b, k, j * stride, i * stride]
 
 
-def shortcut_forward(add, alpha, beta, out):
-    """Darknet's shortcut_cpu: out = alpha*out + beta*add, sampling when sizes differ, over the common channels."""
-    _shortcut(add, np.float32(alpha), np.float32(beta), out)
-    return out
+@kernel(parallel=True)
+def _shortcut_same(x, add, alpha, beta, a, out):
+    for i in numba.prange(x.size):
+        v = alpha * x[i] + beta * add[i]
+        out[i] = _flush(v if a == LINEAR else _activate(v, a))
+
+
+def shortcut_forward(x, add, alpha, beta, activation, out):
+    """Darknet's forward_shortcut_layer: out = activation(alpha*x + beta*add), in one pass when the shapes agree.
+
+    Otherwise shortcut_cpu's rule: add is sampled (or strided) to out's size, over the channels both have.
+    """
+    alpha, beta = np.float32(alpha), np.float32(beta)
+    if add.shape == out.shape:
+        _shortcut_same(x.reshape(-1), add.reshape(-1), alpha, beta, activation, out.reshape(-1))
+        return out
+    out[...] = x
+    _shortcut(add, alpha, beta, out)
+    return activate(out, activation)
 
 
 @kernel(parallel=True)

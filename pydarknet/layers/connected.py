@@ -26,9 +26,13 @@ class Connected(Layer):
             self.rolling_mean = self.param(output)
             self.rolling_variance = self.param(output)
 
+    @property
+    def fan_in(self):
+        return self.inputs
+
     def init_random(self, rng):
         """Darknet's make_connected_layer: scale*U(-1, 1), scale = sqrt(2/inputs)."""
-        scale = math.sqrt(2.0 / self.inputs)
+        scale = math.sqrt(2.0 / self.fan_in)
         self.weights[...] = scale * rng.uniform(-1, 1, self.weights.shape)
 
     def weight_arrays(self):

@@ -45,9 +45,13 @@ class Convolutional(Layer):
             self.rolling_mean = self.param(filters)
             self.rolling_variance = self.param(filters)
 
+    @property
+    def fan_in(self):
+        return self.size * self.size * self.in_shape[0] // self.groups
+
     def init_random(self, rng):
         """Darknet's make_convolutional_layer: weights scale*N(0,1), scale = sqrt(2/(size*size*c/groups))."""
-        scale = math.sqrt(2.0 / (self.size * self.size * self.in_shape[0] / self.groups))
+        scale = math.sqrt(2.0 / self.fan_in)
         self.weights[...] = scale * rng.standard_normal(self.weights.shape)
 
     def weight_arrays(self):

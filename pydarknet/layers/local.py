@@ -30,9 +30,13 @@ class Local(Layer):
         self.biases = self.param(self.outputs)
         self.weights = self.param(c * filters * size * size * locations)
 
+    @property
+    def fan_in(self):
+        return self.size * self.size * self.in_shape[0]
+
     def init_random(self, rng):
         """Darknet's make_local_layer: scale*U(-1, 1), scale = sqrt(2/(size*size*c))."""
-        scale = math.sqrt(2.0 / (self.size * self.size * self.in_shape[0]))
+        scale = math.sqrt(2.0 / self.fan_in)
         self.weights[...] = scale * rng.uniform(-1, 1, self.weights.shape)
 
     def weight_arrays(self):

@@ -36,8 +36,5 @@ class Shortcut(Layer):
         return f"res  {self.source:3d}                {w2:4d} x{h2:4d} x{c2:4d}   ->  {w:4d} x{h:4d} x{c:4d}"
 
     def forward(self, x, net):
-        ops = ops_of(x)
-        y = self.new_output(x.shape[0])
-        y[...] = x
-        ops.shortcut_forward(net.layers[self.source].output, self.alpha, self.beta, y)
-        return ops.activate(y, self.activation)
+        return ops_of(x).shortcut_forward(x, net.layers[self.source].output, self.alpha, self.beta, self.activation,
+                                          self.new_output(x.shape[0]))
