@@ -1,9 +1,11 @@
-"""Benchmark: batch-1 forward passes, pydarknet against OpenCV DNN, side by side in one process.
+"""Benchmark: batch-1 forward passes, pydarknet against OpenCV DNN, side by side in one run.
 
 Both read the same cfg (only [net] width/height changed) and the same .weights file written by pydarknet, and run
 the same seeded input. Each side is warmed up first (numba's JIT or cache load, OpenCV's network setup), then the
 repetitions are interleaved (pydarknet, OpenCV, pydarknet, OpenCV, ...) so that load from other processes on this
-noisy machine falls on both; the medians are compared.
+noisy machine falls on both; the medians are compared. OpenCV runs in a process of its own: in one process the two
+libraries' idle BLAS and worker threads took the two cores from each other (OpenCV's yolov3-tiny went from 70 to
+120 ms beside pydarknet), which would have flattered the ratio.
 
 Denormals: OpenCV's Net::forward runs under FPDenormalsIgnoreHintScope (FTZ/DAZ set), and pydarknet flushes
 denormals to zero in its fused bias/activation pass, so neither side pays the ~10x microcode penalty that random
@@ -12,6 +14,7 @@ weights can trigger. After timing, `denormals` counts denormal values left in py
     python bench/bench_forward.py      # prints one line per case
     from bench.bench_forward import run, CASES
 """
+import multiprocessing
 import os
 import re
 import statistics
@@ -36,6 +39,7 @@ CASES = [
     ("yolov3", 608, 1, 5, 120),
 ]
 MIN_REPEATS = 3
+PAUSE_S = 0.1   # before each timed pass, so that the other side's idle threads have gone to sleep
 FLT_MIN = np.finfo(np.float32).tiny
 
 
@@ -66,6 +70,34 @@ def opencv_net(cfg, weights):
     return net
 
 
+def _opencv_worker(conn, cfg, weights, blob):
+    """The OpenCV side, in its own process: answers each request with the milliseconds of one forward pass."""
+    net = opencv_net(cfg, weights)
+    outputs = list(net.getUnconnectedOutLayersNames())
+    while conn.recv():
+        start = time.perf_counter()
+        net.setInput(blob)   # the blob itself: no blobFromImage scaling or channel swap
+        net.forward(outputs)
+        conn.send((time.perf_counter() - start) * 1e3)
+
+
+class OpenCVProcess:
+    def __init__(self, cfg, weights, blob):
+        ctx = multiprocessing.get_context("spawn")
+        self.conn, child = ctx.Pipe()
+        self.process = ctx.Process(target=_opencv_worker, args=(child, cfg, weights, blob), daemon=True)
+        self.process.start()
+
+    def __call__(self):
+        time.sleep(PAUSE_S)
+        self.conn.send(True)
+        return self.conn.recv()
+
+    def close(self):
+        self.conn.send(False)
+        self.process.join(30)
+
+
 def denormal_count(net):
     """Denormal float32 values left in pydarknet's layer outputs after the last forward pass."""
     count = 0
@@ -85,18 +117,12 @@ def run_case(name, size, warmup, repeats, budget_s, folder, seed=0, log=None):
     blob = np.random.default_rng(seed).random((1, 3, size, size), dtype=np.float32)   # NCHW in [0, 1)
     image = blob[0]
 
-    cv_net = opencv_net(cfg, weights)
-    outputs = list(cv_net.getUnconnectedOutLayersNames())
+    theirs = OpenCVProcess(cfg, weights, blob)
 
     def ours():
+        time.sleep(PAUSE_S)
         start = time.perf_counter()
         net.predict(image)
-        return (time.perf_counter() - start) * 1e3
-
-    def theirs():
-        start = time.perf_counter()
-        cv_net.setInput(blob)   # the blob itself: no blobFromImage scaling or channel swap
-        cv_net.forward(outputs)
         return (time.perf_counter() - start) * 1e3
 
     for _ in range(warmup):
@@ -111,6 +137,7 @@ def run_case(name, size, warmup, repeats, budget_s, folder, seed=0, log=None):
             log(f"  {name} {size} rep {i + 1}/{repeats}: pydarknet {ours_ms[-1]:.0f} ms, OpenCV {cv_ms[-1]:.0f} ms")
         if i + 1 >= MIN_REPEATS and time.perf_counter() - start > budget_s:
             break
+    theirs.close()
     result = {
         "work": f"{name} forward, {size}x{size}, batch 1",
         "name": name, "size": size, "repeats": len(ours_ms),

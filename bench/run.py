@@ -16,6 +16,7 @@ ROOT = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), 
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
+import pydarknet  # noqa: E402,F401  (first: it sets the thread-pool waiting policies before numpy loads OpenBLAS)
 from bench import bench_forward  # noqa: E402
 
 RESULTS = os.path.join(ROOT, "bench", "RESULTS.md")
@@ -73,12 +74,12 @@ def machine_lines():
 
 
 ENVIRONMENT = ("NUMBA_THREADING_LAYER", "NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT",
-               "OPENBLAS_NUM_THREADS", "OPENCV_FOR_THREADS_NUM")
+               "OPENBLAS_NUM_THREADS", "OPENBLAS_THREAD_TIMEOUT", "OPENCV_FOR_THREADS_NUM")
 
 
 def environment_line():
     found = [f"`{key}={os.environ[key]}`" for key in ENVIRONMENT if key in os.environ]
-    return "- Threading settings in the environment: " + (", ".join(found) if found else "none (the defaults)")
+    return "- Threading settings in the environment (pydarknet sets the two waiting policies at import; OpenCV's process inherits them): " + (", ".join(found) if found else "none (the defaults)")
 
 
 def threading_layer():
@@ -115,8 +116,10 @@ def cpu_section(rows, nms, started, load_before, load_after, machine):
             f"machine: absolute times vary; the ratios, measured side by side, are what count)", ""]
     out += ["Batch-1 forward passes, same cfg, same `.weights` file (pydarknet's sane random weights, convolutions "
             "at half He scale) and same seeded input for both. Each side warmed up, then repetitions interleaved "
-            "(pydarknet, OpenCV, pydarknet, ...); medians. OpenCV: `readNetFromDarknet`, `DNN_BACKEND_OPENCV`, "
-            "`DNN_TARGET_CPU`, `forward(getUnconnectedOutLayersNames())`.", ""]
+            "(pydarknet, OpenCV, pydarknet, ...) with a 0.1 s pause before each; medians. OpenCV runs in a process of "
+            "its own (in one process the two libraries' idle threads starved each other). OpenCV: "
+            "`readNetFromDarknet`, `DNN_BACKEND_OPENCV`, `DNN_TARGET_CPU`, `forward(getUnconnectedOutLayersNames())`.",
+            ""]
     out += ["| work | BFLOP | reps | pydarknet ms | OpenCV ms | ratio | target: within 2x of OpenCV |",
             "|---|---:|---:|---:|---:|---:|---|"]
     for r in rows:

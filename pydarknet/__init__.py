@@ -6,7 +6,15 @@ Three ways in:
 - darknet.py's: load_net, load_meta, detect;
 - a typed one: Detector(cfg, weights, names=...).detect(image) -> [Detection, ...].
 """
-from .detector import Detection, Detector, load_network
+import os
+
+# Two thread pools share the cores: Numba's (OpenMP) for the kernels and OpenBLAS's for GEMM. Idle threads of
+# either spin and starve the other (every kernel ran several times slower), so both are told to sleep soon. This
+# works when pydarknet is imported before numpy has loaded OpenBLAS and before the first Numba kernel runs.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")   # 2^4 cycles of spinning, Darknet-like single passes
+
+from .detector import Detection, Detector, load_network  # noqa: E402
 from .errors import CfgError, DarknetError, ImageError, WeightsError
 from .image import letterbox_image, load_image_color
 from .libdarknet import (Metadata, detect, do_nms_obj, do_nms_sort, get_network_boxes, load_meta, load_net,

@@ -6,13 +6,8 @@ and round back to float32 where C stores the result.
 """
 import functools
 import math
-import os
 
-# Numba's OpenMP threads spin while idle and take the two cores from OpenBLAS's GEMM threads (each kernel was
-# several times slower in that fight); passive waiting must be chosen before libgomp starts, i.e. here.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-import numba  # noqa: E402
+import numba
 import numpy as np
 
 kernel = functools.partial(numba.njit, cache=True)
