@@ -104,7 +104,7 @@ def test_detector(datacfg, cfgfile, weightfile, filename, thresh, hier_thresh, o
     from .image import draw_detections, load_image_color, save_image
 
     names = read_names(read_data(datacfg).path_of("names", "data/names.list"))
-    net = load_network(cfgfile, weightfile)
+    net = load_network(cfgfile, weightfile, verbose=True)
     classes = class_count(net)
     if len(names) < classes:
         raise DarknetError(f"{datacfg}: names file has {len(names)} names, the network detects {classes} classes")
@@ -146,7 +146,7 @@ def partial(cfgfile, weightfile, outfile, max_layers):
     """Darknet's partial: the first N layers' weights, with `seen` cleared (e.g. darknet53.conv.74)."""
     from .detector import load_network
     from .weights import save_weights
-    net = load_network(cfgfile, weightfile, clear=True)
+    net = load_network(cfgfile, weightfile, clear=True, verbose=True)
     net.weights_header = None   # Darknet writes a fresh 0.2.0 header
     save_weights(net, outfile, upto=max_layers)
     print(f"Saved the weights of layers 0-{min(max_layers, len(net.layers)) - 1} to {outfile}", file=sys.stderr)

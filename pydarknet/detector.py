@@ -1,6 +1,7 @@
 """Detection end to end: image -> letterbox -> network -> boxes -> NMS, and the typed `Detector` API."""
 import dataclasses
 import os
+import sys
 import time
 
 import numpy as np
@@ -13,10 +14,16 @@ from .network import Network
 from .weights import load_weights
 
 
-def load_network(cfg, weights=None, clear=False):
-    """libdarknet's load_network: parse the cfg, load the weights if given; `clear` resets `seen`."""
+def load_network(cfg, weights=None, clear=False, verbose=False):
+    """libdarknet's load_network: parse the cfg, load the weights if given; `clear` resets `seen`.
+
+    verbose: print Darknet's layer table and its "Unused field" notes to stderr, as the darknet program does.
+    """
     cfg = os.fspath(cfg)
     net = Network(read_cfg(cfg), cfg).init_random()
+    if verbose:
+        print(net.summary(), file=sys.stderr)
+        net.report_unused()
     if weights:
         load_weights(net, weights)
     if clear:

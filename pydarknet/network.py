@@ -140,6 +140,8 @@ class Network:
         lines += [f"{i:5d} {layer.describe()}" for i, layer in enumerate(self.layers)]
         return "\n".join(lines)
 
+    __str__ = summary
+
     def report_unused(self, file=sys.stderr):
         """Darknet's "Unused field" notes, once per key, naming the file and line."""
         for s, key, value, line in self.unused:

@@ -135,8 +135,9 @@ def test_bad_input_exits_with_one_line(workdir, args, message):
     (workdir / "sam.cfg").write_text(TINY_CFG + "\n[sam]\nfrom=-1\n")
     result = run_cli(*args, cwd=workdir)
     assert result.returncode != 0
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and message in lines[0], result.stderr
+    lines = result.stderr.strip().splitlines()     # Darknet's layer table may come first, as Darknet prints it
+    errors = [line for line in lines if line.startswith("pydarknet:")]
+    assert errors == [lines[-1]] and message in lines[-1], result.stderr
     assert "Traceback" not in result.stderr
 
 
@@ -153,3 +154,27 @@ def test_module_and_console_script_share_main():
     result = subprocess.run([sys.executable, "-m", "pydarknet", "-h"], capture_output=True, text=True,
                             env=dict(os.environ, PYTHONPATH=str(REPO)))
     assert result.returncode == 0 and "detector test" in result.stdout
+
+
+def test_layer_table_and_unused_fields_on_stderr(workdir):
+    (workdir / "extra.cfg").write_text(TINY_CFG.replace("filters=8\n", "filters=8\nflavour=vanilla\n"))
+    result = run_cli("detector", "test", "three.data", "extra.cfg", "tiny.weights", "img.png", cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    assert "layer     filters    size              input                output" in result.stderr
+    # 2 * 8 filters * 3*3*3 * 32*32 outputs = 0.000442 BFLOP
+    assert "    0 conv      8  3 x 3 / 2    64 x  64 x   3   ->    32 x  32 x   8  0.000 BFLOPs" in result.stderr
+    assert "extra.cfg:11: Unused field: 'flavour = vanilla' in [convolutional]" in result.stderr
+
+
+def test_threads_flag_sets_numba_and_blas(workdir, monkeypatch):
+    import numba
+    from threadpoolctl import threadpool_info
+    monkeypatch.setattr(numba, "set_num_threads", numba.set_num_threads)
+    before = numba.get_num_threads()
+    try:
+        assert main(["-threads", "1", "detector", "test", "three.data", "tiny.cfg", "tiny.weights", "img.png"]) == 0
+        assert numba.get_num_threads() == 1
+        assert all(pool["num_threads"] == 1 for pool in threadpool_info() if pool["user_api"] == "blas")
+    finally:
+        from pydarknet.cli import set_threads
+        set_threads(before)
