@@ -38,6 +38,18 @@ __all__ = [
 # ----------------------------------------------------------------------------------------------------------------
 # Detection records
 
+def _column(name, doc=None, convert=None):
+    """A Detection attribute that reads and writes row i of the container's array `name`."""
+    def get(self):
+        value = getattr(self._dets, name)[self._i]
+        return convert(value) if convert else value
+
+    def put(self, value):
+        getattr(self._dets, name)[self._i] = value
+
+    return property(get, put, doc=doc)
+
+
 class Detection:
     """One record of a `Detections` container, as Darknet's `detection` struct: reads and writes go to the arrays.
 
@@ -55,39 +67,10 @@ class Detection:
     def index(self):
         return self._i
 
-    @property
-    def bbox(self):
-        """x, y, w, h (centre and size): a writable float32 view of 4 values."""
-        return self._dets.bbox[self._i]
-
-    @bbox.setter
-    def bbox(self, value):
-        self._dets.bbox[self._i] = value
-
-    @property
-    def objectness(self):
-        return self._dets.objectness[self._i]
-
-    @objectness.setter
-    def objectness(self, value):
-        self._dets.objectness[self._i] = value
-
-    @property
-    def prob(self):
-        """The class probabilities: a writable float32 view."""
-        return self._dets.prob[self._i]
-
-    @prob.setter
-    def prob(self, value):
-        self._dets.prob[self._i] = value
-
-    @property
-    def sort_class(self):
-        return int(self._dets.sort_class[self._i])
-
-    @sort_class.setter
-    def sort_class(self, value):
-        self._dets.sort_class[self._i] = value
+    bbox = _column("bbox", "x, y, w, h (centre and size): a writable float32 view of 4 values.")
+    objectness = _column("objectness")
+    prob = _column("prob", "The class probabilities: a writable float32 view.")
+    sort_class = _column("sort_class", convert=int)
 
     @property
     def classes(self):

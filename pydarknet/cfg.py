@@ -74,30 +74,25 @@ class Section:
         value = self._get(key)
         return default if value is None else value
 
-    def int(self, key, default=None):
+    def _number(self, key, default, convert, kind):
         value = self._get(key)
         if value is None:
             if default is None:
                 raise self.error("is required", key)
             return default
         try:
-            return _to_int(value)
+            number = convert(value)
         except ValueError:
-            raise self.error(f"'{value}' is not a 32-bit integer", key) from None
-
-    def float(self, key, default=None):
-        value = self._get(key)
-        if value is None:
-            if default is None:
-                raise self.error("is required", key)
-            return default
-        try:
-            number = _to_float(value)
-        except ValueError:
-            raise self.error(f"'{value}' is not a 32-bit float", key) from None
+            raise self.error(f"'{value}' is not a {kind}", key) from None
         if not math.isfinite(number):
             raise self.error(f"'{value}' is not a finite number", key)
         return number
+
+    def int(self, key, default=None):
+        return self._number(key, default, _to_int, "32-bit integer")
+
+    def float(self, key, default=None):
+        return self._number(key, default, _to_float, "32-bit float")
 
     def _list(self, key, default, convert, kind):
         value = self._get(key)

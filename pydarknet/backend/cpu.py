@@ -10,16 +10,14 @@ import math
 import numba
 import numpy as np
 
+from ..activations import (ELU, HARDTAN, LEAKY, LHTAN, LINEAR, LOGGY, LOGISTIC, PLSE, RAMP, RELIE, RELU,
+                           SELU, STAIR, TANH)
+
 kernel = functools.partial(numba.njit, cache=True)
 xp = np
 
 FLT_MIN = np.float32(1.17549435e-38)     # below this a float32 is denormal: we flush it, as Darknet's -Ofast does
 
-# Activation codes, in one place for the kernels; names are Darknet's.
-ACTIVATIONS = ("linear", "leaky", "relu", "logistic", "loggy", "relie", "ramp", "tanh", "plse", "elu",
-               "lhtan", "hardtan", "stair", "selu")
-(LINEAR, LEAKY, RELU, LOGISTIC, LOGGY, RELIE, RAMP, TANH, PLSE, ELU,
- LHTAN, HARDTAN, STAIR, SELU) = range(len(ACTIVATIONS))
 
 
 @kernel(inline="always")
@@ -481,8 +479,3 @@ def conv3x3_winograd(x, u, pad, y, workspace=None):
     np.matmul(u, v, out=m)
     _winograd_output(m, tiles_h, tiles_w, y)
     return y
-
-
-def winograd_workspace_size(batch, channels, filters, out_h, out_w):
-    cols = batch * ((out_h + 1) // 2) * ((out_w + 1) // 2)
-    return 16 * (channels + filters) * cols

@@ -6,7 +6,8 @@ import types
 
 import numpy as np
 
-from ..backend import cpu, ops_of
+from ..activations import ACTIVATIONS
+from ..backend import ops_of
 
 
 class LayerSizeError(Exception):
@@ -136,10 +137,10 @@ def normalize_bias_activate(layer, y, net, activation):
 def activation_code(section, default):
     """The activation named in the section, as the index the kernels use; an unknown name is a cfg error."""
     name = section.str("activation", default)
-    if name not in cpu.ACTIVATIONS:
-        raise section.error(f"unknown activation '{name}' (Darknet knows {', '.join(cpu.ACTIVATIONS)})",
+    if name not in ACTIVATIONS:
+        raise section.error(f"unknown activation '{name}' (Darknet knows {', '.join(ACTIVATIONS)})",
                             "activation")
-    return cpu.ACTIVATIONS.index(name)
+    return ACTIVATIONS.index(name)
 
 
 def positive(section, key, value):

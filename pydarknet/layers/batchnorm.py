@@ -1,7 +1,8 @@
 """[batchnorm]: batch normalisation as a layer of its own (scales, rolling mean and variance in the file)."""
 import numpy as np
 
-from ..backend import cpu, ops_of
+from ..activations import LINEAR
+from ..backend import ops_of
 from .base import Layer, normalize_bias_activate
 
 
@@ -31,4 +32,4 @@ class Batchnorm(Layer):
         ops = ops_of(x)
         y = self.new_output(x.shape[0])
         y[...] = x
-        return normalize_bias_activate(self, y, net, cpu.LINEAR)
+        return normalize_bias_activate(self, y, net, LINEAR)

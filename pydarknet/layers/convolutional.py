@@ -4,7 +4,7 @@ import os
 
 import numpy as np
 
-from ..backend import cpu, ops_of
+from ..backend import ops_of
 from .base import Layer, activation_code, normalize_bias_activate, positive
 
 
@@ -77,8 +77,8 @@ class Convolutional(Layer):
 
     def workspace_size(self, batch=1):
         _, out_h, out_w = self.out_shape
-        if self.uses_winograd():
-            return cpu.winograd_workspace_size(batch, self.in_shape[0], self.filters, out_h, out_w)
+        if self.uses_winograd():     # transformed input and products: 16 values per 2x2 output tile
+            return 16 * (self.in_shape[0] + self.filters) * batch * ((out_h + 1) // 2) * ((out_w + 1) // 2)
         return self.in_shape[0] // self.groups * self.size * self.size * out_h * out_w
 
     def weights_changed(self):

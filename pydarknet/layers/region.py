@@ -1,7 +1,7 @@
 """[region]: YOLOv2's detection head; logistic on x, y, objectness, softmax over classes."""
 from .. import box
+from ..activations import LOGISTIC
 from ..backend import ops_of, to_host
-from ..backend.cpu import LOGISTIC
 from .base import Layer, positive
 from .yolo import read_anchors
 

@@ -2,8 +2,8 @@
 import numpy as np
 
 from .. import box
+from ..activations import LOGISTIC
 from ..backend import ops_of, to_host
-from ..backend.cpu import LOGISTIC
 from .base import Layer, positive
 
 
