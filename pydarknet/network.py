@@ -21,6 +21,9 @@ class Network:
     def __init__(self, sections, path="<cfg>"):
         self.path = path
         self.train = False
+        self.truth = None
+        self.cost = None
+        self.rng = np.random.default_rng()
         self.seen = 0
         self.weights_header = None
         self.workspace = None
@@ -173,9 +176,80 @@ class Network:
         """Run every layer on x (B, C, H, W) float32; returns the output layer's output."""
         x = self._as_input(x)
         self._workspace(x)
+        self.input = x
         for layer in self.layers:
+            if self.train:
+                layer.zero_delta(x.shape[0])
             x = layer.forward(x.reshape((x.shape[0],) + layer.in_shape), self)
+        if self.train:
+            self.cost = self._cost()
         return self.output_layer.output
+
+    def _cost(self):
+        """calc_network_cost: the mean of the costs of the layers that have one."""
+        costs = [layer.cost for layer in self.layers if getattr(layer, "cost", None) is not None]
+        return float(np.mean(np.float32(costs), dtype=np.float32)) if costs else None
+
+    def backward(self):
+        """backward_network: from the last layer to the first, each adds its input gradient into the previous
+        layer's delta (the first layer's goes nowhere)."""
+        for i in reversed(range(len(self.layers))):
+            layer = self.layers[i]
+            if i == 0:
+                x, dx = self.input, None
+            else:
+                previous = self.layers[i - 1]
+                x, dx = previous.output, previous.delta
+            layer.backward(x.reshape((x.shape[0],) + layer.in_shape), dx, self)
+
+    def current_batch(self):
+        """get_current_batch: images seen / (batch * subdivisions)."""
+        return self.seen // (self.batch * self.subdivisions)
+
+    def current_rate(self):
+        """get_current_rate: burn-in, then the cfg's learning-rate policy, in float32 as Darknet computes it."""
+        n = self.current_batch()
+        base = np.float32(self.learning_rate)
+        if n < self.burn_in:
+            return float(base * np.float32(np.float32(n / self.burn_in) ** np.float32(self.power)))
+        if self.policy == "step":
+            return float(base * np.float32(self.scale) ** (n // self.step))
+        if self.policy == "steps":
+            rate = base
+            for step, scale in zip(self.steps, self.scales):
+                if step > n:
+                    break
+                rate = np.float32(rate * np.float32(scale))
+            return float(rate)
+        if self.policy == "exp":
+            return float(base * np.float32(self.gamma) ** n)
+        if self.policy == "poly":
+            return float(base * np.float32(1 - np.float32(n / self.max_batches)) ** np.float32(self.power))
+        if self.policy == "random":
+            return float(base * np.float32(self.rng.random()) ** np.float32(self.power))
+        if self.policy == "sigmoid":
+            return float(base * np.float32(1.0 / (1.0 + np.exp(self.gamma * (n - self.step)))))
+        return float(base)
+
+    def train_datum(self, x, truth):
+        """train_network_datum: count the images, forward and backward in training mode, update at the end of
+        each group of `subdivisions` batches; returns the cost."""
+        self.seen += x.shape[0]
+        self.truth = np.ascontiguousarray(truth, np.float32).reshape(x.shape[0], -1)
+        self.train = True
+        self.forward(x)
+        self.backward()
+        if (self.seen // self.batch) % self.subdivisions == 0:
+            self.update()
+        return self.cost
+
+    def update(self):
+        """update_network: one SGD step of every layer at the current learning rate."""
+        rate = self.current_rate()
+        batch = self.batch * self.subdivisions
+        for layer in self.layers:
+            layer.update(self, rate, self.momentum, self.decay, batch)
+        self.weights_changed()
 
     def _as_input(self, x):
         xp = xp_of(x)

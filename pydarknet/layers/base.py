@@ -109,6 +109,23 @@ class Layer:
             return np.broadcast_to(np.float32(fill), shape)
         return np.full(shape, fill, np.float32)
 
+    def backward(self, x, dx, net):
+        """Add this layer's gradient with respect to its input x into dx (None for the first layer); Darknet's
+        backward pass also leaves the parameter gradients in *_updates."""
+        raise NotImplementedError(f"layer {self.index} ({self.type}) has no backward pass yet")
+
+    def update(self, net, rate, momentum, decay, batch):
+        """SGD step on the layer's parameters (layers without parameters have nothing to do)."""
+
+    def zero_delta(self, batch):
+        """Darknet's forward_network zeroes every layer's delta before the layer runs."""
+        shape = (batch,) + self.out_shape
+        if getattr(self, "delta", None) is None or self.delta.shape != shape:
+            self.delta = np.zeros(shape, np.float32)
+        else:
+            self.delta[...] = 0
+        return self.delta
+
     def new_output(self, batch, shape=None):
         """The output buffer for this batch size, reused from the previous call when the shape is unchanged."""
         shape = (batch,) + tuple(shape or self.out_shape)
