@@ -108,6 +108,10 @@ class Network:
         except LayerSizeError as e:
             raise CfgError(f"{s.path}:{s.line}: layer {index} [{s.name}]: {e}") from None
         layer.section, layer.index = s, index
+        # options Darknet reads for every layer: a factor on the learning rate, and where backward stops
+        layer.learning_rate_scale = s.float("learning_rate", 1.0)
+        layer.stopbackward = s.int("stopbackward", 0)
+        layer.onlyforward = s.int("onlyforward", 0)
         return layer
 
     def _check_size(self, s, index, layer, params):
@@ -195,6 +199,8 @@ class Network:
         layer's delta (the first layer's goes nowhere)."""
         for i in reversed(range(len(self.layers))):
             layer = self.layers[i]
+            if layer.stopbackward:
+                break
             if i == 0:
                 x, dx = self.input, None
             else:
@@ -248,7 +254,8 @@ class Network:
         rate = self.current_rate()
         batch = self.batch * self.subdivisions
         for layer in self.layers:
-            layer.update(self, rate, self.momentum, self.decay, batch)
+            if not layer.onlyforward:
+                layer.update(self, rate, self.momentum, self.decay, batch)
         self.weights_changed()
 
     def _as_input(self, x):

@@ -479,3 +479,201 @@ def conv3x3_winograd(x, u, pad, y, workspace=None):
     np.matmul(u, v, out=m)
     _winograd_output(m, tiles_h, tiles_w, y)
     return y
+
+
+# ---- backward ------------------------------------------------------------------------------------------------
+
+@kernel(inline="always")
+def _gradient(y, a):
+    """activations.h's *_gradient, from the activated output y, as a float32 factor."""
+    if a == LINEAR:
+        return np.float32(1.0)
+    if a == LEAKY:
+        return np.float32(1.0) if y > 0 else np.float32(0.1)
+    if a == RELU:
+        return np.float32(1.0) if y > 0 else np.float32(0.0)
+    if a == LOGISTIC:
+        return (np.float32(1.0) - y) * y
+    if a == LOGGY:
+        v = (y + np.float32(1.0)) / np.float32(2.0)
+        return np.float32(2.0) * (np.float32(1.0) - v) * v
+    if a == RELIE:
+        return np.float32(1.0) if y > 0 else np.float32(0.01)
+    if a == RAMP:
+        return np.float32(1.1) if y > 0 else np.float32(0.1)
+    if a == TANH:
+        return np.float32(1.0) - y * y
+    if a == PLSE:
+        return np.float32(0.01) if (y < 0 or y > 1) else np.float32(0.125)
+    if a == ELU:
+        return np.float32(1.0) if y >= 0 else y + np.float32(1.0)
+    if a == LHTAN:
+        return np.float32(1.0) if (y > 0 and y < 1) else np.float32(0.001)
+    if a == HARDTAN:
+        return np.float32(1.0) if (y > -1 and y < 1) else np.float32(0.0)
+    if a == STAIR:
+        return np.float32(0.0) if math.floor(y) == y else np.float32(1.0)
+    return np.float32(1.0507) if y >= 0 else y + np.float32(1.0507 * 1.6732)   # SELU
+
+
+@kernel(parallel=True)
+def _gradient_array(y, a, delta):
+    for i in numba.prange(y.size):
+        delta[i] *= _gradient(y[i], a)
+
+
+def gradient(y, activation, delta):
+    """In place: Darknet's gradient_array, delta *= f'(y) for the activated output y."""
+    if activation != LINEAR:
+        _gradient_array(y.reshape(-1), activation, delta.reshape(-1))
+    return delta
+
+
+@kernel(parallel=True)
+def _col2im(col, channels, height, width, size, stride, pad, out_h, out_w, x):
+    """Darknet's col2im_cpu: add each column value back onto the pixel it came from; one channel per thread."""
+    for c in numba.prange(channels):
+        for row in range(c * size * size, (c + 1) * size * size):
+            w_offset = row % size
+            h_offset = (row // size) % size
+            for i in range(out_h):
+                yy = h_offset + i * stride - pad
+                if yy < 0 or yy >= height:
+                    continue
+                base = (row * out_h + i) * out_w
+                for j in range(out_w):
+                    xx = w_offset + j * stride - pad
+                    if 0 <= xx < width:
+                        x[c, yy, xx] += col[base + j]
+
+
+def col2im(col, size, stride, pad, x):
+    """Add the column matrix (C*size*size, out_h*out_w) back into the image gradient x (C, H, W)."""
+    channels, height, width = x.shape
+    out_h = (height + 2 * pad - size) // stride + 1
+    out_w = (width + 2 * pad - size) // stride + 1
+    _col2im(col.reshape(-1), channels, height, width, size, stride, pad, out_h, out_w, x)
+    return x
+
+
+@kernel(parallel=True)
+def _maxpool_backward(delta, argmax, dx):
+    batch, channels = delta.shape[:2]
+    for bc in numba.prange(batch * channels):     # a plane's maxima all lie in the same input plane
+        b = bc // channels
+        c = bc % channels
+        for i in range(delta.shape[2]):
+            for j in range(delta.shape[3]):
+                k = argmax[b, c, i, j]
+                if k >= 0:
+                    dx[k] += delta[b, c, i, j]
+
+
+def maxpool_backward(delta, argmax, dx):
+    """Darknet's backward_maxpool_layer: each output's delta goes to the input that was its maximum."""
+    _maxpool_backward(delta, argmax, dx.reshape(-1))
+    return dx
+
+
+@kernel(parallel=True)
+def _local_backward(col, weights, delta, n, weight_updates, col_delta):
+    """One image of Darknet's backward_local_layer: weight updates and the column gradient, per location."""
+    k, locations = col.shape
+    for loc in numba.prange(locations):
+        base = loc * k * n
+        for f in range(n):
+            d = delta[f * locations + loc]
+            for q in range(k):
+                weight_updates[base + f * k + q] += d * col[q, loc]
+        for q in range(k):
+            s = np.float32(0.0)
+            for f in range(n):
+                s += weights[base + f * k + q] * delta[f * locations + loc]
+            col_delta[q, loc] = s
+
+
+def local_backward(col, weights, delta, n, weight_updates, col_delta):
+    _local_backward(col, weights, delta, n, weight_updates, col_delta)
+    return col_delta
+
+
+def shortcut_backward(delta, alpha, beta, dx, source_delta):
+    """Darknet's backward_shortcut_layer after the activation gradient: dx += alpha*delta, and delta (sampled as
+    in shortcut_cpu) times beta into the source layer's delta."""
+    dx += np.float32(alpha) * delta
+    _shortcut(delta, np.float32(1.0), np.float32(beta), source_delta)
+    return dx
+
+
+def upsample_backward(delta, stride, scale, reverse, dx):
+    """Darknet's backward_upsample_layer: the scaled sum of each block into dx; with reverse, dx is overwritten
+    by the scaled nearest-neighbour enlargement of delta."""
+    if reverse:
+        _upsample(delta, stride, np.float32(scale), dx)
+    else:
+        batch, c, h, w = dx.shape
+        blocks = delta.reshape(batch, c, h, stride, w, stride)
+        dx += np.float32(scale) * blocks.sum(axis=(3, 5), dtype=np.float32)
+    return dx
+
+
+def reorg_backward(delta, stride, reverse, dx):
+    """Darknet's backward_reorg_layer: reorg_cpu with the direction flipped, written over dx."""
+    batch, c, h, w = dx.shape
+    _reorg_flat(delta.reshape(-1), w, h, c, batch, stride, not reverse, dx.reshape(-1))
+    return dx
+
+
+@kernel(parallel=True)
+def _batchnorm_backward(delta, x, x_norm, mean, variance, scales, bias_updates, scale_updates, normalize):
+    """backward_bias, backward_scale_cpu, scale_bias, mean_delta_cpu, variance_delta_cpu and normalize_delta_cpu
+    for one channel per thread, with Darknet's float32 accumulators and its double-precision factors."""
+    batch, channels, size = delta.shape
+    n = batch * size
+    for c in numba.prange(channels):
+        total = np.float32(0.0)
+        for b in range(batch):
+            s = np.float32(0.0)
+            for i in range(size):
+                s += delta[b, c, i]
+            total += s
+        bias_updates[c] += total
+        if not normalize:
+            continue
+        s = np.float32(0.0)
+        for b in range(batch):
+            for i in range(size):
+                s += delta[b, c, i] * x_norm[b, c, i]
+        scale_updates[c] += s
+        scale = scales[c]
+        m = mean[c]
+        mean_delta = np.float32(0.0)
+        variance_delta = np.float32(0.0)
+        for b in range(batch):
+            for i in range(size):
+                d = delta[b, c, i] * scale
+                delta[b, c, i] = d
+                mean_delta += d
+                variance_delta += d * (x[b, c, i] - m)
+        v = np.float64(variance[c] + np.float32(.00001))
+        mean_delta = np.float32(mean_delta * (-1.0 / math.sqrt(v)))
+        variance_delta = np.float32(variance_delta * (-.5 * np.float64(np.float32(v) ** np.float32(-1.5))))
+        inv = 1.0 / math.sqrt(v)
+        for b in range(batch):
+            for i in range(size):
+                delta[b, c, i] = np.float32(delta[b, c, i] * inv + variance_delta * 2.0 * np.float64(x[b, c, i] - m) / n
+                                            + np.float64(mean_delta / np.float32(n)))
+
+
+def batchnorm_backward(delta, x, x_norm, mean, variance, scales, bias_updates, scale_updates):
+    """In place on delta (B, C, ...): Darknet's backward_batchnorm_layer (or backward_bias alone when x is None)."""
+    shaped = delta.reshape(delta.shape[0], delta.shape[1], -1)
+    normalize = x is not None
+    if not normalize:
+        x = x_norm = shaped
+        mean = variance = scales = scale_updates = bias_updates
+    else:
+        x = x.reshape(shaped.shape)
+        x_norm = x_norm.reshape(shaped.shape)
+    _batchnorm_backward(shaped, x, x_norm, mean, variance, scales, bias_updates, scale_updates, normalize)
+    return delta

@@ -1,4 +1,6 @@
 """[avgpool]: the mean of each channel (global average pooling)."""
+import numpy as np
+
 from ..backend import ops_of
 from .base import Layer
 
@@ -20,3 +22,9 @@ class Avgpool(Layer):
 
     def forward(self, x, net):
         return ops_of(x).avgpool_forward(x, self.new_output(x.shape[0]))
+
+    def backward(self, x, dx, net):
+        """Darknet's backward_avgpool_layer: each input gets its channel's delta / (h*w)."""
+        if dx is not None:
+            c, h, w = self.in_shape
+            dx += self.delta.reshape(x.shape[0], c, 1, 1) / np.float32(h * w)

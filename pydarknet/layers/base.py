@@ -7,7 +7,7 @@ import types
 import numpy as np
 
 from ..activations import ACTIVATIONS
-from ..backend import ops_of
+from ..backend import ops_of, xp_of
 
 
 class LayerSizeError(Exception):
@@ -52,6 +52,9 @@ class Layer:
         self.output = None
         self.section = None     # the cfg Section it was built from, for messages
         self.index = None
+        self.delta = None
+        self.cost = None
+        self.learning_rate_scale = 1.0   # [section] learning_rate=, a factor on the network's rate
 
     @property
     def inputs(self):
@@ -142,13 +145,65 @@ def normalize_bias_activate(layer, y, net, activation):
     ops = ops_of(y)
     if not getattr(layer, "batch_normalize", True):
         return ops.bias_activate(y, layer.biases, activation)
-    if net.train:
-        layer.mean, layer.variance = ops.batch_stats(y)
-        for rolling, batch_value in ((layer.rolling_mean, layer.mean), (layer.rolling_variance, layer.variance)):
-            rolling *= np.float32(.99)
-            rolling += np.float32(.01) * batch_value
-        return ops.bias_activate(y, layer.biases, activation, layer.scales, layer.mean, layer.variance)
-    return ops.bias_activate(y, layer.biases, activation, layer.scales, layer.rolling_mean, layer.rolling_variance)
+    if not net.train:
+        return ops.bias_activate(y, layer.biases, activation, layer.scales, layer.rolling_mean,
+                                 layer.rolling_variance)
+    xp = xp_of(y)
+    layer.mean, layer.variance = ops.batch_stats(y)
+    for rolling, batch_value in ((layer.rolling_mean, layer.mean), (layer.rolling_variance, layer.variance)):
+        rolling *= np.float32(.99)
+        rolling += np.float32(.01) * batch_value
+    layer.x = y.copy()                   # kept for the backward pass, as Darknet's l.x and l.x_norm
+    y -= _per_channel(layer.mean, y)
+    y /= _per_channel(xp.sqrt(layer.variance) + np.float32(.000001), y)
+    layer.x_norm = y.copy()
+    y *= _per_channel(layer.scales, y)
+    y += _per_channel(layer.biases, y)
+    return ops.activate(y, activation)
+
+
+def _per_channel(values, like):
+    return values.reshape((1, -1) + (1,) * (like.ndim - 2))
+
+
+def backward_normalize_bias(layer, net):
+    """Darknet's backward_bias, or backward_batchnorm_layer, on layer.delta (already times the activation's
+    gradient): bias and scale updates accumulate, and delta becomes the gradient of the pre-normalisation output.
+
+    Darknet's quirk is kept: forward divides by sqrt(var) + .000001, backward by sqrt(var + .00001).
+    """
+    ops = ops_of(layer.delta)
+    if not getattr(layer, "batch_normalize", False):
+        return ops.batchnorm_backward(layer.delta, None, None, None, None, None, layer.bias_updates, None)
+    mean, variance = (layer.mean, layer.variance) if net.train else (layer.rolling_mean, layer.rolling_variance)
+    return ops.batchnorm_backward(layer.delta, layer.x, layer.x_norm, mean, variance, layer.scales,
+                                  layer.bias_updates, layer.scale_updates)
+
+
+def sgd_update(layer, rate, momentum, decay, batch):
+    """Darknet's update_convolutional_layer (and connected, local): biases and scales step along their
+    accumulated updates, weights along theirs after weight decay; then momentum scales what is kept."""
+    rate = np.float32(rate * layer.learning_rate_scale)
+    step, keep = np.float32(rate / batch), np.float32(momentum)
+    layer.biases += step * layer.bias_updates
+    layer.bias_updates *= keep
+    if getattr(layer, "batch_normalize", False):
+        layer.scales += step * layer.scale_updates
+        layer.scale_updates *= keep
+    layer.weight_updates += np.float32(-decay * batch) * layer.weights
+    layer.weights += step * layer.weight_updates
+    layer.weight_updates *= keep
+
+
+def ensure_updates(layer):
+    """The *_updates accumulators (Darknet allocates them with the layer; here on the first backward pass)."""
+    if getattr(layer, "bias_updates", None) is None:
+        xp = xp_of(layer.biases)
+        layer.bias_updates = xp.zeros_like(layer.biases)
+        if hasattr(layer, "weights"):
+            layer.weight_updates = xp.zeros_like(layer.weights)
+        if hasattr(layer, "scales"):
+            layer.scale_updates = xp.zeros_like(layer.scales)
 
 
 def activation_code(section, default):

@@ -3,7 +3,7 @@ import numpy as np
 
 from ..activations import LINEAR
 from ..backend import ops_of
-from .base import Layer, normalize_bias_activate
+from .base import Layer, backward_normalize_bias, ensure_updates, normalize_bias_activate
 
 
 class Batchnorm(Layer):
@@ -33,3 +33,10 @@ class Batchnorm(Layer):
         y = self.new_output(x.shape[0])
         y[...] = x
         return normalize_bias_activate(self, y, net, LINEAR)
+
+    def backward(self, x, dx, net):
+        """backward_batchnorm_layer, then its delta is copied over the previous layer's."""
+        ensure_updates(self)
+        backward_normalize_bias(self, net)
+        if dx is not None:
+            dx[...] = self.delta

@@ -4,7 +4,8 @@ import math
 import numpy as np
 
 from ..backend import ops_of
-from .base import Layer, activation_code, normalize_bias_activate, positive
+from .base import (Layer, activation_code, backward_normalize_bias, ensure_updates, normalize_bias_activate, positive,
+                   sgd_update)
 
 
 class Connected(Layer):
@@ -57,3 +58,18 @@ class Connected(Layer):
         y = self.new_output(batch)
         ops.gemm(x.reshape(batch, -1), self.weights.T, out=y.reshape(batch, -1))
         return normalize_bias_activate(self, y, net, self.activation)
+
+    def backward(self, x, dx, net):
+        """Darknet's backward_connected_layer: weight updates delta^T x, input gradient delta W."""
+        ops = ops_of(x)
+        ensure_updates(self)
+        ops.gradient(self.output, self.activation, self.delta)
+        backward_normalize_bias(self, net)
+        batch = x.shape[0]
+        delta = self.delta.reshape(batch, -1)
+        self.weight_updates += ops.gemm(delta.T, x.reshape(batch, -1))
+        if dx is not None:
+            dx.reshape(batch, -1)[...] += ops.gemm(delta, self.weights)
+
+    def update(self, net, rate, momentum, decay, batch):
+        sgd_update(self, rate, momentum, decay, batch)

@@ -5,7 +5,8 @@ import os
 import numpy as np
 
 from ..backend import ops_of
-from .base import Layer, activation_code, normalize_bias_activate, positive
+from .base import (Layer, activation_code, backward_normalize_bias, ensure_updates, normalize_bias_activate, positive,
+                   sgd_update)
 
 
 WINOGRAD_MIN_CHANNELS = int(os.environ.get("PYDARKNET_WINOGRAD_MIN_CHANNELS", 64))
@@ -77,9 +78,10 @@ class Convolutional(Layer):
 
     def workspace_size(self, batch=1):
         _, out_h, out_w = self.out_shape
+        im2col = self.in_shape[0] // self.groups * self.size * self.size * out_h * out_w   # also backward's
         if self.uses_winograd():     # transformed input and products: 16 values per 2x2 output tile
-            return 16 * (self.in_shape[0] + self.filters) * batch * ((out_h + 1) // 2) * ((out_w + 1) // 2)
-        return self.in_shape[0] // self.groups * self.size * self.size * out_h * out_w
+            return max(im2col, 16 * (self.in_shape[0] + self.filters) * batch * ((out_h + 1) // 2) * ((out_w + 1) // 2))
+        return im2col
 
     def weights_changed(self):
         """Drop what was derived from the weights; whoever writes the weights in place calls this."""
@@ -110,3 +112,34 @@ class Convolutional(Layer):
                     xg, self.size, self.stride, self.pad, out_h, out_w, net.workspace)
                 ops.gemm(self.weights[g * ng:(g + 1) * ng], col, out=y[b, g * ng:(g + 1) * ng].reshape(ng, -1))
         return normalize_bias_activate(self, y, net, self.activation)
+
+    def backward(self, x, dx, net):
+        """Darknet's backward_convolutional_layer: weight updates delta x col^T, input gradient W^T delta by col2im.
+
+        Kept from Darknet: a 1x1 convolution writes its input gradient over dx instead of adding to it (its GEMM
+        has beta 0), so what a shortcut or route put into that delta before is lost, as in the original.
+        """
+        ops = ops_of(x)
+        ensure_updates(self)
+        ops.gradient(self.output, self.activation, self.delta)
+        backward_normalize_bias(self, net)
+        _, out_h, out_w = self.out_shape
+        cg, ng = self.in_shape[0] // self.groups, self.filters // self.groups
+        one_by_one = self.size == 1 and self.stride == 1 and self.pad == 0
+        for b in range(x.shape[0]):
+            for g in range(self.groups):
+                delta = self.delta[b, g * ng:(g + 1) * ng].reshape(ng, -1)
+                xg = x[b, g * cg:(g + 1) * cg]
+                col = xg.reshape(cg, -1) if one_by_one else ops.im2col(
+                    xg, self.size, self.stride, self.pad, out_h, out_w, net.workspace)
+                self.weight_updates[g * ng:(g + 1) * ng] += ops.gemm(delta, col.T)
+                if dx is None:
+                    continue
+                weights = self.weights[g * ng:(g + 1) * ng]
+                if one_by_one:
+                    ops.gemm(weights.T, delta, out=dx[b, g * cg:(g + 1) * cg].reshape(cg, -1))
+                else:
+                    ops.col2im(ops.gemm(weights.T, delta), self.size, self.stride, self.pad, dx[b, g * cg:(g + 1) * cg])
+
+    def update(self, net, rate, momentum, decay, batch):
+        sgd_update(self, rate, momentum, decay, batch)

@@ -42,3 +42,6 @@ class Crop(Layer):
         y = self.new_output(x.shape[0])
         y[...] = crop * np.float32(scale) + np.float32(trans)
         return y
+
+    def backward(self, x, dx, net):
+        """Darknet's backward_crop_layer is empty: nothing flows back through a crop."""

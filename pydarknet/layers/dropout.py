@@ -35,3 +35,9 @@ class Dropout(Layer):
             x *= xp.where(self.rand < self.probability, np.float32(0), self.scale)
         self.output = x
         return x
+
+    def backward(self, x, dx, net):
+        """Darknet's dropout shares its delta with the layer before: everything in it is masked and scaled."""
+        if dx is not None:
+            dx += self.delta.reshape(dx.shape)
+            dx *= xp_of(dx).where(self.rand.reshape(dx.shape) < self.probability, np.float32(0), self.scale)

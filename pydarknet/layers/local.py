@@ -4,7 +4,7 @@ import math
 import numpy as np
 
 from ..backend import ops_of
-from .base import Layer, activation_code, positive
+from .base import Layer, activation_code, ensure_updates, positive, sgd_update
 
 
 class Local(Layer):
@@ -63,3 +63,20 @@ class Local(Layer):
             col = ops.im2col(x[b], self.size, self.stride, self.pad, out_h, out_w, net.workspace)
             ops.local_forward(col, self.weights, self.biases, self.filters, y[b].reshape(-1))
         return ops.activate(y, self.activation)
+
+    def backward(self, x, dx, net):
+        """Darknet's backward_local_layer: per location, weight updates and a column gradient, then col2im."""
+        ops = ops_of(x)
+        ensure_updates(self)
+        ops.gradient(self.output, self.activation, self.delta)
+        self.bias_updates += self.delta.reshape(x.shape[0], -1).sum(axis=0, dtype=np.float64).astype(np.float32)
+        _, out_h, out_w = self.out_shape
+        for b in range(x.shape[0]):
+            col = ops.im2col(x[b], self.size, self.stride, self.pad, out_h, out_w, net.workspace)
+            col_delta = ops.local_backward(col, self.weights, self.delta[b].reshape(-1), self.filters,
+                                           self.weight_updates, np.empty_like(col))
+            if dx is not None:
+                ops.col2im(col_delta, self.size, self.stride, self.pad, dx[b])
+
+    def update(self, net, rate, momentum, decay, batch):
+        sgd_update(self, rate, momentum, decay, batch)

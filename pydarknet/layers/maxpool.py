@@ -37,3 +37,7 @@ class Maxpool(Layer):
         y = self.new_output(x.shape[0])
         self.output, self.argmax = ops_of(x).maxpool_forward(x, self.size, self.stride, self.padding, y)
         return self.output
+
+    def backward(self, x, dx, net):
+        if dx is not None:
+            ops_of(x).maxpool_backward(self.delta, self.argmax, dx)

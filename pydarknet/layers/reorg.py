@@ -36,3 +36,7 @@ class Reorg(Layer):
 
     def forward(self, x, net):
         return ops_of(x).reorg_forward(x, self.stride, self.reverse, self.new_output(x.shape[0]))
+
+    def backward(self, x, dx, net):
+        if dx is not None:
+            ops_of(x).reorg_backward(self.delta, self.stride, self.reverse, dx)

@@ -59,3 +59,12 @@ class Route(Layer):
         else:
             xp.concatenate(parts, axis=1, out=y)
         return y
+
+    def backward(self, x, dx, net):
+        """Darknet's backward_route_layer: each routed layer's slice of delta goes back into that layer's delta."""
+        offset = 0
+        for i in self.layers:
+            source = net.layers[i]
+            c = source.out_shape[0]
+            source.delta.reshape((x.shape[0],) + source.out_shape)[...] += self.delta[:, offset:offset + c]
+            offset += c

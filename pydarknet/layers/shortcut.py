@@ -38,3 +38,12 @@ class Shortcut(Layer):
     def forward(self, x, net):
         return ops_of(x).shortcut_forward(x, net.layers[self.source].output, self.alpha, self.beta, self.activation,
                                           self.new_output(x.shape[0]))
+
+    def backward(self, x, dx, net):
+        ops = ops_of(x)
+        ops.gradient(self.output, self.activation, self.delta)
+        source = net.layers[self.source]
+        source_delta = source.delta.reshape((x.shape[0],) + source.out_shape)
+        if dx is None:
+            dx = ops.xp.zeros_like(x)
+        ops.shortcut_backward(self.delta, self.alpha, self.beta, dx, source_delta)

@@ -1,5 +1,7 @@
 """[softmax]: softmax over each group of the input (classification head), with temperature."""
-from ..backend import ops_of
+import numpy as np
+
+from ..backend import ops_of, xp_of
 from .base import Layer, positive
 
 
@@ -14,11 +16,14 @@ class Softmax(Layer):
         c, h, w = in_shape
         if (c * h * w) % groups:
             raise s.error(f"groups={groups} must divide the {c * h * w} inputs", "groups")
-        return cls(in_shape, groups, s.float("temperature", 1.0))
+        layer = cls(in_shape, groups, s.float("temperature", 1.0))
+        layer.noloss = s.int("noloss", 0)
+        return layer
 
     def __init__(self, in_shape, groups, temperature):
         super().__init__(in_shape)
         self.groups, self.temperature = groups, temperature
+        self.noloss = 0
 
     def darknet_out_shape(self):
         return 0, 0, 0
@@ -31,4 +36,16 @@ class Softmax(Layer):
         n = self.inputs // self.groups
         ops_of(x).softmax_forward(x.reshape(x.shape[0], -1), n, self.groups, n, 1, self.temperature,
                                   y.reshape(x.shape[0], -1))
+        if net.train and net.truth is not None and not self.noloss:
+            # softmax_x_ent_cpu: delta = truth - p, loss -log(p) where the truth is set
+            xp = xp_of(x)
+            truth = net.truth.reshape(y.shape)
+            self.delta[...] = truth - y
+            with np.errstate(divide="ignore"):
+                loss = xp.where(truth != 0, -xp.log(xp.where(truth != 0, y, 1)), np.float32(0))
+            self.cost = float(loss.sum(dtype=np.float32))
         return y
+
+    def backward(self, x, dx, net):
+        if dx is not None:
+            dx += self.delta.reshape(dx.shape)

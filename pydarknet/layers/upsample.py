@@ -31,3 +31,7 @@ class Upsample(Layer):
 
     def forward(self, x, net):
         return ops_of(x).upsample_forward(x, self.stride, self.scale, self.reverse, self.new_output(x.shape[0]))
+
+    def backward(self, x, dx, net):
+        if dx is not None:
+            ops_of(x).upsample_backward(self.delta, self.stride, self.scale, self.reverse, dx)
