@@ -1,4 +1,5 @@
 """Network: built from cfg sections, a Darknet-short loop over its layers, Darknet's layer table."""
+import copy
 import os
 import sys
 
@@ -7,11 +8,14 @@ import numpy as np
 from .backend import to_host, xp_of
 from .box import Detections
 from .cfg import read_cfg
-from .errors import CfgError
+from .errors import CfgError, DarknetError
 from .layers import DARKNET_ONLY, LAYERS
 from .layers.base import LayerSizeError, memory_limit, planning
 from .layers.cost import Cost
 
+# What a layer learns or accumulates, carried over when the network is resized.
+PARAMETERS = ("weights", "biases", "scales", "rolling_mean", "rolling_variance", "weight_updates", "bias_updates",
+              "scale_updates")
 POLICIES = ("constant", "step", "steps", "exp", "poly", "sigmoid", "random")
 
 
@@ -20,6 +24,7 @@ class Network:
 
     def __init__(self, sections, path="<cfg>"):
         self.path = path
+        self.sections = sections
         self.train = False
         self.truth = None
         self.cost = None
@@ -299,6 +304,28 @@ class Network:
         for layer in self.layers:
             if hasattr(layer, "init_random"):
                 layer.init_random(rng)
+        return self.weights_changed()
+
+    def resize(self, w, h):
+        """resize_network: the same layers and parameters at a new input size (random multi-scale training)."""
+        if (w, h) == (self.w, self.h):
+            return self
+        net_section = copy.copy(self.sections[0])
+        net_section.options = dict(net_section.options, width=str(w), height=str(h))
+        resized = Network([net_section] + self.sections[1:], self.path)
+        for old, new in zip(self.layers, resized.layers):
+            for name in PARAMETERS:
+                if hasattr(old, name):
+                    value = getattr(old, name)
+                    if hasattr(new, name) and getattr(new, name) is not None and value is not None \
+                            and getattr(new, name).shape != value.shape:
+                        raise DarknetError(f"{self.path}: layer {old.index} ({old.type}) cannot be resized: its "
+                                           f"parameters depend on the input size")
+                    setattr(new, name, value)
+            new.learning_rate_scale = old.learning_rate_scale
+        self.layers = resized.layers
+        self.w, self.h, self.inputs = w, h, resized.inputs
+        self.workspace = None
         return self.weights_changed()
 
     def weights_changed(self):

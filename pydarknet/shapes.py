@@ -20,6 +20,8 @@ away from every pixel under and around them. A box is the object's whole drawn e
 An object may be covered by later ones by at most 30% of its pixels; one that crosses the border keeps at
 least 60% of itself inside. Pixels are drawn without anti-aliasing, then get a bounded noise of +-NOISE.
 """
+import concurrent.futures
+import functools
 import os
 import sys
 import time
@@ -102,10 +104,15 @@ def shape_mask(name, side, centre, angle, ratio, mask):
     return mask
 
 
+@functools.lru_cache(maxsize=4)
+def _grid(size):
+    return np.mgrid[0:size, 0:size].astype(np.float32) / size
+
+
 def background(rng, size):
     """A textured float32 BGR background: colour, gradient, maybe stripes, low-contrast blobs and lines, noise."""
     base = rng.uniform(0, 255, 3)
-    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
+    yy, xx = _grid(size)
     angle = rng.uniform(0, 2 * np.pi)
     along = (np.cos(angle) * xx + np.sin(angle) * yy)[..., None]
     image = base + (along - along.mean()) * rng.uniform(-60, 60, 3)
@@ -114,11 +121,12 @@ def background(rng, size):
         wave = np.sin(2 * np.pi * (np.cos(angle) * xx + np.sin(angle) * yy) / period + rng.uniform(0, 2 * np.pi))
         image = image + wave[..., None] * rng.uniform(-25, 25, 3)
     image = image.astype(np.float32)
-    for _ in range(rng.integers(0, 8)):    # irregular blobs: no class looks like them
-        centre = rng.uniform(0, size, 2)
-        corners = np.sort(rng.uniform(0, 2 * np.pi, 9))
-        radii = size * rng.uniform(0.05, 0.25) * rng.uniform(0.5, 1.3, 9)
-        points = centre + radii[:, None] * np.stack([np.cos(corners), np.sin(corners)], 1)
+    for _ in range(rng.integers(0, 8)):    # stretched, lumpy blobs: no class looks like them
+        corners = (np.arange(14) + rng.uniform(-0.3, 0.3, 14)) * 2 * np.pi / 14
+        radii = size * rng.uniform(0.04, 0.18) * rng.uniform(0.6, 1.4, 14)
+        points = radii[:, None] * np.stack([np.cos(corners) * rng.uniform(1.4, 2.6), np.sin(corners)], 1)
+        turn = rng.uniform(0, np.pi)
+        points = points @ np.array([[np.cos(turn), np.sin(turn)], [-np.sin(turn), np.cos(turn)]]) + rng.uniform(0, size, 2)
         cv2.fillPoly(image, [np.round(points * 16).astype(np.int32)], (base + rng.uniform(-45, 45, 3)).tolist(),
                      cv2.LINE_8, 4)
     for _ in range(rng.integers(0, 4)):
@@ -132,11 +140,16 @@ def background(rng, size):
 def _colour(rng, around):
     """The first of 64 random colours at least CONTRAST from every pixel of `around`; else the farthest one."""
     candidates = rng.integers(0, 256, (64, 3)).astype(np.float32)
-    pixels = np.unique(around.reshape(-1, 3).astype(np.uint8), axis=0).astype(np.float32)
-    d2 = (candidates * candidates).sum(1)[:, None] - 2 * candidates @ pixels.T + (pixels * pixels).sum(1)
-    nearest = d2.min(1)
-    good = np.flatnonzero(nearest >= CONTRAST ** 2)
-    return candidates[good[0] if good.size else nearest.argmax()]
+    pixels = around.reshape(-1, 3)
+    squares = (pixels * pixels).sum(1)[:, None]
+    nearest = []
+    for batch in np.split(candidates, 8):   # usually the first batch has one
+        d2 = (squares - 2 * pixels @ batch.T).min(0) + (batch * batch).sum(1)
+        good = np.flatnonzero(d2 >= CONTRAST ** 2)
+        if good.size:
+            return batch[good[0]]
+        nearest.append(d2)
+    return candidates[np.concatenate(nearest).argmax()]
 
 
 def render(rng, size, classes=SHAPES):
@@ -200,8 +213,9 @@ def label_lines(shapes, size):
 
 # ---- the dataset ----
 
-def generate(outdir, n=2000, size=160, seed=0, valid_fraction=0.2, classes=SHAPES):
-    """Write n images with labels, train.txt/valid.txt, shapes.names and shapes.data under outdir; see the module."""
+def generate(outdir, n=2000, size=160, seed=0, valid_fraction=0.2, classes=SHAPES, workers=None):
+    """Write n images with labels, train.txt/valid.txt, shapes.names and shapes.data under outdir; see the module.
+    Images are drawn on `workers` threads (default: one a CPU); the files do not depend on it."""
     classes = tuple(classes)
     unknown = [c for c in classes if c not in SHAPES]
     if unknown or not classes or len(set(classes)) != len(classes):
@@ -223,17 +237,22 @@ def generate(outdir, n=2000, size=160, seed=0, valid_fraction=0.2, classes=SHAPE
         os.makedirs(d, exist_ok=True)
 
     width = max(5, len(str(n - 1)))
-    paths, counts = [], dict.fromkeys(classes, 0)
-    for i in range(n):
+
+    def write(i):
         image, shapes = sample(seed, i, size, classes)
         path = os.path.join(images, f"{i:0{width}d}.png")
         if not cv2.imwrite(path, image):
             raise OSError(f"cannot write {path}")
         with open(os.path.join(labels, f"{i:0{width}d}.txt"), "w") as f:
             f.write(label_lines(shapes, size))
-        for s in shapes:
-            counts[s.name] += 1
-        paths.append(path)
+        return path, [s.name for s in shapes]
+
+    paths, counts = [], dict.fromkeys(classes, 0)
+    with concurrent.futures.ThreadPoolExecutor(workers or os.cpu_count() or 1) as pool:  # cv2 and numpy let go of the GIL
+        for path, names in pool.map(write, range(n)):
+            paths.append(path)
+            for name in names:
+                counts[name] += 1
 
     n_valid = int(round(n * valid_fraction))
     if valid_fraction > 0 and n > 1:

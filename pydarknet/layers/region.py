@@ -81,8 +81,7 @@ class Region(Layer):
             ops.activate(entries[:, :, first:], LOGISTIC)
         if net.train:
             self.zero_delta(batch)      # forward_region_layer memsets its delta itself
-            if net.truth is not None:
-                self.cost = self.loss(net)
+            self.cost = None if net.truth is None else self.loss(net)
         return y
 
     def loss(self, net):

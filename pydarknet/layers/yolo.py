@@ -70,8 +70,7 @@ class Yolo(Layer):
         ops.activate(entries[:, :, 4:], LOGISTIC)
         if net.train:
             self.zero_delta(x.shape[0])     # forward_yolo_layer memsets its delta itself
-            if net.truth is not None:
-                self.cost = self.loss(net)
+            self.cost = None if net.truth is None else self.loss(net)
         return y
 
     def loss(self, net):
