@@ -18,7 +18,8 @@ setup(
         "gpu": ["cupy-cuda12x"],
         "gpu13": ["cupy-cuda13x"],
         # OpenCV 5 dropped the Darknet importer the cross-check tests need
-        "test": ["pytest>=7", "hypothesis>=6", "opencv-python-headless>=4.8,<5"],
+        "test": ["pytest>=7", "hypothesis>=6", "opencv-python-headless>=4.8,<5", "pycocotools>=2.0.7",
+                 "faster-coco-eval>=1.6"],
     },
     entry_points={"console_scripts": ["pydarknet = pydarknet.cli:main"]},
 )

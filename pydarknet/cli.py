@@ -3,6 +3,9 @@
     pydarknet detect CFG WEIGHTS [IMG] [-thresh T]
     pydarknet detector test DATA CFG WEIGHTS [IMG] [-thresh T] [-hier H] [-out NAME|result.json]
                                                   [-ext_output] [-dont_show]
+    pydarknet detector valid DATA CFG WEIGHTS [-out PREFIX]     (results/comp4_det_test_<class>.txt or coco json)
+    pydarknet detector recall DATA CFG WEIGHTS
+    pydarknet detector map DATA CFG WEIGHTS [-thresh T] [-iou_thresh I]
     pydarknet partial CFG WEIGHTS OUT N
     pydarknet randweights CFG OUT [-seed K]   (sane random weights, for trying a cfg without training)
 
@@ -153,11 +156,33 @@ def partial(cfgfile, weightfile, outfile, max_layers):
     return 0
 
 
+def _detector_evaluate(verb, args):
+    """detector valid | recall | map (pydarknet/evaluate.py)."""
+    from . import evaluate
+    outfile = args.value("-out", None)
+    thresh = args.value("-thresh", .25, float)
+    iou_thresh = args.value("-iou_thresh", .5, float)
+    args.flag("-dont_show")
+    if len(args.argv) < 4:
+        raise UsageError(f"usage: pydarknet detector {verb} DATA CFG WEIGHTS")
+    data, cfg, weights = args.argv[1:4]
+    if verb == "valid":
+        for path in evaluate.validate_detector(data, cfg, weights, outfile):
+            print(f"Saved {path}", file=sys.stderr)
+    elif verb == "recall":
+        evaluate.validate_detector_recall(data, cfg, weights)
+    else:
+        evaluate.detector_map(data, cfg, weights, thresh, iou_thresh)
+    return 0
+
+
 def _detector(args):
     verb = args.positional(0)
+    if verb in ("valid", "recall", "map"):
+        return _detector_evaluate(verb, args)
     if verb != "test":
-        if verb in ("train", "valid", "recall", "map", "demo"):
-            raise UsageError(f"'detector {verb}' is not available yet: this build runs 'detector test'")
+        if verb in ("train", "demo"):
+            raise UsageError(f"'detector {verb}' is not available yet (this build has test, valid, recall, map)")
         raise UsageError(f"unknown detector command '{verb}' (pydarknet -h lists the commands)")
     thresh = args.value("-thresh", .5, float)
     hier = args.value("-hier", .5, float)

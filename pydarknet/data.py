@@ -61,7 +61,7 @@ def read_list(path):
     """
     path = os.fspath(path)
     try:
-        with open(path, encoding="utf-8", errors="surrogateescape") as f:
+        with open(path, encoding="utf-8-sig", errors="surrogateescape") as f:
             lines = f.read().splitlines()
     except OSError as e:
         raise DarknetError(f"Couldn't open file: {path} ({e.strerror or e})") from None
@@ -105,7 +105,7 @@ def _parse_boxes(path, classes=None):
     path = os.fspath(path)
     messages = []
     try:
-        with open(path, encoding="utf-8") as f:
+        with open(path, encoding="utf-8-sig") as f:     # a byte-order mark is not part of line 1
             lines = f.read().splitlines()
     except FileNotFoundError:
         return np.zeros((0, 5), F32), [f"Couldn't open label file {path}: no such file; the image has no boxes"]

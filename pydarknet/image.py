@@ -18,7 +18,7 @@ import numpy as np
 from pydarknet.errors import ImageError
 
 # error_model="numpy": float division by zero gives inf/NaN as in C instead of raising.
-kernel = functools.partial(numba.njit, cache=True, error_model="numpy")
+kernel = functools.partial(numba.njit, cache=True, nogil=True, error_model="numpy")  # nogil: loader threads
 
 F32 = np.float32
 ONE = F32(1)

@@ -77,10 +77,19 @@ def delta_anchor_box(tx_, ty_, tw_, th_, x, biases, n, index, i, j, lw, lh, w, h
     return result
 
 
+@kernel
+def _sum_squares(a):
+    total = 0.0
+    for i in range(a.size):
+        v = np.float64(a[i])
+        total += v * v
+    return total
+
+
 def squared_magnitude(delta):
-    """pow(mag_array(delta, n), 2): the sum of squares (the -Ofast build vectorises it; we sum in double), sqrt
-    in double stored as float, squared in double stored as float."""
-    total = F32(np.dot(delta.reshape(-1).astype(np.float64), delta.reshape(-1).astype(np.float64)))
+    """pow(mag_array(delta, n), 2): the float sum of squares (the -Ofast build vectorises it; we sum in double and
+    round once), sqrt in double stored as float, squared in double stored as float."""
+    total = F32(_sum_squares(np.ascontiguousarray(delta).reshape(-1)))
     return F32(np.float64(F32(math.sqrt(np.float64(total)))) ** 2)
 
 

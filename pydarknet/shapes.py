@@ -39,9 +39,10 @@ CONTRAST = 90.0                     # least RGB distance of an object's colour f
 NOISE = 6                           # final per-pixel noise, uniform in [-NOISE, NOISE]
 TRIES = 15                          # placements tried per object before it is dropped
 
-Shape = namedtuple("Shape", "cls name box colour visible")
+Shape = namedtuple("Shape", "cls name box colour visible inside")
 Shape.__doc__ = """One drawn object: class index and name, box (x0, y0, x1, y1) in pixels with x1, y1 exclusive,
-colour as stored in the image (OpenCV's BGR order), visible = fraction of its in-image pixels left uncovered."""
+colour as stored in the image (OpenCV's BGR order), visible = fraction of its in-image pixels left uncovered,
+inside = fraction of its pixels that fall inside the image."""
 
 Dataset = namedtuple("Dataset", "data names train valid counts")
 Dataset.__doc__ = """What generate wrote: .data and .names paths, train and valid image paths, objects per class."""
@@ -123,10 +124,11 @@ def background(rng, size):
     image = image.astype(np.float32)
     for _ in range(rng.integers(0, 8)):    # stretched, lumpy blobs: no class looks like them
         corners = (np.arange(14) + rng.uniform(-0.3, 0.3, 14)) * 2 * np.pi / 14
-        radii = size * rng.uniform(0.04, 0.18) * rng.uniform(0.6, 1.4, 14)
-        points = radii[:, None] * np.stack([np.cos(corners) * rng.uniform(1.4, 2.6), np.sin(corners)], 1)
+        radii = size * rng.uniform(0.06, 0.18) * rng.uniform(0.6, 1.4, 14)
+        points = radii[:, None] * np.stack([np.cos(corners) * rng.uniform(1.7, 2.8), np.sin(corners)], 1)
         turn = rng.uniform(0, np.pi)
-        points = points @ np.array([[np.cos(turn), np.sin(turn)], [-np.sin(turn), np.cos(turn)]]) + rng.uniform(0, size, 2)
+        points = points @ np.array([[np.cos(turn), np.sin(turn)], [-np.sin(turn), np.cos(turn)]])
+        points += rng.uniform(0, size, 2)
         cv2.fillPoly(image, [np.round(points * 16).astype(np.int32)], (base + rng.uniform(-45, 45, 3)).tolist(),
                      cv2.LINE_8, 4)
     for _ in range(rng.integers(0, 4)):
@@ -161,7 +163,8 @@ def render(rng, size, classes=SHAPES):
         cls = int(rng.integers(len(classes)))
         name = classes[cls]
         side = size * np.exp(rng.uniform(np.log(MIN_SIDE), np.log(MAX_SIDE)))
-        angle, ratio = rng.uniform(0, 2 * np.pi), rng.uniform(0.28, 0.38) if name == "cross" else rng.uniform(0.45, 0.65)
+        angle = rng.uniform(0, 2 * np.pi)
+        ratio = rng.uniform(0.28, 0.38) if name == "cross" else rng.uniform(0.45, 0.65)
         span = int(np.ceil(side)) + 4
         for _ in range(TRIES):
             if rng.random() < 0.15:     # free to cross the border
@@ -169,33 +172,35 @@ def render(rng, size, classes=SHAPES):
             else:
                 cx, cy = rng.uniform(side / 2, size - side / 2, 2)
             ox, oy = int(np.floor(cx - span / 2)), int(np.floor(cy - span / 2))
-            local = shape_mask(name, side, np.array([cx - ox, cy - oy]), angle, ratio, np.zeros((span, span), np.uint8))
+            local = np.zeros((span, span), np.uint8)
+            shape_mask(name, side, np.array([cx - ox, cy - oy]), angle, ratio, local)
             x0, y0, x1, y1 = max(ox, 0), max(oy, 0), min(ox + span, size), min(oy + span, size)
             if x0 >= x1 or y0 >= y1:
                 continue
-            inside = local[y0 - oy:y1 - oy, x0 - ox:x1 - ox].astype(bool)
-            total, area = int(local.sum()), int(inside.sum())
+            drawn = local[y0 - oy:y1 - oy, x0 - ox:x1 - ox].astype(bool)   # the part inside the image
+            total, area = int(local.sum()), int(drawn.sum())
             if area < 4 or area < MIN_INSIDE * total:
                 continue
-            under = np.bincount(top[y0:y1, x0:x1][inside] + 1, minlength=len(placed) + 1)[1:]
+            under = np.bincount(top[y0:y1, x0:x1][drawn] + 1, minlength=len(placed) + 1)[1:]
             if any(visible[j] - under[j] < (1 - MAX_OCCLUDED) * areas[j] for j in range(len(placed))):
                 continue
-            ys, xs = np.nonzero(inside)
+            ys, xs = np.nonzero(drawn)
             box = (x0 + int(xs.min()), y0 + int(ys.min()), x0 + int(xs.max()) + 1, y0 + int(ys.max()) + 1)
             m = 3
             around = image[max(box[1] - m, 0):box[3] + m, max(box[0] - m, 0):box[2] + m]
             colour = _colour(rng, around)
-            image[y0:y1, x0:x1][inside] = colour
-            top[y0:y1, x0:x1][inside] = len(placed)
+            image[y0:y1, x0:x1][drawn] = colour
+            top[y0:y1, x0:x1][drawn] = len(placed)
             for j in range(len(placed)):
                 visible[j] -= int(under[j])
-            placed.append((cls, name, box, tuple(int(c) for c in colour)))
+            placed.append((cls, name, box, tuple(int(c) for c in colour), area / total))
             areas.append(area)
             visible.append(area)
             break
     noise = rng.integers(-NOISE, NOISE + 1, image.shape, dtype=np.int16)
     image = np.clip(np.rint(image).astype(np.int16) + noise, 0, 255).astype(np.uint8)
-    shapes = [Shape(cls, name, box, colour, visible[j] / areas[j]) for j, (cls, name, box, colour) in enumerate(placed)]
+    shapes = [Shape(cls, name, box, colour, visible[j] / areas[j], inside)
+              for j, (cls, name, box, colour, inside) in enumerate(placed)]
     return image, shapes
 
 
@@ -206,9 +211,12 @@ def sample(seed, index, size=160, classes=SHAPES):
 
 def label_lines(shapes, size):
     """Darknet label lines for shapes: `class x y w h`, relative to the image side."""
-    return "".join("%d %.6f %.6f %.6f %.6f\n" % (s.cls, (s.box[0] + s.box[2]) / 2 / size, (s.box[1] + s.box[3]) / 2 / size,
-                                                 (s.box[2] - s.box[0]) / size, (s.box[3] - s.box[1]) / size)
-                   for s in shapes)
+    lines = []
+    for s in shapes:
+        x0, y0, x1, y1 = s.box
+        lines.append("%d %.6f %.6f %.6f %.6f\n" % (s.cls, (x0 + x1) / 2 / size, (y0 + y1) / 2 / size,
+                                                  (x1 - x0) / size, (y1 - y0) / size))
+    return "".join(lines)
 
 
 # ---- the dataset ----
@@ -248,7 +256,7 @@ def generate(outdir, n=2000, size=160, seed=0, valid_fraction=0.2, classes=SHAPE
         return path, [s.name for s in shapes]
 
     paths, counts = [], dict.fromkeys(classes, 0)
-    with concurrent.futures.ThreadPoolExecutor(workers or os.cpu_count() or 1) as pool:  # cv2 and numpy let go of the GIL
+    with concurrent.futures.ThreadPoolExecutor(workers or os.cpu_count() or 1) as pool:  # cv2 and numpy free the GIL
         for path, names in pool.map(write, range(n)):
             paths.append(path)
             for name in names:

@@ -9,7 +9,7 @@ import numpy as np
 
 from .. import box
 from ..activations import LOGISTIC
-from ..backend import ops_of, to_device, to_host, xp_of
+from ..backend import ops_of, to_device, to_host
 from ..loss import F32, anchor_box, c_div, c_float, check_classes, delta_anchor_box, iou, kernel, \
     squared_magnitude, truth_rows
 from .base import Layer, positive

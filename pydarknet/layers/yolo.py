@@ -79,10 +79,10 @@ class Yolo(Layer):
         _, h, w = self.out_shape
         truth = truth_rows(net, batch, self.truths)
         check_classes(truth, batch, self.truths, 5, 4, self.classes, self.max_boxes, self)
-        stats = _yolo_loss(to_host(self.output).reshape(-1), self.delta.reshape(-1), truth, self.truths,
-                           np.asarray(self.anchors, np.float32), np.asarray(self.mask, np.int64), len(self.anchors) // 2,
-                           self.classes, w, h, net.w, net.h, F32(self.ignore_thresh), F32(self.truth_thresh),
-                           self.max_boxes, batch)
+        anchors = np.asarray(self.anchors, np.float32)
+        stats = _yolo_loss(to_host(self.output).reshape(-1), self.delta.reshape(-1), truth, self.truths, anchors,
+                           np.asarray(self.mask, np.int64), anchors.size // 2, self.classes, w, h, net.w, net.h,
+                           F32(self.ignore_thresh), F32(self.truth_thresh), self.max_boxes, batch)
         avg_iou, recall, recall75, avg_cat, avg_obj, avg_anyobj, count, class_count = stats
         print(f"Region {self.index} Avg IOU: {c_float(c_div(avg_iou, count))}, "
               f"Class: {c_float(c_div(avg_cat, class_count))}, Obj: {c_float(c_div(avg_obj, count))}, "
