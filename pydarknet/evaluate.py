@@ -27,17 +27,7 @@ from .detector import class_count, load_network, network_boxes, network_input
 from .errors import DarknetError
 from .image import load_image_color, resize_image
 
-try:
-    from .data import label_path
-except ImportError:     # pydarknet/data.py (the training data loader) does not have it yet: the same rule here
-    def label_path(image_path):
-        """Darknet's label file of an image (fill_truth_detection): images -> labels, JPEGImages -> labels, then
-        .jpg .png .JPG .JPEG -> .txt, each the first occurrence only, as find_replace does."""
-        path = os.fspath(image_path)
-        for old, new in (("images", "labels"), ("JPEGImages", "labels"),
-                         (".jpg", ".txt"), (".png", ".txt"), (".JPG", ".txt"), (".JPEG", ".txt")):
-            path = path.replace(old, new, 1)
-        return path
+from .data import label_path, read_boxes, read_list
 
 kernel = functools.partial(numba.njit, cache=True)
 
@@ -271,44 +261,11 @@ def compute_map(detections_by_image, ground_truth_by_image, classes, iou_thresh=
 # ----------------------------------------------------------------------------------------------------------------
 # Reading the dataset
 
-def read_list(path):
-    """Darknet's get_paths: one path a line; blank lines are skipped."""
-    path = os.fspath(path)
-    try:
-        with open(path, encoding="utf-8") as f:
-            return [line.strip() for line in f if line.strip()]
-    except FileNotFoundError:
-        raise DarknetError(f"{path}: image list not found") from None
-    except OSError as e:
-        raise DarknetError(f"{path}: cannot read the image list: {e.strerror}") from None
-
-
 def read_labels(path):
-    """Darknet's read_boxes: lines 'class x y w h' (centre and size relative to the image) -> (ids, boxes).
-
-    A missing file means no objects, with AlexeyAB's note on stderr (pjreddie's Darknet stops there instead).
-    """
-    path = os.fspath(path)
-    try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
-    except FileNotFoundError:
-        print(f"Can't open label file. (This can be normal only if you use MSCOCO): {path}", file=sys.stderr)
-        return np.zeros(0, np.int64), np.zeros((0, 4), np.float32)
-    ids, boxes = [], []
-    for number, line in enumerate(text.splitlines(), 1):
-        fields = line.split()
-        if not fields:
-            continue
-        try:
-            if len(fields) != 5:
-                raise ValueError
-            ids.append(int(fields[0]))
-            boxes.append([float(v) for v in fields[1:]])
-        except ValueError:
-            raise DarknetError(f"{path}:{number}: cannot read '{line.strip()}' as a label "
-                               f"(expected: class x y w h)") from None
-    return np.array(ids, np.int64), np.array(boxes, np.float32).reshape(-1, 4)
+    """A label file as (class ids, boxes x, y, w, h relative to the image), read as training reads it: a missing
+    file or a malformed line is a warning (naming file and line), not an error."""
+    rows = read_boxes(path)
+    return rows[:, 4].astype(np.int64), np.ascontiguousarray(rows[:, :4])
 
 
 def coco_image_id(path):

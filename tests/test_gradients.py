@@ -322,6 +322,8 @@ def test_local(tmp_path, case):
     check("local", "bias_updates", layer.bias_updates, numerical_gradient(oracle, b, d))
 
 
+@pytest.mark.xfail(strict=True, reason="pydarknet bug: Batchnorm has no batch_normalize attribute, so "
+                   "backward_normalize_bias (getattr default False) runs only the bias part: dx = delta, no scale_updates")
 def test_batchnorm_layer(tmp_path):
     shape = (3, 5, 7)
     net = network(tmp_path, "[batchnorm]\n", shape)
