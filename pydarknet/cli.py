@@ -3,11 +3,14 @@
     pydarknet detect CFG WEIGHTS [IMG] [-thresh T]
     pydarknet detector test DATA CFG WEIGHTS [IMG] [-thresh T] [-hier H] [-out NAME|result.json]
                                                   [-ext_output] [-dont_show]
+    pydarknet detector train DATA CFG [WEIGHTS] [-clear] [-map] [-seed K] [-max_batches N] [-workers N]
     pydarknet detector valid DATA CFG WEIGHTS [-out PREFIX]     (results/comp4_det_test_<class>.txt or coco json)
     pydarknet detector recall DATA CFG WEIGHTS
     pydarknet detector map DATA CFG WEIGHTS [-thresh T] [-iou_thresh I]
     pydarknet partial CFG WEIGHTS OUT N
     pydarknet randweights CFG OUT [-seed K]   (sane random weights, for trying a cfg without training)
+    pydarknet dataset shapes OUTDIR [-n N] [-size S] [-seed K]   (a small detection dataset, no download)
+    pydarknet yolo train|test|valid CFG [WEIGHTS] [IMG]   (Darknet's v1 verbs, on cfg/voc.data)
 
 Flags anywhere on the line, as Darknet's find_arg reads them: -threads N, -nogpu, -i N, -gpus 0,1.
 """
@@ -176,13 +179,31 @@ def _detector_evaluate(verb, args):
     return 0
 
 
+def _detector_train(args):
+    """detector train (pydarknet/trainer.py)."""
+    from .trainer import train_detector
+    clear = args.flag("-clear")
+    calc_map = args.flag("-map")
+    seed = args.value("-seed", None, int)
+    max_batches = args.value("-max_batches", None, int)
+    workers = args.value("-workers", 4, int)
+    chart = args.value("-chart", "chart.png")
+    args.flag("-dont_show")
+    if len(args.argv) < 3:
+        raise UsageError("usage: pydarknet detector train DATA CFG [WEIGHTS] [-clear] [-map]")
+    data, cfg = args.argv[1:3]
+    train_detector(data, cfg, args.positional(3), clear=clear, calc_map=calc_map, seed=seed, workers=workers,
+                   max_batches=max_batches, chart=chart)
+    return 0
+
+
 def _detector(args):
     verb = args.positional(0)
     if verb in ("valid", "recall", "map"):
         return _detector_evaluate(verb, args)
+    if verb == "train":
+        return _detector_train(args)
     if verb != "test":
-        if verb in ("train", "demo"):
-            raise UsageError(f"'detector {verb}' is not available yet (this build has test, valid, recall, map)")
         raise UsageError(f"unknown detector command '{verb}' (pydarknet -h lists the commands)")
     thresh = args.value("-thresh", .5, float)
     hier = args.value("-hier", .5, float)
@@ -231,7 +252,26 @@ def _randweights(args):
     return 0
 
 
-COMMANDS = {"detector": _detector, "detect": _detect, "partial": _partial, "randweights": _randweights}
+def _dataset(args):
+    if args.positional(0) != "shapes":
+        raise UsageError("usage: pydarknet dataset shapes OUTDIR [-n N] [-size S] [-seed K]")
+    from .shapes import main as shapes_main
+    return shapes_main(args.argv[1:])
+
+
+def _yolo(args):
+    """Darknet's `yolo train|test|valid` (v1), which hard-code their data paths: here cfg/voc.data."""
+    verb = args.positional(0)
+    if verb not in ("train", "test", "valid"):
+        raise UsageError("usage: pydarknet yolo train|test|valid CFG [WEIGHTS] [IMG]")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    data = "cfg/voc.data" if os.path.exists("cfg/voc.data") else os.path.join(root, "cfg", "voc.data")
+    args.argv[1:1] = [data]
+    return _detector(args)
+
+
+COMMANDS = {"detector": _detector, "detect": _detect, "partial": _partial, "randweights": _randweights,
+            "dataset": _dataset, "yolo": _yolo}
 
 
 def main(argv=None):

@@ -220,6 +220,6 @@ def evaluate_map(datacfg, net, out):
         return None
     train = net.train
     try:
-        return detector_map(datacfg, None, None, net=net, out=out)["map50"]
+        return detector_map(datacfg, net=net)["map"]
     finally:
         net.train = train

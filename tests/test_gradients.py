@@ -40,11 +40,11 @@ WORST = {}
 def worst_error_report(request):
     yield
     if WORST and (os.environ.get("PYDARKNET_GRADIENT_REPORT") or request.config.option.verbose > 0):
-        writer = request.config.pluginmanager.getplugin("terminalreporter")
-        writer.write_line("")
-        writer.write_line("worst relative error of each layer type's backward against finite differences:")
-        for kind, (err, what) in sorted(WORST.items()):
-            writer.write_line(f"  {kind:15s} {err:.2e}  ({what})")
+        lines = ["", "worst relative error of each layer type's backward against finite differences:"]
+        lines += [f"  {kind:15s} {err:.2e}  ({what})" for kind, (err, what) in sorted(WORST.items())]
+        capture = request.config.pluginmanager.getplugin("capturemanager")
+        with capture.global_and_fixture_disabled():
+            print("\n".join(lines))
 
 
 # ---- helpers ------------------------------------------------------------------------------------------------
@@ -59,7 +59,7 @@ def relative_error(ours, theirs):
 def check(kind, what, ours, numeric, tol=TOL):
     """Assert that an analytic gradient equals the numeric one; remember the worst error per layer type."""
     err = relative_error(ours, numeric)
-    if err >= WORST.get(kind, (-1.0, ""))[0]:
+    if tol >= err >= WORST.get(kind, (-1.0, ""))[0]:
         WORST[kind] = (err, what)
     assert err <= tol, f"{kind} {what}: relative error {err:.2e} against finite differences"
 
@@ -296,10 +296,17 @@ def test_connected(tmp_path, activation, bn, batch):
 
 # (input (c, h, w), filters, size, stride, pad flag, activation)
 LOCALS = [((2, 5, 4), 2, 3, 1, 1, "leaky"), ((2, 5, 6), 3, 3, 2, 0, "logistic"), ((3, 4, 5), 2, 1, 1, 0, "linear"),
-          ((2, 7, 5), 2, 3, 2, 1, "tanh")]
+          ((2, 7, 5), 2, 3, 2, 1, "tanh"),
+          pytest.param(((2, 5, 6), 2, 5, 1, 1, "linear"), marks=pytest.mark.xfail(
+              strict=True, reason="pydarknet bug: with pad=1 and size != 3 the forward keeps the input size, but "
+                                  "col2im recomputes out_h/out_w as (h + 2*pad - size)/stride + 1, so the backward "
+                                  "is not the transpose of the forward (size=1, pad=1 even reads past col_delta)"))]
 
 
-@pytest.mark.parametrize("case", LOCALS, ids=lambda c: f"{c[2]}x{c[2]}-s{c[3]}-pad{c[4]}-{c[5]}")
+LOCAL_IDS = ["3x3-s1-pad-leaky", "3x3-s2-logistic", "1x1-s1-linear", "3x3-s2-pad-tanh", "5x5-s1-pad-linear"]
+
+
+@pytest.mark.parametrize("case", LOCALS, ids=LOCAL_IDS)
 def test_local(tmp_path, case):
     shape, filters, size, stride, pad, activation = case
     net = network(tmp_path, f"[local]\nfilters={filters}\nsize={size}\nstride={stride}\npad={pad}\n"
@@ -317,13 +324,15 @@ def test_local(tmp_path, case):
     check_forward("local", layer.output, oracle())
     (d32, d), dx0 = upstream(np.random.default_rng(7), layer.output.shape, x.shape)
     dx = backward(net, 0, d32, dx0)
-    check("local", "dx", dx - dx0, numerical_gradient(oracle, x, d))
-    check("local", "weight_updates", layer.weight_updates, numerical_gradient(oracle, w, d))
-    check("local", "bias_updates", layer.bias_updates, numerical_gradient(oracle, b, d))
+    what = f"{size}x{size}/{stride} pad={pad} {activation}"
+    check("local", f"{what} dx", dx - dx0, numerical_gradient(oracle, x, d))
+    check("local", f"{what} weight_updates", layer.weight_updates, numerical_gradient(oracle, w, d))
+    check("local", f"{what} bias_updates", layer.bias_updates, numerical_gradient(oracle, b, d))
 
 
 @pytest.mark.xfail(strict=True, reason="pydarknet bug: Batchnorm has no batch_normalize attribute, so "
-                   "backward_normalize_bias (getattr default False) runs only the bias part: dx = delta, no scale_updates")
+                   "backward_normalize_bias (getattr default False) runs only backward_bias: dx = delta, "
+                   "scale_updates stay 0")
 def test_batchnorm_layer(tmp_path):
     shape = (3, 5, 7)
     net = network(tmp_path, "[batchnorm]\n", shape)
@@ -350,15 +359,19 @@ def test_batchnorm_layer(tmp_path):
 
 def test_batchnorm_backward_is_not_the_derivative_of_darknets_forward(tmp_path):
     """Darknet's batch-norm backward differentiates sqrt(var + .00001) and the biased variance, not its forward's
-    sqrt(var) + .000001 over the unbiased one. Kept on purpose; on a small batch the difference shows."""
+    sqrt(var) + .000001 over the unbiased one. Kept on purpose; on few values per channel the difference shows."""
     shape = (2, 2, 3)
-    net = network(tmp_path, "[batchnorm]\n", shape)
-    (x32, x), (d32, d) = draw(np.random.default_rng(9), (2,) + shape), draw(np.random.default_rng(10), (2,) + shape)
+    net = network(tmp_path, "[convolutional]\nfilters=2\nsize=1\nactivation=linear\nbatch_normalize=1\n", shape)
+    layer = net.layers[0]
+    (x32, x), (d32, d) = draw(np.random.default_rng(9), (2,) + shape), draw(np.random.default_rng(10), (2, 2, 2, 3))
+    w, b, s = layer.weights.astype(np.float64), np.zeros(2), np.ones(2)
     net.forward(x32.copy())
     dx = backward(net, 0, d32, np.zeros_like(x32))
-    ones, zeros = np.ones(2), np.zeros(2)
-    exact = numerical_gradient(lambda: reference.batchnorm(x, ones, zeros), x, d)
+    exact = numerical_gradient(lambda: reference.convolutional(x, w, b, 1, 1, 0, 1, "linear", 1, s), x, d)
     assert relative_error(dx, exact) > 10 * TOL
+    offset = reference.variance_offset(reference.convolution(x, w, 1, 1, 0))
+    check("convolutional", "bn on 12 values per channel, dx", dx, numerical_gradient(
+        lambda: reference.convolutional(x, w, b, 1, 1, 0, 1, "linear", 1, s, "backward", offset), x, d))
 
 
 # ---- pooling ------------------------------------------------------------------------------------------------
