@@ -16,6 +16,8 @@ import os
 import numpy as np
 import pytest
 
+from pydarknet.errors import CfgError
+
 import pydarknet.layers.convolutional as convolutional_module
 from pydarknet.activations import ACTIVATIONS
 from pydarknet.backend import cpu
@@ -296,14 +298,17 @@ def test_connected(tmp_path, activation, bn, batch):
 
 # (input (c, h, w), filters, size, stride, pad flag, activation)
 LOCALS = [((2, 5, 4), 2, 3, 1, 1, "leaky"), ((2, 5, 6), 3, 3, 2, 0, "logistic"), ((3, 4, 5), 2, 1, 1, 0, "linear"),
-          ((2, 7, 5), 2, 3, 2, 1, "tanh"),
-          pytest.param(((2, 5, 6), 2, 5, 1, 1, "linear"), marks=pytest.mark.xfail(
-              strict=True, reason="pydarknet bug: with pad=1 and size != 3 the forward keeps the input size, but "
-                                  "col2im recomputes out_h/out_w as (h + 2*pad - size)/stride + 1, so the backward "
-                                  "is not the transpose of the forward (size=1, pad=1 even reads past col_delta)"))]
+          ((2, 7, 5), 2, 3, 2, 1, "tanh")]
 
 
-LOCAL_IDS = ["3x3-s1-pad-leaky", "3x3-s2-logistic", "1x1-s1-linear", "3x3-s2-pad-tanh", "5x5-s1-pad-linear"]
+LOCAL_IDS = ["3x3-s1-pad-leaky", "3x3-s2-logistic", "1x1-s1-linear", "3x3-s2-pad-tanh"]
+
+
+@pytest.mark.parametrize("size", [1, 5])
+def test_local_pad_needs_size_3(tmp_path, size):
+    """With pad=1, Darknet's [local] keeps the input size, which its im2col agrees with only for size 3."""
+    with pytest.raises(CfgError, match="pad=1 only with size=3"):
+        network(tmp_path, f"[local]\nfilters=2\nsize={size}\nstride=1\npad=1\nactivation=linear\n", (2, 5, 6))
 
 
 @pytest.mark.parametrize("case", LOCALS, ids=LOCAL_IDS)
@@ -330,9 +335,6 @@ def test_local(tmp_path, case):
     check("local", f"{what} bias_updates", layer.bias_updates, numerical_gradient(oracle, b, d))
 
 
-@pytest.mark.xfail(strict=True, reason="pydarknet bug: Batchnorm has no batch_normalize attribute, so "
-                   "backward_normalize_bias (getattr default False) runs only backward_bias: dx = delta, "
-                   "scale_updates stay 0")
 def test_batchnorm_layer(tmp_path):
     shape = (3, 5, 7)
     net = network(tmp_path, "[batchnorm]\n", shape)

@@ -16,6 +16,7 @@ class Batchnorm(Layer):
     def __init__(self, in_shape):
         super().__init__(in_shape)
         c = self.in_shape[0]
+        self.batch_normalize = 1
         self.biases = self.param(c)
         self.scales = self.param(c, 1.0)
         self.rolling_mean = self.param(c)

@@ -15,6 +15,9 @@ class Local(Layer):
         c, h, w = in_shape
         if not (c and h and w):
             raise s.error("the layer before a local layer must output an image")
+        if s.int("pad", 0) and s.int("size", 1) != 3:
+            raise s.error("pydarknet supports [local] pad=1 only with size=3: otherwise Darknet's output size and "
+                          "its im2col disagree", "pad")
         return cls(in_shape, positive(s, "filters", s.int("filters", 1)), positive(s, "size", s.int("size", 1)),
                    positive(s, "stride", s.int("stride", 1)), s.int("pad", 0), activation_code(s, "logistic"))
 
