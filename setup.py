@@ -13,6 +13,7 @@ setup(
         "numba>=0.57",
         "opencv-python-headless>=4.8",
         "threadpoolctl>=3.1",
+        "matplotlib>=3.5",          # the training chart
     ],
     extras_require={
         "gpu": ["cupy-cuda12x"],

@@ -17,8 +17,10 @@ os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")   # 2^4 cycles of spinning
 from .detector import Detection, Detector, load_network  # noqa: E402
 from .errors import CfgError, DarknetError, ImageError, WeightsError
 from .image import letterbox_image, load_image_color
-from .libdarknet import (Metadata, detect, do_nms_obj, do_nms_sort, get_network_boxes, load_meta, load_net,
-                         network_predict, parse_network_cfg, set_batch_network)
+from .libdarknet import (Metadata, backward_network, detect, do_nms_obj, do_nms_sort, forward_network,  # noqa: E402
+                         get_current_batch, get_current_rate, get_network_boxes, load_meta, load_net,
+                         network_predict, parse_network_cfg, set_batch_network, train_network_datum,
+                         update_network)
 from .network import Network
 from .weights import load_weights, save_weights
 
@@ -28,5 +30,6 @@ __all__ = [
     "CfgError", "DarknetError", "Detection", "Detector", "ImageError", "Metadata", "Network", "WeightsError",
     "detect", "do_nms_obj", "do_nms_sort", "get_network_boxes", "letterbox_image", "load_image_color",
     "load_meta", "load_net", "load_network", "load_weights", "network_predict", "parse_network_cfg",
-    "save_weights", "set_batch_network",
+    "save_weights", "set_batch_network", "forward_network", "backward_network", "update_network",
+    "train_network_datum", "get_current_rate", "get_current_batch",
 ]

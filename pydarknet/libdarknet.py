@@ -29,6 +29,33 @@ def get_network_boxes(net, w, h, thresh, hier=.5, map=None, relative=1, batch_in
     return net.detections(w, h, thresh, hier, bool(relative), batch_index)
 
 
+def forward_network(net):
+    """Darknet's forward_network on net.input (training mode when net.train is set, with net.truth)."""
+    return net.forward(net.input)
+
+
+def backward_network(net):
+    net.backward()
+
+
+def update_network(net):
+    net.update()
+
+
+def train_network_datum(net, x=None, truth=None):
+    """One whole training step (seen, forward, backward, update at the subdivision boundary); the cost.
+    With no arguments it takes net.input and net.truth, as the C function does."""
+    return net.train_datum(net.input if x is None else x, net.truth if truth is None else truth)
+
+
+def get_current_rate(net):
+    return net.current_rate()
+
+
+def get_current_batch(net):
+    return net.current_batch()
+
+
 do_nms_sort = box.do_nms_sort
 do_nms_obj = box.do_nms_obj
 

@@ -108,7 +108,7 @@ def _format_eta(seconds):
 
 
 def train_detector(datacfg, cfgfile, weightfile=None, clear=False, calc_map=False, seed=None, workers=4,
-                   max_batches=None, chart="chart.png", out=sys.stdout):
+                   max_batches=None, chart="chart.png", out=None):
     """Train as Darknet's train_detector does; returns the path of the final weights.
 
     Per iteration it prints Darknet's line (`N: loss, avg avg, rate rate, t seconds, images images`) followed by
@@ -116,6 +116,7 @@ def train_detector(datacfg, cfgfile, weightfile=None, clear=False, calc_map=Fals
     written atomically. Ctrl-C saves `<cfg>.backup` and stops; a NaN or infinite loss stops training with a
     message, keeping the last good backup. `max_batches` overrides the cfg's (for short runs and tests).
     """
+    out = out or sys.stdout
     options = read_data(datacfg)
     train_list = options.path_of("train", "data/train.list")
     backup = options.path_of("backup", "backup")
