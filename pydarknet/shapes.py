@@ -30,6 +30,8 @@ from collections import namedtuple
 import cv2
 import numpy as np
 
+from .data import label_path
+
 SHAPES = ("circle", "square", "triangle", "cross", "ring")
 MIN_SIDE, MAX_SIDE = 0.08, 0.60     # object extent, as a fraction of the image side
 MAX_OBJECTS = 6
@@ -46,24 +48,6 @@ inside = fraction of its pixels that fall inside the image."""
 
 Dataset = namedtuple("Dataset", "data names train valid counts")
 Dataset.__doc__ = """What generate wrote: .data and .names paths, train and valid image paths, objects per class."""
-
-
-# ---- Darknet's label rule ----
-
-def _find_replace(text, orig, rep):
-    """darknet's find_replace: the first occurrence only."""
-    i = text.find(orig)
-    return text if i < 0 else text[:i] + rep + text[i + len(orig):]
-
-
-def label_path(image_path):
-    """The label file Darknet's fill_truth_detection reads for image_path."""
-    path = os.fspath(image_path)
-    for orig in ("images", "JPEGImages", "raw"):
-        path = _find_replace(path, orig, "labels")
-    for ext in (".jpg", ".png", ".JPG", ".JPEG"):
-        path = _find_replace(path, ext, ".txt")
-    return path
 
 
 # ---- drawing ----
