@@ -9,7 +9,7 @@ ifeq ($(GPU),1)
 EXTRAS := $(EXTRAS),$(if $(filter 13,$(CUDA)),gpu13,gpu)
 endif
 
-.PHONY: all install test bench clean smoke
+.PHONY: all install test bench clean smoke demo
 
 all: install
 
@@ -32,3 +32,14 @@ smoke:
 	$(PYTHON) -m pydarknet randweights cfg/yolov3-tiny.cfg out/yolov3-tiny-random.weights
 	$(PYTHON) -m pydarknet detector test cfg/coco.data cfg/yolov3-tiny.cfg out/yolov3-tiny-random.weights \
 		data/street.png -thresh .3 -out out/predictions
+
+# The main job on the embedded dataset: generate coloured shapes, train a narrow YOLOv3-tiny from scratch on the CPU
+# (with mAP on the validation images every 100 iterations and out/chart.png), measure mAP, draw predictions.
+DEMO := out/shapes
+demo:
+	$(PYTHON) -m pydarknet dataset shapes $(DEMO) -n 2000 -size 160 -seed 1
+	cd out && $(PYTHON) -m pydarknet detector train shapes/shapes.data ../cfg/yolov3-tiny-shapes.cfg -seed 1 -map
+	$(PYTHON) -m pydarknet detector map $(DEMO)/shapes.data cfg/yolov3-tiny-shapes.cfg \
+		$(DEMO)/backup/yolov3-tiny-shapes_final.weights
+	$(PYTHON) -m pydarknet detector test $(DEMO)/shapes.data cfg/yolov3-tiny-shapes.cfg \
+		$(DEMO)/backup/yolov3-tiny-shapes_final.weights $(DEMO)/images/00005.png -thresh .25 -out out/predictions
