@@ -5,7 +5,7 @@ import sys
 
 import numpy as np
 
-from .backend import to_host, xp_of
+from .backend import ops_of, to_host, xp_of
 from .box import Detections
 from .cfg import read_cfg
 from .errors import CfgError, DarknetError
@@ -206,6 +206,8 @@ class Network:
             layer = self.layers[i]
             if layer.stopbackward:
                 break
+            if layer.delta is not None:
+                ops_of(layer.delta).flush(layer.delta)
             if i == 0:
                 x, dx = self.input, None
             else:

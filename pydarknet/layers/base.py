@@ -193,6 +193,8 @@ def sgd_update(layer, rate, momentum, decay, batch):
     layer.weight_updates += np.float32(-decay * batch) * layer.weights
     layer.weights += step * layer.weight_updates
     layer.weight_updates *= keep
+    for kept in (layer.weight_updates, layer.bias_updates):   # momentum decays them towards denormals
+        ops_of(kept).flush(kept)
 
 
 def ensure_updates(layer):
