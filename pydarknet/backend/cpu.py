@@ -120,8 +120,19 @@ def bias_activate(y, biases, activation, scales=None, mean=None, variance=None):
 
 @kernel(parallel=True)
 def _activate_array(x, a):
-    for i in numba.prange(x.size):
-        x[i] = _flush(_activate(x[i], a))
+    n = x.size
+    if a == LEAKY:          # the common cases get branch-free loops that vectorise
+        for i in numba.prange(n):
+            v = x[i]
+            v = v if v > 0 else np.float32(0.1) * v
+            x[i] = v if abs(v) >= FLT_MIN else np.float32(0.0)
+    elif a == LINEAR:
+        for i in numba.prange(n):
+            v = x[i]
+            x[i] = v if abs(v) >= FLT_MIN else np.float32(0.0)
+    else:
+        for i in numba.prange(n):
+            x[i] = _flush(_activate(x[i], a))
 
 
 def activate(x, activation):
@@ -152,6 +163,44 @@ def _batch_stats(x, mean, variance):
                 v += (x[b, c, i] - m) ** 2
         mean[c] = m
         variance[c] = v * np.float32(1.0 / (count - 1))
+
+
+@kernel(parallel=True)
+def _batchnorm_train(y, mean, variance, scales, biases, a, x, x_norm):
+    """Train-mode batch-norm after the statistics: keep x, x_norm = (x - mean)/(sqrt(var) + .000001), then
+    scale, bias and activation, one channel per thread."""
+    batch, channels, size = y.shape
+    for bc in numba.prange(batch * channels):
+        b = bc // channels
+        c = bc % channels
+        m = mean[c]
+        d = math.sqrt(np.float64(variance[c])) + np.float64(np.float32(.000001))
+        s = scales[c]
+        bias = biases[c]
+        k = np.float32(1.0 / d)
+        for i in range(size):
+            v = y[b, c, i]
+            x[b, c, i] = v
+            n = (v - m) * k
+            x_norm[b, c, i] = n
+            v = n * s + bias
+            if a == LEAKY:
+                v = v if v > 0 else np.float32(0.1) * v
+            elif a != LINEAR:
+                v = _activate(v, a)
+            y[b, c, i] = v if abs(v) >= FLT_MIN else np.float32(0.0)
+
+
+def batchnorm_train(y, mean, variance, scales, biases, activation, x=None, x_norm=None):
+    """In place on y (B, C, ...): Darknet's train-mode batch-norm forward with the batch statistics given, then
+    scale, bias and activation; returns the (x, x_norm) that its backward pass needs (in the buffers given, when
+    they fit)."""
+    shaped = y.reshape(y.shape[0], y.shape[1], -1)
+    if x is None or x.shape != y.shape:
+        x, x_norm = np.empty_like(y), np.empty_like(y)
+    _batchnorm_train(shaped, mean, variance, scales, biases, activation, x.reshape(shaped.shape),
+                     x_norm.reshape(shaped.shape))
+    return x, x_norm
 
 
 def batch_stats(x):
@@ -518,8 +567,13 @@ def _gradient(y, a):
 
 @kernel(parallel=True)
 def _gradient_array(y, a, delta):
-    for i in numba.prange(y.size):
-        delta[i] *= _gradient(y[i], a)
+    n = y.size
+    if a == LEAKY:
+        for i in numba.prange(n):
+            delta[i] *= np.float32(1.0) if y[i] > 0 else np.float32(0.1)
+    else:
+        for i in numba.prange(n):
+            delta[i] *= _gradient(y[i], a)
 
 
 def gradient(y, activation, delta):

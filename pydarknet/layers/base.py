@@ -148,22 +148,14 @@ def normalize_bias_activate(layer, y, net, activation):
     if not net.train:
         return ops.bias_activate(y, layer.biases, activation, layer.scales, layer.rolling_mean,
                                  layer.rolling_variance)
-    xp = xp_of(y)
     layer.mean, layer.variance = ops.batch_stats(y)
     for rolling, batch_value in ((layer.rolling_mean, layer.mean), (layer.rolling_variance, layer.variance)):
         rolling *= np.float32(.99)
         rolling += np.float32(.01) * batch_value
-    layer.x = y.copy()                   # kept for the backward pass, as Darknet's l.x and l.x_norm
-    y -= _per_channel(layer.mean, y)
-    y /= _per_channel(xp.sqrt(layer.variance) + np.float32(.000001), y)
-    layer.x_norm = y.copy()
-    y *= _per_channel(layer.scales, y)
-    y += _per_channel(layer.biases, y)
-    return ops.activate(y, activation)
-
-
-def _per_channel(values, like):
-    return values.reshape((1, -1) + (1,) * (like.ndim - 2))
+    # l.x and l.x_norm of Darknet, kept for the backward pass
+    layer.x, layer.x_norm = ops.batchnorm_train(y, layer.mean, layer.variance, layer.scales, layer.biases,
+                                                activation, getattr(layer, "x", None), getattr(layer, "x_norm", None))
+    return y
 
 
 def backward_normalize_bias(layer, net):
