@@ -9,7 +9,7 @@ ifeq ($(GPU),1)
 EXTRAS := $(EXTRAS),$(if $(filter 13,$(CUDA)),gpu13,gpu)
 endif
 
-.PHONY: all install test bench clean smoke demo
+.PHONY: all install test bench bench-learn clean smoke demo
 
 all: install
 
@@ -21,6 +21,10 @@ test:
 
 bench:
 	$(PYTHON) bench/run.py
+
+# Do the small v1/v2/v3 networks learn the shapes dataset, and how fast (about an hour on 2 cores)
+bench-learn:
+	$(PYTHON) bench/bench_learn.py
 
 clean:
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
