@@ -51,7 +51,16 @@ PAUSE_S = 0.1       # before each timed step, so that the other side's idle thre
 CHECK_RTOL = 1e-4   # relative L2 of the torch translation's [yolo] outputs against pydarknet's, eval mode
 ORIGINAL_MS = 1401  # original Darknet (pjreddie, 1 thread, -Ofast), yolov3-tiny step 416 batch 1: timings.md
 TORCH_PIN = "torch==2.13.0"
-# PyTorch in a process of its own: in one process ... (measured below, see the note in the module's report)
+LOSS = ("pjreddie's forward_yolo_layer delta written with torch tensors (objectness 0 unless IoU > ignore_thresh; box "
+        "at scale 2-w*h, objectness 1 and one-hot class at each truth's cell and best anchor; no truth_thresh branch), "
+        "cost |delta|^2, and -delta as the gradient of the heads' inputs, as backward_yolo_layer passes it on; SGD as "
+        "update_network: lr rate/batch, momentum .9, weight decay decay*batch on the convolution weights only")
+# PyTorch in a process of its own, as OpenCV in bench_forward.py. In one process no effect of either side on the
+# other could be seen on the loaded 2-core machine (2 x 5 interleaved steps each way: PyTorch batch 8 2,795 and
+# 2,772 ms in pydarknet's process, 2,850 and 2,681 ms in its own; pydarknet batch 1 2,462 and 2,846 ms beside it,
+# 2,172 and 2,894 ms without), but separate processes rule it out: two OpenMP runtimes (numba's system libgomp,
+# torch's own) and OpenBLAS's pthreads would otherwise share it. The child inherits pydarknet's thread waiting
+# policies (OMP_WAIT_POLICY=PASSIVE): with ACTIVE, PyTorch took 4.3 s instead of 1.5-2.7 s on the loaded machine.
 TORCH_PROCESS = True
 SEED = 0
 
@@ -172,6 +181,9 @@ class TorchProcess:
         self._info = self._answer()
 
     def _answer(self):
+        while not self.conn.poll(1.0):
+            if not self.process.is_alive():
+                raise RuntimeError(f"the PyTorch process ended (exit code {self.process.exitcode})")
         status, value = self.conn.recv()
         if status != "ok":
             raise RuntimeError(f"PyTorch process: {value}")
@@ -233,37 +245,41 @@ def run(log=None, repeats=REPEATS, warmup=WARMUP, budget_s=BUDGET_S, torch_proce
             info = theirs.info()
             net8.predict(x8)      # the translation check: eval mode, before any step changes the weights
             check = theirs.check(x8, head_outputs(net8))
-            log(f"  torch translation check, [yolo] outputs against pydarknet's, relative L2: "
+            log("  torch translation check, [yolo] outputs against pydarknet's, relative L2: "
                 + ", ".join(f"{c:.1e}" for c in check))
             if not max(check) <= CHECK_RTOL:
+                if torch_process:
+                    theirs.close()
                 raise AssertionError(f"torch_net's translation of {CFG} differs from pydarknet: relative L2 {check}")
         else:
             why_not = f"skipped: pip install {TORCH_PIN} to compare"
             log(f"  PyTorch: {why_not}")
 
-        for _ in range(warmup):
-            pydarknet_step(net8, x8, truth8)
-            pydarknet_step(net1, x1, truth1)
-            if theirs is not None:
-                time.sleep(PAUSE_S)
-                theirs.step(x8, truth8)
-        ours8, ours1, peer8, costs = [], [], [], []
-        start = time.perf_counter()
-        for i in range(repeats):
-            ours8.append(pydarknet_step(net8, x8, truth8))
-            if theirs is not None:
-                time.sleep(PAUSE_S)
-                ms, cost = theirs.step(x8, truth8)
-                peer8.append(ms)
-                costs.append((net8.cost, cost))
-            ours1.append(pydarknet_step(net1, x1, truth1))
-            log(f"  {CFG} train step rep {i + 1}/{repeats}: pydarknet batch {BATCH} {ours8[-1]:.0f} ms"
-                + (f", PyTorch batch {BATCH} {peer8[-1]:.0f} ms" if peer8 else "")
-                + f", pydarknet batch 1 {ours1[-1]:.0f} ms")
-            if i + 1 >= MIN_REPEATS and time.perf_counter() - start > budget_s:
-                break
-        if theirs is not None and torch_process:
-            theirs.close()
+        try:
+            for _ in range(warmup):
+                pydarknet_step(net8, x8, truth8)
+                pydarknet_step(net1, x1, truth1)
+                if theirs is not None:
+                    time.sleep(PAUSE_S)
+                    theirs.step(x8, truth8)
+            ours8, ours1, peer8, costs = [], [], [], []
+            start = time.perf_counter()
+            for i in range(repeats):
+                ours8.append(pydarknet_step(net8, x8, truth8))
+                if theirs is not None:
+                    time.sleep(PAUSE_S)
+                    ms, cost = theirs.step(x8, truth8)
+                    peer8.append(ms)
+                    costs.append((net8.cost, cost))
+                ours1.append(pydarknet_step(net1, x1, truth1))
+                log(f"  {CFG} train step rep {i + 1}/{repeats}: pydarknet batch {BATCH} {ours8[-1]:.0f} ms"
+                    + (f", PyTorch batch {BATCH} {peer8[-1]:.0f} ms" if peer8 else "")
+                    + f", pydarknet batch 1 {ours1[-1]:.0f} ms")
+                if i + 1 >= MIN_REPEATS and time.perf_counter() - start > budget_s:
+                    break
+        finally:
+            if theirs is not None and torch_process:
+                theirs.close()
 
     common = {"name": CFG, "size": SIZE, "repeats": len(ours8), "check": check, "torch": info,
               "costs": costs, "why_not": why_not}
@@ -331,10 +347,15 @@ def profile(batch=BATCH, steps=3, log=print):
 
 
 def main():
+    print(f"load average before: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
     rows = run(log=print)
+    print(f"load average after: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
     for r in rows:
-        peer = (f"{r['peer']} {r['peer_median']:,.0f} ms" + ("" if r["side_by_side"] else " (another run: sanity check)")
-                if r["peer_median"] else f"{r['peer']}: {r['why_not']}")
+        if r["peer_median"] is None:
+            peer = f"{r['peer']}: {r['why_not']}"
+        else:
+            peer = f"{r['peer']} {r['peer_median']:,.0f} ms"
+            peer += "" if r["side_by_side"] else " (another run: sanity check)"
         ratio = f", ratio {r['ratio']:.2f}" if r["ratio"] else ""
         print(f"{r['work']}: pydarknet {r['ours']:,.0f} ms ({r['ours_images_s']:.1f} images/s), {peer}{ratio}")
     if "--profile" in sys.argv[1:]:

@@ -1,6 +1,7 @@
-"""`make bench`: pydarknet's CPU benchmarks, side by side with OpenCV DNN in one run, written to bench/RESULTS.md.
+"""`make bench`: pydarknet's CPU benchmarks, side by side with OpenCV DNN (forward passes) and PyTorch (training steps,
+bench/bench_train.py) in one run, written to bench/RESULTS.md.
 
-    python bench/run.py            # from the repository root; about 2-5 minutes on the 2-core machine
+    python bench/run.py            # from the repository root; about 5-8 minutes on the 2-core machine
 
 Rewrites the "## CPU" section of bench/RESULTS.md and keeps every other "## " section (a "## GPU" section written
 by another tool, say) and the text before the first heading as they are.
@@ -107,7 +108,70 @@ def run_nms():
         return None, f"failed: {type(e).__name__}: {e}"
 
 
-def cpu_section(rows, nms, started, load_before, load_after, machine):
+def run_train():
+    """(rows, None) from bench.bench_train.run(), or (None, why not); torch missing is a row note, not a failure."""
+    try:
+        from bench import bench_train
+    except ImportError as e:
+        if getattr(e, "name", None) not in ("bench.bench_train", "bench_train"):
+            raise
+        return None, "skipped: bench/bench_train.py is not there yet"
+    try:
+        return bench_train.run(log=lambda line: print(line, flush=True)), None
+    except Exception as e:     # the forward table is still worth writing
+        traceback.print_exc()
+        return None, f"failed: {type(e).__name__}: {e}"
+
+
+def train_lines(train):
+    """The training table and its notes, under the forward table."""
+    rows, note = train
+    if rows is None:
+        return [f"Training steps: {note}."]
+    from bench.bench_train import LOSS, ORIGINAL_MS, TORCH_PIN
+    r8, r1 = rows
+    out = [f"Training steps: Darknet's `train_network_datum` (forward in training mode with batch-norm batch "
+           f"statistics, the [yolo] loss, backward, SGD update with momentum .9 and decay .0005), same cfg, same "
+           f"starting weights, seeded random images and 2-6 random boxes per image in Darknet's truth layout. "
+           f"pydarknet: `net.train_datum(X, truth)`; PyTorch: `bench/torch_net.py`'s translation of the cfg in a "
+           f"process of its own. 2 threads each. Warm-up, then repetitions interleaved (pydarknet batch 8, PyTorch "
+           f"batch 8, pydarknet batch 1, ...) with a 0.1 s pause before each; medians. The batch-1 row compares with "
+           f"the original Darknet's {ORIGINAL_MS:,} ms from `../shared/darknet/timings.md`, a figure from another "
+           f"run: a sanity check, not a side-by-side ratio.", ""]
+    out += ["| work | reps | pydarknet ms | pydarknet images/s | compared with | their ms | their images/s | ratio "
+            f"| target: faster per image than the original Darknet ({ORIGINAL_MS:,} ms) |",
+            "|---|---:|---:|---:|---|---:|---:|---:|---|"]
+    for r in rows:
+        met = "met" if r["target_met"] else "not met"
+        target = f"{met} ({r['ours_per_image']:,.0f} ms/image)"
+        if r["peer_median"] is None:
+            out.append(f"| {r['work']} | {r['repeats']} | {r['ours']:,.0f} | {r['ours_images_s']:.2f} | PyTorch "
+                       f"| {r['why_not']} | | | {target} |")
+            continue
+        peer = f"{r['peer']}, this run" if r["side_by_side"] else f"{r['peer']}, timings.md (sanity check)"
+        out.append(f"| {r['work']} | {r['repeats']} | {r['ours']:,.0f} | {r['ours_images_s']:.2f} | {peer} "
+                   f"| {r['peer_median']:,.0f} | {r['peer_images_s']:.2f} | {r['ratio']:.2f} | {target} |")
+    out.append("")
+    if r8["peer_median"] is None:
+        out.append(f"PyTorch: {r8['why_not']}.")
+    else:
+        cost = (f" Darknet's cost at the first timed step: pydarknet {r8['costs'][0][0]:,.2f}, PyTorch "
+                f"{r8['costs'][0][1]:,.2f}." if r8["costs"] else "")
+        check = ", ".join(f"{c:.1e}" for c in r8["check"])
+        out.append(f"PyTorch {r8['torch']['version']} (`pip install {TORCH_PIN}`, {r8['torch']['threads']} threads, "
+                   f"`torch.set_flush_denormal(True)`). Its translation is checked before timing: the [yolo] outputs "
+                   f"in eval mode against pydarknet's inference forward, relative L2 {check} (limit 1e-4). "
+                   f"Loss, a stand-in for pydarknet's [yolo] layer: {LOSS}." + cost)
+    out.append("")
+    spread = f"pydarknet batch 8 {min(r8['ours_ms']):,.0f}-{max(r8['ours_ms']):,.0f}"
+    if r8["peer_ms"]:
+        spread += f", PyTorch batch 8 {min(r8['peer_ms']):,.0f}-{max(r8['peer_ms']):,.0f}"
+    spread += f", pydarknet batch 1 {min(r1['ours_ms']):,.0f}-{max(r1['ours_ms']):,.0f}"
+    out.append(f"Range of the training repetitions (ms): {spread}.")
+    return out
+
+
+def cpu_section(rows, nms, train, started, load_before, load_after, machine):
     seconds, nms_note = nms
     out = [SECTION, "",
            f"Measured {started:%Y-%m-%d %H:%M} UTC by `make bench` (`python bench/run.py`).", ""]
@@ -143,6 +207,8 @@ def cpu_section(rows, nms, started, load_before, load_after, machine):
                f"does the same), and OpenCV runs `Net::forward` under `FPDenormalsIgnoreHintScope` (FTZ/DAZ), so "
                f"random weights do not slow either side down. Denormal values left in pydarknet's layer outputs "
                f"after the timed runs: {denormals}.")
+    out.append("")
+    out += train_lines(train)
     return "\n".join(out) + "\n"
 
 
@@ -192,7 +258,13 @@ def main():
               flush=True)
     nms = run_nms()
     print(f"NMS: {nms[0]:.3f} s" if nms[0] is not None else f"NMS: {nms[1]}", flush=True)
-    section = cpu_section(rows, nms, started, load_before, load_average(), machine_lines())
+    train = run_train()
+    for r in train[0] or []:
+        peer = f"{r['peer']} {r['peer_median']:,.0f} ms, ratio {r['ratio']:.2f}" if r["peer_median"] else r["why_not"]
+        print(f"{r['work']}: pydarknet {r['ours']:,.0f} ms, {peer}", flush=True)
+    if train[0] is None:
+        print(f"Training steps: {train[1]}", flush=True)
+    section = cpu_section(rows, nms, train, started, load_before, load_average(), machine_lines())
     write_results(section)
     print(f"wrote {os.path.relpath(RESULTS)}")
 

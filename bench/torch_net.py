@@ -227,8 +227,9 @@ def yolo_delta(head, y, truth, net_w, net_h):
     bi, ti = np.nonzero(present)
     if bi.size:
         tx, ty, tw, th, cls = (truth[bi, ti, k] for k in range(5))
-        inter = np.minimum(tw[:, None], anchors[None, :, 0] / net_w) * np.minimum(th[:, None], anchors[None, :, 1] / net_h)
-        shape_iou = inter / (tw[:, None] * th[:, None] + anchors[None, :, 0] * anchors[None, :, 1] / (net_w * net_h) - inter)
+        aw, ah = anchors[None, :, 0] / net_w, anchors[None, :, 1] / net_h        # box_iou at the origin
+        inter = np.minimum(tw[:, None], aw) * np.minimum(th[:, None], ah)
+        shape_iou = inter / (tw[:, None] * th[:, None] + aw * ah - inter)
         best = shape_iou.argmax(1)
         lookup = np.full(len(anchors), -1)
         lookup[head.mask] = np.arange(head.n)
