@@ -9,7 +9,7 @@ ifeq ($(GPU),1)
 EXTRAS := $(EXTRAS),$(if $(filter 13,$(CUDA)),gpu13,gpu)
 endif
 
-.PHONY: all install test bench bench-learn clean smoke demo
+.PHONY: all install test bench bench-learn clean demo
 
 all: install
 
@@ -30,13 +30,6 @@ clean:
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
 	rm -rf .pytest_cache .hypothesis build dist *.egg-info
 
-# The whole detection path on an image that ships with the project; random weights, no downloads.
-smoke:
-	mkdir -p out
-	$(PYTHON) -m pydarknet randweights cfg/yolov3-tiny.cfg out/yolov3-tiny-random.weights
-	$(PYTHON) -m pydarknet detector test cfg/coco.data cfg/yolov3-tiny.cfg out/yolov3-tiny-random.weights \
-		data/street.png -thresh .3 -out out/predictions
-
 # The main job on the embedded dataset: generate coloured shapes, train a narrow YOLOv3-tiny from scratch on the CPU
 # (with mAP on the validation images every 100 iterations and out/chart.png), measure mAP, draw predictions.
 DEMO := out/shapes
@@ -46,4 +39,4 @@ demo:
 	$(PYTHON) -m pydarknet detector map $(DEMO)/shapes.data cfg/yolov3-tiny-shapes.cfg \
 		$(DEMO)/backup/yolov3-tiny-shapes_final.weights
 	$(PYTHON) -m pydarknet detector test $(DEMO)/shapes.data cfg/yolov3-tiny-shapes.cfg \
-		$(DEMO)/backup/yolov3-tiny-shapes_final.weights $(DEMO)/images/00005.png -thresh .25 -out out/predictions
+		$(DEMO)/backup/yolov3-tiny-shapes_final.weights data/shapes-sample.png -thresh .25 -out out/predictions
