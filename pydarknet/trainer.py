@@ -53,8 +53,8 @@ def make_loader(net, paths, seed, workers, start=0):
 class Chart:
     """chart.png: the loss of every iteration, its running average, and mAP points (as AlexeyAB's fork draws)."""
 
-    def __init__(self, path, max_batches):
-        self.path, self.max_batches = path, max_batches
+    def __init__(self, path, max_batches, title="training"):
+        self.path, self.max_batches, self.title = path, max_batches, title
         self.iterations, self.losses, self.averages, self.maps = [], [], [], []
         self.last_draw = 0.0
 
@@ -82,9 +82,8 @@ class Chart:
         ax.set_xlabel("iteration")
         ax.set_ylabel("loss")
         ax.set_xlim(0, max(self.max_batches, self.iterations[-1] if self.iterations else 1))
-        finite = [v for v in self.averages if math.isfinite(v)]
-        if finite:
-            ax.set_ylim(0, max(finite) * 1.2 + 1e-9)
+        if all(v > 0 and math.isfinite(v) for v in self.losses):
+            ax.set_yscale("log")        # the first iterations' loss is 100x the rest
         ax.grid(alpha=.3)
         if self.maps:
             right = ax.twinx()
@@ -94,7 +93,7 @@ class Chart:
             right.set_ylabel("mAP@0.5 (%)")
             right.legend(loc="upper right")
         ax.legend(loc="upper left")
-        ax.set_title(f"{os.path.basename(os.path.dirname(os.path.abspath(self.path)))}: loss per iteration")
+        ax.set_title(f"{self.title}: loss per iteration")
         fig.tight_layout()
         tmp = self.path + ".tmp.png"
         fig.savefig(tmp)
@@ -132,7 +131,7 @@ def train_detector(datacfg, cfgfile, weightfile=None, clear=False, calc_map=Fals
     rng = np.random.default_rng(seed)
     head = head_layer(net)
     loader = make_loader(net, train_list, seed, workers, start=net.current_batch())
-    chart = Chart(chart, net.max_batches) if chart else None
+    chart = Chart(chart, net.max_batches, base) if chart else None
     avg_loss = -1.0
     count = 0
     started, start_batch = time.time(), net.current_batch()
