@@ -539,7 +539,6 @@ def _overlap_pairs(bbox, ids, thresh, t3, class_span, capacity):
     Between boxes with finite edges box_iou is symmetric (float + and * commute): each such pair found gives both
     directions.
     """
-    nrec = bbox.shape[0]
     m = ids.shape[0]
     two = np.float32(2.0)
     kind = np.zeros(m, np.int8)          # 0 gridded, 1 loose, 2 special, 3 edgeless

@@ -10,8 +10,7 @@ import math
 import numba
 import numpy as np
 
-from ..activations import (ELU, HARDTAN, LEAKY, LHTAN, LINEAR, LOGGY, LOGISTIC, PLSE, RAMP, RELIE, RELU,
-                           SELU, STAIR, TANH)
+from ..activations import ELU, HARDTAN, LEAKY, LHTAN, LINEAR, LOGGY, LOGISTIC, PLSE, RAMP, RELIE, RELU, STAIR, TANH
 
 kernel = functools.partial(numba.njit, cache=True)
 xp = np

@@ -7,7 +7,7 @@ import types
 import numpy as np
 
 from ..activations import ACTIVATIONS
-from ..backend import ops_of, xp_of
+from ..backend import ops_of, to_device, xp_of
 
 
 class LayerSizeError(Exception):
@@ -116,6 +116,12 @@ class Layer:
         """Add this layer's gradient with respect to its input x into dx (None for the first layer); Darknet's
         backward pass also leaves the parameter gradients in *_updates."""
         raise NotImplementedError(f"layer {self.index} ({self.type}) has no backward pass yet")
+
+    def add_delta_to(self, dx):
+        """The loss heads' backward (Darknet's axpy of l.delta into net.delta): their delta already is the
+        gradient at their input."""
+        if dx is not None:
+            dx += to_device(self.delta.reshape(dx.shape), dx)
 
     def update(self, net, rate, momentum, decay, batch):
         """SGD step on the layer's parameters (layers without parameters have nothing to do)."""

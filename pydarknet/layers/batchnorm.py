@@ -1,8 +1,5 @@
 """[batchnorm]: batch normalisation as a layer of its own (scales, rolling mean and variance in the file)."""
-import numpy as np
-
 from ..activations import LINEAR
-from ..backend import ops_of
 from .base import Layer, backward_normalize_bias, ensure_updates, normalize_bias_activate
 
 
@@ -30,7 +27,6 @@ class Batchnorm(Layer):
         return f"Batch Normalization Layer: {w} x {h} x {c} image"
 
     def forward(self, x, net):
-        ops = ops_of(x)
         y = self.new_output(x.shape[0])
         y[...] = x
         return normalize_bias_activate(self, y, net, LINEAR)

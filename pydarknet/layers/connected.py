@@ -1,8 +1,6 @@
 """[connected]: a fully connected layer, y = x W^T + b, optional batch-norm."""
 import math
 
-import numpy as np
-
 from ..backend import ops_of
 from .base import (Layer, activation_code, backward_normalize_bias, ensure_updates, normalize_bias_activate, positive,
                    sgd_update)

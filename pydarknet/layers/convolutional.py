@@ -2,8 +2,6 @@
 import math
 import os
 
-import numpy as np
-
 from ..backend import ops_of
 from .base import (Layer, activation_code, backward_normalize_bias, ensure_updates, normalize_bias_activate, positive,
                    sgd_update)

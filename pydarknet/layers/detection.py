@@ -7,7 +7,7 @@ previous layer's.
 import numpy as np
 
 from .. import box
-from ..backend import ops_of, to_device, to_host
+from ..backend import ops_of, to_host
 from ..loss import F32, c_div, c_float, iou, kernel, rmse, squared_magnitude, truth_rows
 from .base import Layer, positive
 
@@ -95,13 +95,24 @@ class Detection(Layer):
 
     def backward(self, x, dx, net):
         """backward_detection_layer: axpy of the delta into the previous layer's."""
-        if dx is not None:
-            dx += to_device(self.delta.reshape(dx.shape), dx)
+        self.add_delta_to(dx)
 
     def detections(self, net, batch_index, img_w, img_h, thresh, relative=True, letter=True):
         return box.detection_detections(to_host(self.output[batch_index]).reshape(-1), self.side, self.n,
                                         self.classes, self.sqrt, img_w, img_h, thresh)
 
+
+@kernel(inline="always")
+def _predicted_box(output, box_index, side, sqrt):
+    """A v1 prediction as a box relative to the image: (x, y) in its cell over side, (w, h) squared with sqrt."""
+    ox = output[box_index] / F32(side)
+    oy = output[box_index + 1] / F32(side)
+    ow = output[box_index + 2]
+    oh = output[box_index + 3]
+    if sqrt:
+        ow = ow * ow
+        oh = oh * oh
+    return ox, oy, ow, oh
 
 @kernel
 def _detection_loss(output, delta, truth, side, num, classes, coords, inputs, sqrt, rescore, forced, picks,
@@ -143,13 +154,7 @@ def _detection_loss(output, delta, truth, side, num, classes, coords, inputs, sq
             th = truth[k + 3]
             for j in range(num):
                 box_index = index + locations * (classes + num) + (i * num + j) * coords
-                ox = output[box_index] / F32(side)
-                oy = output[box_index + 1] / F32(side)
-                ow = output[box_index + 2]
-                oh = output[box_index + 3]
-                if sqrt:
-                    ow = ow * ow
-                    oh = oh * oh
+                ox, oy, ow, oh = _predicted_box(output, box_index, side, sqrt)
                 v = iou(ox, oy, ow, oh, tx, ty, tw, th)
                 r = rmse(ox, oy, ow, oh, tx, ty, tw, th)
                 if best_iou > 0 or v > 0:
@@ -166,13 +171,7 @@ def _detection_loss(output, delta, truth, side, num, classes, coords, inputs, sq
                 best_index = picks[b * locations + i]
             box_index = index + locations * (classes + num) + (i * num + best_index) * coords
             tbox_index = truth_index + 1 + classes
-            ox = output[box_index] / F32(side)
-            oy = output[box_index + 1] / F32(side)
-            ow = output[box_index + 2]
-            oh = output[box_index + 3]
-            if sqrt:
-                ow = ow * ow
-                oh = oh * oh
+            ox, oy, ow, oh = _predicted_box(output, box_index, side, sqrt)
             v = iou(ox, oy, ow, oh, tx, ty, tw, th)
             p_index = index + locations * classes + i * num + best_index
             avg_obj += output[p_index]

@@ -8,7 +8,7 @@ import numpy as np
 
 from .. import box
 from ..activations import LOGISTIC
-from ..backend import ops_of, to_device, to_host
+from ..backend import ops_of, to_host
 from ..loss import F32, anchor_box, c_div, c_float, check_classes, delta_anchor_box, iou, kernel, \
     squared_magnitude, truth_rows
 from .base import Layer, positive
@@ -92,8 +92,7 @@ class Yolo(Layer):
 
     def backward(self, x, dx, net):
         """backward_yolo_layer: axpy of the delta into the previous layer's, no activation gradient."""
-        if dx is not None:
-            dx += to_device(self.delta.reshape(dx.shape), dx)
+        self.add_delta_to(dx)
 
     def detections(self, net, batch_index, img_w, img_h, thresh, relative=True, letter=True):
         _, h, w = self.out_shape
