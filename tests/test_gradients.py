@@ -18,7 +18,6 @@ import pytest
 
 from pydarknet.errors import CfgError
 
-import pydarknet.layers.convolutional as convolutional_module
 from pydarknet.activations import ACTIVATIONS
 from pydarknet.backend import cpu
 from pydarknet.cfg import read_cfg
@@ -200,12 +199,12 @@ CONVOLUTIONS += [(f"act-{name}", (2, 4, 3), 2, 3, 1, "pad=1", 1, name, 0) for na
 def test_convolutional(tmp_path, monkeypatch, case):
     name, shape, filters, size, stride, padding, groups, activation, bn = case
     if "winograd" in name:                        # the Winograd forward on a tiny input: patch its threshold
-        monkeypatch.setattr(convolutional_module, "WINOGRAD_MIN_CHANNELS", 1)
+        monkeypatch.setattr(cpu, "WINOGRAD_MIN_CHANNELS", 1)
     net = network(tmp_path, f"[convolutional]\nfilters={filters}\nsize={size}\nstride={stride}\n{padding}\n"
                             f"groups={groups}\nactivation={activation}\nbatch_normalize={bn}\n", shape)
     layer = net.layers[0]
     pad = layer.pad
-    assert layer.uses_winograd() == ("winograd" in name)
+    assert cpu.winograd_applies(shape[0], shape[1], shape[2], size, stride, groups) == ("winograd" in name)
 
     def make(rng):
         x, w, b, s = (draw(rng, (2,) + shape), draw(rng, layer.weights.shape, .5), draw(rng, filters, .3),

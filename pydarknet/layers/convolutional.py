@@ -1,13 +1,9 @@
 """[convolutional]: im2col + GEMM, optional batch-norm, fused bias and activation."""
 import math
-import os
 
-from ..backend import ops_of
+from ..backend import cpu, ops_of
 from .base import (Layer, activation_code, backward_normalize_bias, ensure_updates, normalize_bias_activate, positive,
                    sgd_update)
-
-
-WINOGRAD_MIN_CHANNELS = int(os.environ.get("PYDARKNET_WINOGRAD_MIN_CHANNELS", 64))
 
 
 class Convolutional(Layer):
@@ -75,71 +71,30 @@ class Convolutional(Layer):
                 f"{w:4d} x{h:4d} x{c:4d}   ->  {ow:4d} x{oh:4d} x{oc:4d}  {self.bflops:5.3f} BFLOPs")
 
     def workspace_size(self, batch=1):
-        _, out_h, out_w = self.out_shape
-        im2col = self.in_shape[0] // self.groups * self.size * self.size * out_h * out_w   # also backward's
-        if self.uses_winograd():     # transformed input and products: 16 values per 2x2 output tile
-            return max(im2col, 16 * (self.in_shape[0] + self.filters) * batch * ((out_h + 1) // 2) * ((out_w + 1) // 2))
-        return im2col
+        c, h, w = self.in_shape
+        return cpu.convolution_workspace(c, h, w, self.filters, self.size, self.stride, self.pad, self.groups, batch)
 
     def weights_changed(self):
-        """Drop what was derived from the weights; whoever writes the weights in place calls this."""
-        self._winograd = None
-
-    def uses_winograd(self):
-        # Winograd F(2x2,3x3) pays once there are enough channels for its transforms to be amortised
-        return (self.size == 3 and self.stride == 1 and self.groups == 1 and self.in_shape[0] >= WINOGRAD_MIN_CHANNELS
-                and self.in_shape[1] > 1 and self.in_shape[2] > 1)
+        """Drop what the backend derived from the weights; whoever writes the weights in place calls this."""
+        self.derived = {}
 
     def forward(self, x, net):
-        ops = ops_of(x)
-        batch = x.shape[0]
-        y = self.new_output(batch)
-        _, out_h, out_w = self.out_shape
-        c = self.in_shape[0]
-        if self.uses_winograd():
-            if getattr(self, "_winograd", None) is None:
-                self._winograd = ops.winograd_weights(self.weights, c)
-            ops.conv3x3_winograd(x, self._winograd, self.pad, y, net.workspace)
-            return normalize_bias_activate(self, y, net, self.activation)
-        cg, ng = c // self.groups, self.filters // self.groups
-        one_by_one = self.size == 1 and self.stride == 1 and self.pad == 0
-        for b in range(batch):
-            for g in range(self.groups):
-                xg = x[b, g * cg:(g + 1) * cg]
-                col = xg.reshape(cg, -1) if one_by_one else ops.im2col(
-                    xg, self.size, self.stride, self.pad, out_h, out_w, net.workspace)
-                ops.gemm(self.weights[g * ng:(g + 1) * ng], col, out=y[b, g * ng:(g + 1) * ng].reshape(ng, -1))
+        y = self.new_output(x.shape[0])
+        if getattr(self, "derived", None) is None:
+            self.derived = {}
+        ops_of(x).convolution_forward(x, self.weights, self.size, self.stride, self.pad, self.groups, y,
+                                      net.workspace, self.derived)
         return normalize_bias_activate(self, y, net, self.activation)
 
     def backward(self, x, dx, net):
-        """Darknet's backward_convolutional_layer: weight updates delta x col^T, input gradient W^T delta by col2im.
-
-        Kept from Darknet: a 1x1 convolution writes its input gradient over dx instead of adding to it (its GEMM
-        has beta 0), so what a shortcut or route put into that delta before is lost, as in the original.
-        """
+        """Darknet's backward_convolutional_layer: activation gradient, bias/batch-norm, then the weight updates
+        and the input gradient (see convolution_backward for the 1x1 quirk Darknet has and we keep)."""
         ops = ops_of(x)
         ensure_updates(self)
         ops.gradient(self.output, self.activation, self.delta)
         backward_normalize_bias(self, net)
-        _, out_h, out_w = self.out_shape
-        cg, ng = self.in_shape[0] // self.groups, self.filters // self.groups
-        one_by_one = self.size == 1 and self.stride == 1 and self.pad == 0
-        for b in range(x.shape[0]):
-            for g in range(self.groups):
-                delta = self.delta[b, g * ng:(g + 1) * ng].reshape(ng, -1)
-                xg = x[b, g * cg:(g + 1) * cg]
-                col = xg.reshape(cg, -1) if one_by_one else ops.im2col(
-                    xg, self.size, self.stride, self.pad, out_h, out_w, net.workspace)
-                # as (col delta^T)^T: OpenBLAS splits delta col^T's long inner dimension across threads that then
-                # wait on each other (760 ms instead of 8 ms for layer 2 of yolov3-tiny at 416 on two busy cores)
-                self.weight_updates[g * ng:(g + 1) * ng] += ops.gemm(col, delta.T).T
-                if dx is None:
-                    continue
-                weights = self.weights[g * ng:(g + 1) * ng]
-                if one_by_one:
-                    ops.gemm(weights.T, delta, out=dx[b, g * cg:(g + 1) * cg].reshape(cg, -1))
-                else:
-                    ops.col2im(ops.gemm(weights.T, delta), self.size, self.stride, self.pad, dx[b, g * cg:(g + 1) * cg])
+        ops.convolution_backward(x, self.delta, self.weights, self.size, self.stride, self.pad, self.groups,
+                                 self.weight_updates, dx, net.workspace)
 
     def update(self, net, rate, momentum, decay, batch):
         sgd_update(self, rate, momentum, decay, batch)

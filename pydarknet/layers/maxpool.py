@@ -40,4 +40,4 @@ class Maxpool(Layer):
 
     def backward(self, x, dx, net):
         if dx is not None:
-            ops_of(x).maxpool_backward(self.delta, self.argmax, dx)
+            ops_of(x).maxpool_backward(self.delta, self.argmax, self.size, self.stride, self.padding, dx)
