@@ -5,24 +5,25 @@ import sys
 
 import numpy as np
 
+from . import backend
 from .backend import ops_of, to_host, xp_of
 from .box import Detections
 from .cfg import read_cfg
 from .errors import CfgError, DarknetError
 from .layers import DARKNET_ONLY, LAYERS
-from .layers.base import LayerSizeError, memory_limit, planning
+from .layers.base import PARAMETERS, LayerSizeError, memory_limit, planning
 from .layers.cost import Cost
 
-# What a layer learns or accumulates, carried over when the network is resized.
-PARAMETERS = ("weights", "biases", "scales", "rolling_mean", "rolling_variance", "weight_updates", "bias_updates",
-              "scale_updates")
 POLICIES = ("constant", "step", "steps", "exp", "poly", "sigmoid", "random")
 
 
 class Network:
-    """A Darknet network: [net] options, the layers in order, `seen`, and the forward pass."""
+    """A Darknet network: [net] options, the layers in order, `seen`, and the forward pass.
 
-    def __init__(self, sections, path="<cfg>"):
+    It is built on the host, then moved to `device` ("cpu" or a GPU index; by default backend.default_device(),
+    which reads the build's GPU choice, the command line's and $PYDARKNET_GPU)."""
+
+    def __init__(self, sections, path="<cfg>", device=None):
         self.path = path
         self.sections = sections
         self.train = False
@@ -44,6 +45,19 @@ class Network:
         if not self.layers:
             raise CfgError(f"{path}: the network has no layers after [{sections[0].name}]")
         self.unused = [(s, key, value, line) for s in sections for key, value, line in s.unused()]
+        self.device = "cpu"
+        self.input = None
+        self.to(backend.default_device() if device is None else device)
+
+    def to(self, device):
+        """Move the network's parameters to `device` ("cpu" or a GPU index): it runs there from now on.
+        One replica per GPU is a copy of the network moved to each."""
+        if device != "cpu":
+            backend.prepare_gpu(device)
+        for layer in self.layers:
+            layer.to(device)
+        self.device, self.workspace, self.input = device, None, None
+        return self
 
     def _read_net_options(self, s):
         """Darknet's parse_net_options: batch is divided by subdivisions, the learning-rate policy read by name."""
@@ -174,6 +188,8 @@ class Network:
         return (self.c, self.h, self.w) if self.h and self.w and self.c else (self.inputs, 1, 1)
 
     def _workspace(self, like):
+        if self.device != "cpu":
+            return None         # the GPU backend takes its buffers from CuPy's memory pool
         batch = like.shape[0]
         size = max((layer.workspace_size(batch) for layer in self.layers if hasattr(layer, "workspace_size")),
                    default=0)
@@ -182,17 +198,19 @@ class Network:
         return self.workspace
 
     def forward(self, x):
-        """Run every layer on x (B, C, H, W) float32; returns the output layer's output."""
-        x = self._as_input(x)
-        self._workspace(x)
-        self.input = x
-        for layer in self.layers:
+        """Run every layer on x (B, C, H, W) float32 (host or device); returns the output layer's output, on the
+        network's device."""
+        with backend.on_device(self.device):
+            x = self._as_input(x)
+            self._workspace(x)
+            self.input = x
+            for layer in self.layers:
+                if self.train:
+                    layer.zero_delta(x.shape[0])
+                x = layer.forward(x.reshape((x.shape[0],) + layer.in_shape), self)
             if self.train:
-                layer.zero_delta(x.shape[0])
-            x = layer.forward(x.reshape((x.shape[0],) + layer.in_shape), self)
-        if self.train:
-            self.cost = self._cost()
-        return self.output_layer.output
+                self.cost = self._cost()
+            return self.output_layer.output
 
     def _cost(self):
         """calc_network_cost: the mean of the costs of the layers that have one."""
@@ -202,6 +220,10 @@ class Network:
     def backward(self):
         """backward_network: from the last layer to the first, each adds its input gradient into the previous
         layer's delta (the first layer's goes nowhere)."""
+        with backend.on_device(self.device):
+            self._backward()
+
+    def _backward(self):
         for i in reversed(range(len(self.layers))):
             layer = self.layers[i]
             if layer.stopbackward:
@@ -260,14 +282,15 @@ class Network:
         """update_network: one SGD step of every layer at the current learning rate."""
         rate = self.current_rate()
         batch = self.batch * self.subdivisions
-        for layer in self.layers:
-            if not layer.onlyforward:
-                layer.update(self, rate, self.momentum, self.decay, batch)
+        with backend.on_device(self.device):
+            for layer in self.layers:
+                if not layer.onlyforward:
+                    layer.update(self, rate, self.momentum, self.decay, batch)
         self.weights_changed()
 
     def _as_input(self, x):
-        xp = xp_of(x)
-        x = xp.ascontiguousarray(x, dtype=np.float32)
+        x = backend.move(x, self.device)
+        x = xp_of(x).ascontiguousarray(x, dtype=np.float32)
         shape = self.input_shape
         if x.ndim == 3 or x.ndim == 1:
             x = x.reshape((1,) + shape)
@@ -314,7 +337,7 @@ class Network:
             return self
         net_section = copy.copy(self.sections[0])
         net_section.options = dict(net_section.options, width=str(w), height=str(h))
-        resized = Network([net_section] + self.sections[1:], self.path)
+        resized = Network([net_section] + self.sections[1:], self.path, device=self.device)
         for old, new in zip(self.layers, resized.layers):
             for name in PARAMETERS:
                 if hasattr(old, name):

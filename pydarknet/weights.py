@@ -10,7 +10,7 @@ import warnings
 
 import numpy as np
 
-from .backend import to_host
+from .backend import assign, to_host
 from .errors import WeightsError
 from .layers.connected import Connected
 
@@ -96,7 +96,7 @@ def load_weights(net, path, upto=None):
             values = chunk.reshape(shape).T if shape != array.shape else chunk.reshape(array.shape)
             if not np.all(np.isfinite(values)):
                 raise WeightsError(f"{path}: layer {layer.index} ({layer.type}) holds NaN or infinite weights")
-            array[...] = values
+            assign(array, values)
         loaded += 1
     else:
         left = len(body) - offset * 4
@@ -151,11 +151,11 @@ def sane_random_weights(net, seed=0, he_fraction=0.5):
         if not arrays:
             continue
         if hasattr(layer, "weights"):
-            layer.weights[...] = rng.standard_normal(layer.weights.shape) * (he_fraction * np.sqrt(2.0 / layer.fan_in))
+            assign(layer.weights, rng.standard_normal(layer.weights.shape) * (he_fraction * np.sqrt(2.0 / layer.fan_in)))
         if hasattr(layer, "biases"):
-            layer.biases[...] = rng.normal(0, 0.1, layer.biases.shape)
+            assign(layer.biases, rng.normal(0, 0.1, layer.biases.shape))
         if hasattr(layer, "scales"):
-            layer.scales[...] = rng.uniform(0.5, 1.5, layer.scales.shape)
-            layer.rolling_mean[...] = rng.normal(0, 0.1, layer.rolling_mean.shape)
-            layer.rolling_variance[...] = rng.uniform(0.5, 1.5, layer.rolling_variance.shape)
+            assign(layer.scales, rng.uniform(0.5, 1.5, layer.scales.shape))
+            assign(layer.rolling_mean, rng.normal(0, 0.1, layer.rolling_mean.shape))
+            assign(layer.rolling_variance, rng.uniform(0.5, 1.5, layer.rolling_variance.shape))
     return net.weights_changed()

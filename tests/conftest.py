@@ -24,3 +24,21 @@ def reference():
 @pytest.fixture(scope="session")
 def golden(reference):
     return reference / "golden"
+
+
+@pytest.fixture(params=["cpu", "cuda-emulator", "gpu"])
+def device(request, monkeypatch):
+    """Where a golden-parity test runs its network: the CPU kernels; the GPU backend's code with its CUDA kernels
+    compiled for the CPU (tests/cuda_emulator.py), which needs no GPU; a real GPU, skipped with the reason when
+    this machine has none. Tests move their network with net.to(device)."""
+    from pydarknet import backend
+    if request.param == "cuda-emulator":
+        import cuda_emulator
+        cuda_emulator.install(monkeypatch)
+        return "cpu"
+    if request.param == "gpu":
+        problem = backend.gpu_problem(0)
+        if problem:
+            pytest.skip(problem)
+        return 0
+    return "cpu"

@@ -40,8 +40,9 @@ def assert_same_detections_up_to_ties(dets, expect, atol=1e-4):
 
 
 @pytest.mark.parametrize("name,suffix,thresh", [("v3mini", "", .05), ("v2mini", "", .05), ("v1mini", "_thresh0", 0)])
-def test_dog_detections_match_darknet(reference, golden, name, suffix, thresh):
+def test_dog_detections_match_darknet(reference, golden, name, suffix, thresh, device):
     net = pydarknet.load_network(reference / "testcfg" / f"{name}.cfg", reference / "testcfg" / f"{name}.weights")
+    net.to(device)
     pydarknet.set_batch_network(net, 1)
     im = pydarknet.load_image_color(str(reference / "images" / "dog.png"))
     sized = pydarknet.letterbox_image(im, net.w, net.h)

@@ -2,26 +2,27 @@
 import numpy as np
 import pytest
 
+from pydarknet.backend import to_host
 from pydarknet.cfg import read_cfg
 from pydarknet.network import Network
 from pydarknet.weights import load_weights
 
 
 def relative_l2(ours, theirs):
-    ours, theirs = np.asarray(ours, np.float64).ravel(), np.asarray(theirs, np.float64).ravel()
+    ours, theirs = np.asarray(to_host(ours), np.float64).ravel(), np.asarray(theirs, np.float64).ravel()
     assert ours.size == theirs.size
     return np.linalg.norm(ours - theirs) / max(np.linalg.norm(theirs), 1e-30)
 
 
-def load(reference, name):
-    net = Network(read_cfg(reference / "testcfg" / f"{name}.cfg"), name)
+def load(reference, name, device="cpu"):
+    net = Network(read_cfg(reference / "testcfg" / f"{name}.cfg"), name, device=device)
     load_weights(net, reference / "testcfg" / f"{name}.weights")
     return net
 
 
 @pytest.mark.parametrize("name", ["v3mini", "v2mini", "v1mini", "clsmini"])
-def test_inference_forward_matches_darknet(reference, golden, name):
-    net = load(reference, name)
+def test_inference_forward_matches_darknet(reference, golden, name, device):
+    net = load(reference, name, device)
     net.predict(np.load(golden / name / "input.npy"))
     for i, layer in enumerate(net.layers):
         ours = net.layer_output(i)
@@ -31,9 +32,9 @@ def test_inference_forward_matches_darknet(reference, golden, name):
 
 
 @pytest.mark.parametrize("name", ["v3mini", "v2mini", "v1mini-nodrop", "clsmini"])
-def test_train_mode_forward_matches_darknet(reference, golden, name):
+def test_train_mode_forward_matches_darknet(reference, golden, name, device):
     """Batch-norm with batch statistics, batch 2: the step-1 outputs Darknet recorded before its backward pass."""
-    net = load(reference, name)
+    net = load(reference, name, device)
     net.train = True
     net.forward(np.load(golden / name / "train" / "X.npy"))
     compared = 0

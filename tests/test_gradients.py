@@ -23,6 +23,7 @@ from pydarknet.backend import cpu
 from pydarknet.cfg import read_cfg
 from pydarknet.network import Network
 
+import cuda_emulator
 import reference
 
 # Central differences on the float64 oracle: the truncation error is O(EPS^2) and the rounding error
@@ -35,6 +36,14 @@ TOL = 1e-3          # relative L2 error per array, float32 analytic against floa
 FORWARD_TOL = 1e-5  # the oracle's forward against the layer's
 
 WORST = {}
+
+
+@pytest.fixture(autouse=True, params=["cpu", "cuda-emulator"])
+def kernels(request, monkeypatch):
+    """Every test runs on the CPU backend's kernels and on the GPU backend's (its CUDA kernels compiled for the CPU
+    by tests/cuda_emulator.py); the golden tests also run on a real GPU where there is one."""
+    if request.param == "cuda-emulator":
+        cuda_emulator.install(monkeypatch)
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 
+from pydarknet.backend import to_host
 from pydarknet.cfg import read_cfg
 from pydarknet.network import Network
 from pydarknet.weights import load_weights
@@ -16,13 +17,13 @@ UPDATES = {"wupd": "weight_updates", "bupd": "bias_updates", "supd": "scale_upda
 
 
 def relative_l2(ours, theirs):
-    ours, theirs = np.asarray(ours, np.float64).ravel(), np.asarray(theirs, np.float64).ravel()
+    ours, theirs = np.asarray(to_host(ours), np.float64).ravel(), np.asarray(theirs, np.float64).ravel()
     assert ours.size == theirs.size
     return np.linalg.norm(ours - theirs) / max(np.linalg.norm(theirs), 1e-30)
 
 
-def network(reference, name, weights=None):
-    net = Network(read_cfg(reference / "testcfg" / f"{name}.cfg"), name)
+def network(reference, name, weights=None, device="cpu"):
+    net = Network(read_cfg(reference / "testcfg" / f"{name}.cfg"), name, device=device)
     load_weights(net, weights or reference / "testcfg" / f"{name}.weights")
     return net
 
@@ -33,8 +34,8 @@ def data(golden, name):
 
 
 @pytest.mark.parametrize("name", ["v3mini", "v1mini-nodrop", "clsmini"])
-def test_step1_matches_darknet(reference, golden, name, capsys):
-    net = network(reference, name)
+def test_step1_matches_darknet(reference, golden, name, device, capsys):
+    net = network(reference, name, device=device)
     x, truth = data(golden, name)
     losses = json.loads((golden / name / "train" / "losses.json").read_text())["steps"][0]
     # one step without the update, so the *_updates are compared as Darknet dumped them (before update_network)
@@ -59,8 +60,8 @@ def test_step1_matches_darknet(reference, golden, name, capsys):
                 assert err <= 1e-4, f"{where} {attr}: relative L2 error {err:.1e}"
 
 
-def check_three_steps(reference, golden, name, folder):
-    net = network(reference, name)
+def check_three_steps(reference, golden, name, folder, device="cpu"):
+    net = network(reference, name, device=device)
     x, truth = data(golden, name)
     losses = json.loads((golden / name / folder / "losses.json").read_text())["steps"]
     for step in losses:
@@ -77,16 +78,16 @@ def check_three_steps(reference, golden, name, folder):
 
 
 @pytest.mark.parametrize("name", ["v3mini", "v1mini-nodrop", "clsmini"])
-def test_three_steps_match_darknet(reference, golden, name, capsys):
-    check_three_steps(reference, golden, name, "train")
+def test_three_steps_match_darknet(reference, golden, name, device, capsys):
+    check_three_steps(reference, golden, name, "train", device)
 
 
-def test_v2mini_region_follows_the_gpu_backward(reference, golden, capsys):
+def test_v2mini_region_follows_the_gpu_backward(reference, golden, device, capsys):
     """pjreddie's CPU region backward is empty; the GPU path (delta times the logistic gradient on x, y and
     objectness, then into the network) is what golden/v2mini/train_regiongpu recorded."""
     name = "v2mini"
     losses = json.loads((golden / name / "train_regiongpu" / "losses.json").read_text())["steps"]
-    net = network(reference, name)
+    net = network(reference, name, device=device)
     x, truth = data(golden, name)
     net.seen += x.shape[0]
     net.truth = truth.reshape(x.shape[0], -1)
@@ -103,6 +104,6 @@ def test_v2mini_region_follows_the_gpu_backward(reference, golden, capsys):
             if key in sums and not hasattr(layer, attr):
                 assert sums[key] == 0, f"layer {index} has no {attr} but Darknet's sum is {sums[key]}"
             elif key in sums:
-                ours = float(np.sum(np.float64(getattr(layer, attr)) ** 2))
+                ours = float(np.sum(np.float64(to_host(getattr(layer, attr))) ** 2))
                 assert ours == pytest.approx(sums[key], rel=1e-4), f"layer {index} {attr} sum of squares"
-    check_three_steps(reference, golden, name, "train_regiongpu")
+    check_three_steps(reference, golden, name, "train_regiongpu", device)

@@ -7,7 +7,7 @@ import types
 import numpy as np
 
 from ..activations import ACTIVATIONS
-from ..backend import ops_of, to_device, xp_of
+from ..backend import array_module, move, ops_of, to_device, xp_of
 
 
 class LayerSizeError(Exception):
@@ -41,10 +41,19 @@ def planning():
         _planning.plan = outer
 
 
+# What a layer learns or accumulates: moved with it between devices, carried over when the network is resized.
+PARAMETERS = ("weights", "biases", "scales", "rolling_mean", "rolling_variance", "weight_updates", "bias_updates",
+              "scale_updates")
+# What a forward or backward pass leaves behind for the next; dropped when the layer moves (made again there).
+PASS_STATE = ("output", "delta", "x", "x_norm", "mean", "variance", "argmax", "rand")
+
+
 class Layer:
     """A layer with an input shape (c, h, w), an output shape, and a forward pass; no weights unless it says so."""
 
     type = "layer"          # Darknet's get_layer_string, as its summaries name the layer
+    host_delta = False      # the loss heads compute their delta on the host, as Darknet's GPU build does
+    xp = np                 # the array module of the layer's device
 
     def __init__(self, in_shape):
         self.in_shape = tuple(int(v) for v in in_shape)
@@ -130,7 +139,7 @@ class Layer:
         """Darknet's forward_network zeroes every layer's delta before the layer runs."""
         shape = (batch,) + self.out_shape
         if getattr(self, "delta", None) is None or self.delta.shape != shape:
-            self.delta = np.zeros(shape, np.float32)
+            self.delta = (np if self.host_delta else self.xp).zeros(shape, np.float32)
         else:
             self.delta[...] = 0
         return self.delta
@@ -139,8 +148,20 @@ class Layer:
         """The output buffer for this batch size, reused from the previous call when the shape is unchanged."""
         shape = (batch,) + tuple(shape or self.out_shape)
         if self.output is None or self.output.shape != shape:
-            self.output = np.empty(shape, np.float32)
+            self.output = self.xp.empty(shape, np.float32)
         return self.output
+
+    def to(self, device):
+        """Move the parameters to `device` ("cpu" or a GPU index); what the last pass left behind is dropped."""
+        for name in PARAMETERS:
+            if getattr(self, name, None) is not None:
+                setattr(self, name, move(getattr(self, name), device))
+        for name in PASS_STATE:
+            if getattr(self, name, None) is not None:
+                setattr(self, name, None)
+        self.xp = array_module(device)
+        if hasattr(self, "weights_changed"):
+            self.weights_changed()
 
 
 def normalize_bias_activate(layer, y, net, activation):

@@ -1,7 +1,7 @@
 """[connected]: a fully connected layer, y = x W^T + b, optional batch-norm."""
 import math
 
-from ..backend import ops_of
+from ..backend import assign, ops_of
 from .base import (Layer, activation_code, backward_normalize_bias, ensure_updates, normalize_bias_activate, positive,
                    sgd_update)
 
@@ -32,7 +32,7 @@ class Connected(Layer):
     def init_random(self, rng):
         """Darknet's make_connected_layer: scale*U(-1, 1), scale = sqrt(2/inputs)."""
         scale = math.sqrt(2.0 / self.fan_in)
-        self.weights[...] = scale * rng.uniform(-1, 1, self.weights.shape)
+        assign(self.weights, scale * rng.uniform(-1, 1, self.weights.shape))
 
     def weight_arrays(self):
         # Unlike convolutions, Darknet stores a connected layer's batch-norm values after its weights.

@@ -1,7 +1,7 @@
 """[convolutional]: im2col + GEMM, optional batch-norm, fused bias and activation."""
 import math
 
-from ..backend import cpu, ops_of
+from ..backend import assign, cpu, ops_of
 from .base import (Layer, activation_code, backward_normalize_bias, ensure_updates, normalize_bias_activate, positive,
                    sgd_update)
 
@@ -47,7 +47,7 @@ class Convolutional(Layer):
     def init_random(self, rng):
         """Darknet's make_convolutional_layer: weights scale*N(0,1), scale = sqrt(2/(size*size*c/groups))."""
         scale = math.sqrt(2.0 / self.fan_in)
-        self.weights[...] = scale * rng.standard_normal(self.weights.shape)
+        assign(self.weights, scale * rng.standard_normal(self.weights.shape))
 
     def weight_arrays(self):
         if self.batch_normalize:

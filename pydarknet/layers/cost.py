@@ -1,7 +1,7 @@
 """[cost]: a loss on the previous layer's output (sse by default); it leaves the network's output alone."""
 import numpy as np
 
-from ..backend import xp_of
+from ..backend import to_device, xp_of
 from .base import Layer
 
 SECRET_NUM = np.float32(-1234)
@@ -36,7 +36,7 @@ class Cost(Layer):
         if not (net.train and net.truth is not None):
             return y
         xp = xp_of(x)
-        truth = net.truth.reshape(x.shape)
+        truth = to_device(net.truth.reshape(x.shape), x)
         if self.cost_type == "masked":       # Darknet's SECRET_NUM marks values without truth
             x[truth == SECRET_NUM] = SECRET_NUM
         diff = truth - x

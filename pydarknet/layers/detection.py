@@ -14,6 +14,7 @@ from .base import Layer, positive
 
 class Detection(Layer):
     type = "detection"
+    host_delta = True       # the loss is computed on the host from the output (Darknet copies it over too)
 
     @classmethod
     def from_cfg(cls, s, in_shape, net):

@@ -3,7 +3,7 @@ import math
 
 import numpy as np
 
-from ..backend import ops_of
+from ..backend import assign, ops_of, xp_of
 from .base import Layer, activation_code, ensure_updates, positive, sgd_update
 
 
@@ -40,7 +40,7 @@ class Local(Layer):
     def init_random(self, rng):
         """Darknet's make_local_layer: scale*U(-1, 1), scale = sqrt(2/(size*size*c))."""
         scale = math.sqrt(2.0 / self.fan_in)
-        self.weights[...] = scale * rng.uniform(-1, 1, self.weights.shape)
+        assign(self.weights, scale * rng.uniform(-1, 1, self.weights.shape))
 
     def weight_arrays(self):
         return [self.biases, self.weights]
@@ -77,7 +77,7 @@ class Local(Layer):
         for b in range(x.shape[0]):
             col = ops.im2col(x[b], self.size, self.stride, self.pad, out_h, out_w, net.workspace)
             col_delta = ops.local_backward(col, self.weights, self.delta[b].reshape(-1), self.filters,
-                                           self.weight_updates, np.empty_like(col))
+                                           self.weight_updates, xp_of(col).empty_like(col))
             if dx is not None:
                 ops.col2im(col_delta, self.size, self.stride, self.pad, dx[b])
 

@@ -20,6 +20,7 @@ MAX_TRUTHS = 30     # pjreddie's region layer reads 30 boxes per image whatever 
 
 class Region(Layer):
     type = "region"
+    host_delta = True       # the loss is computed on the host from the output (Darknet copies it over too)
 
     @classmethod
     def from_cfg(cls, s, in_shape, net):

@@ -1,7 +1,7 @@
 """[softmax]: softmax over each group of the input (classification head), with temperature."""
 import numpy as np
 
-from ..backend import ops_of, xp_of
+from ..backend import ops_of, to_device, xp_of
 from .base import Layer, positive
 
 
@@ -39,7 +39,7 @@ class Softmax(Layer):
         if net.train and net.truth is not None and not self.noloss:
             # softmax_x_ent_cpu: delta = truth - p, loss -log(p) where the truth is set
             xp = xp_of(x)
-            truth = net.truth.reshape(y.shape)
+            truth = to_device(net.truth.reshape(y.shape), y)
             self.delta[...] = truth - y
             with np.errstate(divide="ignore"):
                 loss = xp.where(truth != 0, -xp.log(xp.where(truth != 0, y, 1)), np.float32(0))

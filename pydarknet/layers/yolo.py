@@ -26,6 +26,7 @@ def read_anchors(s, count):
 
 class Yolo(Layer):
     type = "yolo"
+    host_delta = True       # the loss is computed on the host from the output (Darknet copies it over too)
 
     @classmethod
     def from_cfg(cls, s, in_shape, net):
