@@ -16,7 +16,8 @@ setup(
         "matplotlib>=3.5",          # the training chart
     ],
     extras_require={
-        "gpu": ["cupy-cuda12x"],
+        # CuPy and NVRTC: the GPU backend, and on machines without a GPU the tests that compile its CUDA sources
+        "gpu": ["cupy-cuda12x", "nvidia-cuda-nvrtc-cu12"],
         "gpu13": ["cupy-cuda13x"],
         # OpenCV 5 dropped the Darknet importer the cross-check tests need
         "test": ["pytest>=7", "hypothesis>=6", "opencv-python-headless>=4.8,<5", "pycocotools>=2.0.7",

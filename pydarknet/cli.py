@@ -274,14 +274,25 @@ COMMANDS = {"detector": _detector, "detect": _detect, "partial": _partial, "rand
             "dataset": _dataset, "yolo": _yolo}
 
 
+def select_device(nogpu, index, gpus):
+    """Darknet's -nogpu, -i N and -gpus 0,1, for the networks this command builds ($PYDARKNET_GPU overrides them).
+    As in Darknet, -i and -gpus only matter in a GPU build (`make GPU=1`); one GPU per process for now: the first
+    of -gpus."""
+    from . import backend
+    backend.request_device(None)
+    if nogpu:
+        backend.request_device("cpu")
+    elif backend.build_wants_gpu() and (gpus or index is not None):
+        first = gpus.split(",")[0] if gpus else index
+        backend.request_device(backend.parse_device(first, "-gpus" if gpus else "-i"))
+
+
 def main(argv=None):
     args = Args(sys.argv[1:] if argv is None else argv)
     warnings.formatwarning = lambda message, category, *rest: f"Warning: {message}\n"
     try:
         threads = args.value("-threads", os.environ.get("PYDARKNET_THREADS"), int)
-        args.flag("-nogpu")
-        args.value("-i", 0, int)
-        args.value("-gpus", None)
+        select_device(args.flag("-nogpu"), args.value("-i", None), args.value("-gpus", None))
         if threads:
             set_threads(threads)
         command = COMMANDS.get(args.positional(0))

@@ -1,0 +1,258 @@
+"""The GPU backend without a GPU: its CUDA sources compile with NVRTC, its interface is cpu.py's, its code (with the
+kernels run on the CPU by tests/cuda_emulator.py) gives the CPU's numbers, and the device is chosen as Darknet
+chooses it. The golden suites (test_forward, test_detections, test_training) run on a real GPU where one is."""
+import inspect
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import cuda_emulator
+from pydarknet import backend, cli
+from pydarknet.activations import LEAKY, LOGISTIC
+from pydarknet.backend import cpu, cuda
+from pydarknet.cfg import read_cfg
+from pydarknet.errors import DarknetError
+from pydarknet.network import Network
+from pydarknet.weights import load_weights, save_weights
+
+from conftest import REPO
+
+
+# ---- the CUDA sources compile, without a GPU -------------------------------------------------------------------
+
+def nvrtc():
+    try:
+        from cupy_backends.cuda.libs import nvrtc
+        nvrtc.getVersion()
+    except Exception as e:  # noqa: BLE001  (no CuPy, or no NVRTC library: `make install` brings both)
+        pytest.skip(f"NVRTC is not available ({e}); make install brings cupy-cuda12x and nvidia-cuda-nvrtc-cu12")
+    return nvrtc
+
+
+def compile_ptx(source, arch):
+    lib = nvrtc()
+    program = lib.createProgram(source, "kernels.cu", [], [])
+    try:
+        lib.compileProgram(program, list(cuda.OPTIONS) + [f"--gpu-architecture=compute_{arch}"])
+        return lib.getPTX(program).decode() if isinstance(lib.getPTX(program), bytes) else lib.getPTX(program)
+    except lib.NVRTCError:
+        raise AssertionError(lib.getProgramLog(program)) from None
+    finally:
+        lib.destroyProgram(program)
+
+
+@pytest.mark.parametrize("arch", [70, 90])
+def test_every_kernel_compiles_with_nvrtc(arch):
+    ptx = compile_ptx(cuda.kernel_source(), arch)
+    names = cuda.kernel_names()
+    assert len(names) == len(set(names)) >= 19
+    for name in names:
+        assert f".entry {name}(" in ptx, f"{name} is missing from the PTX"
+
+
+def test_nvrtc_reports_a_broken_source():
+    """The compile above is a real one: a typo in a kernel fails with NVRTC's log."""
+    broken = cuda.kernel_source().replace("x[i] = activate_fast(x[i], a);", "x[i] = activate_fast(x[i], a)")
+    with pytest.raises(AssertionError, match="expected a \";\""):
+        compile_ptx(broken, 90)
+
+
+# ---- one interface -------------------------------------------------------------------------------------------
+
+def test_gpu_backend_has_every_operation_with_cpu_signatures():
+    operations = [name for name in dir(cuda.CudaOps) if not name.startswith("_")]
+    layer_calls = {"bias_activate", "activate", "batch_stats", "batchnorm_train", "convolution_forward",
+                   "convolution_backward", "maxpool_forward", "maxpool_backward", "avgpool_forward", "gradient",
+                   "upsample_forward", "upsample_backward", "reorg_forward", "reorg_backward", "shortcut_forward",
+                   "shortcut_backward", "local_forward", "local_backward", "im2col", "col2im", "softmax_forward",
+                   "batchnorm_backward", "flush", "gemm"}
+    assert layer_calls <= set(operations)
+    for name in operations:
+        ours = list(inspect.signature(getattr(cuda.CudaOps, name)).parameters)[1:]
+        assert ours == list(inspect.signature(getattr(cpu, name)).parameters), name
+
+
+def test_kernel_arguments_are_checked_as_cuda_would_read_them():
+    """The emulator refuses what a RawKernel call would silently misread: a Python int for an int parameter, a
+    float64 array, a strided array."""
+    kernel = cuda_emulator.Emulator()("activate_kernel")
+    x = np.zeros(4, np.float32)
+    kernel((1,), (1,), (x, np.int64(4), np.int32(LEAKY)))
+    with pytest.raises(AssertionError, match="int32 expected"):
+        kernel((1,), (1,), (x, np.int64(4), LEAKY))
+    with pytest.raises(AssertionError, match="float array"):
+        kernel((1,), (1,), (x.astype(np.float64), np.int64(4), np.int32(LEAKY)))
+    with pytest.raises(AssertionError, match="not contiguous"):
+        kernel((1,), (1,), (np.zeros(8, np.float32)[::2], np.int64(4), np.int32(LEAKY)))
+
+
+# ---- the GPU backend's code gives the CPU's numbers ------------------------------------------------------------
+
+@pytest.fixture
+def emulated():
+    if not cuda_emulator.available():
+        pytest.skip("no C++ compiler (g++) to run the CUDA kernels on the CPU")
+    return cuda_emulator.emulated_ops()
+
+
+@pytest.mark.parametrize("size,stride,pad,groups", [(3, 1, 1, 1), (3, 2, 1, 2), (1, 1, 0, 1), (1, 1, 0, 3),
+                                                    (5, 3, 2, 1), (2, 2, 0, 1)])
+def test_batched_convolution_in_chunks_matches_cpu(emulated, monkeypatch, size, stride, pad, groups):
+    """The GPU's convolution works on chunks of images at once; chunks of 2 of 5 images here."""
+    rng = np.random.default_rng(0)
+    batch, c, h, w, k = 5, 6, 7, 9, 12
+    out_h, out_w = (h + 2 * pad - size) // stride + 1, (w + 2 * pad - size) // stride + 1
+    monkeypatch.setattr(cuda, "COLUMN_FLOATS", 2 * c // groups * size * size * out_h * out_w)
+    x = rng.standard_normal((batch, c, h, w)).astype(np.float32)
+    weights = rng.standard_normal((k, c // groups * size * size)).astype(np.float32)
+    delta = rng.standard_normal((batch, k, out_h, out_w)).astype(np.float32)
+    results = []
+    for ops in (cpu, emulated):
+        y = np.empty((batch, k, out_h, out_w), np.float32)
+        ops.convolution_forward(x, weights, size, stride, pad, groups, y)
+        updates = np.ones_like(weights)
+        dx = np.full_like(x, .5)
+        ops.convolution_backward(x, delta, weights, size, stride, pad, groups, updates, dx)
+        results.append((y, updates, dx))
+    for ours, theirs, what in zip(results[1], results[0], ("output", "weight updates", "input gradient")):
+        np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-5, err_msg=what)
+
+
+@pytest.mark.parametrize("size,stride,padding", [(2, 2, 1), (3, 1, 2), (3, 2, 2), (5, 3, 4), (1, 1, 0)])
+def test_maxpool_gather_backward_matches_cpu(emulated, size, stride, padding):
+    rng = np.random.default_rng(1)
+    x = rng.integers(-3, 3, (2, 3, 9, 8)).astype(np.float32)      # ties: the first maximum wins on both
+    out_h, out_w = (9 + padding - size) // stride + 1, (8 + padding - size) // stride + 1
+    delta = rng.standard_normal((2, 3, out_h, out_w)).astype(np.float32)
+    results = []
+    for ops in (cpu, emulated):
+        y = np.empty((2, 3, out_h, out_w), np.float32)
+        _, argmax = ops.maxpool_forward(x, size, stride, padding, y)
+        dx = np.full_like(x, .25)
+        ops.maxpool_backward(delta, argmax, size, stride, padding, dx)
+        results.append((y, argmax, dx))
+    for ours, theirs in zip(*results):
+        np.testing.assert_array_equal(ours, theirs)
+
+
+def test_softmax_over_strided_rows_matches_cpu(emulated):
+    """The region layer's softmax reads rows of a wider array."""
+    rng = np.random.default_rng(2)
+    wide = rng.standard_normal((4, 30)).astype(np.float32)
+    outs = []
+    for ops in (cpu, emulated):
+        y = np.zeros((4, 30), np.float32)
+        ops.softmax_forward(wide[:, 6:], 3, 8, 1, 8, .7, y[:, 6:])
+        outs.append(y)
+    np.testing.assert_allclose(outs[1], outs[0], rtol=1e-6, atol=1e-7)
+    assert not outs[1][:, :6].any()
+
+
+def test_activation_on_a_strided_view_matches_cpu(emulated):
+    rng = np.random.default_rng(3)
+    a = rng.standard_normal((2, 3, 7, 5)).astype(np.float32)
+    b = a.copy()
+    cpu.activate(a[:, :, 0:2], LOGISTIC)
+    emulated.activate(b[:, :, 0:2], LOGISTIC)
+    np.testing.assert_allclose(b, a, rtol=1e-6, atol=0)
+
+
+# ---- choosing the device ---------------------------------------------------------------------------------------
+
+@pytest.fixture
+def build(tmp_path, monkeypatch):
+    """Write a build record (as `make install GPU=...` does) and clear the command line's choice."""
+    monkeypatch.delenv("PYDARKNET_GPU", raising=False)
+    monkeypatch.setattr(backend, "BUILD_RECORD", tmp_path / "_build_config.json")
+    monkeypatch.setattr(backend, "_requested", None)
+    monkeypatch.setattr(backend, "_reported", set())
+
+    def record(gpu):
+        subprocess.run(["make", "-s", "-C", str(REPO), "record-build", f"GPU={gpu}",
+                        f"BUILD_RECORD={backend.BUILD_RECORD}"], check=True)
+        return json.loads(backend.BUILD_RECORD.read_text())
+    return record
+
+
+def expect_gpu_or_fallback(device, index, capsys):
+    """On a machine where GPU `index` works, the device is it; elsewhere the CPU, with one line saying why."""
+    problem = backend.gpu_problem(index)
+    err = capsys.readouterr().err
+    if problem is None:
+        assert device == index and err == ""
+    else:
+        assert device == "cpu"
+        assert err == f"pydarknet: {problem}; running on the CPU\n"
+        assert f"GPU {index}" in err
+
+
+def test_cpu_build_runs_on_the_cpu(build, capsys):
+    assert build(0)["gpu"] == 0
+    assert backend.default_device() == "cpu"
+    assert capsys.readouterr().err == ""
+
+
+def test_gpu_build_uses_gpu_0_or_says_why_not(build, capsys):
+    assert build(1)["gpu"] == 1
+    expect_gpu_or_fallback(backend.default_device(), 0, capsys)
+    backend.default_device()
+    assert capsys.readouterr().err == "", "the fallback is reported once"
+
+
+def test_nogpu_and_i_flags(build, capsys):
+    build(1)
+    cli.select_device(True, "2", None)
+    assert backend.default_device() == "cpu"
+    cli.select_device(False, "2", None)
+    expect_gpu_or_fallback(backend.default_device(), 2, capsys)
+    cli.select_device(False, None, "3,4")
+    expect_gpu_or_fallback(backend.default_device(), 3, capsys)
+    build(0)                                    # Darknet's CPU build ignores -i
+    cli.select_device(False, "2", None)
+    assert backend.default_device() == "cpu"
+
+
+def test_environment_overrides_build_and_flags(build, monkeypatch, capsys):
+    build(1)
+    cli.select_device(False, "1", None)
+    monkeypatch.setenv("PYDARKNET_GPU", "cpu")
+    assert backend.default_device() == "cpu"
+    build(0)
+    cli.select_device(True, None, None)
+    monkeypatch.setenv("PYDARKNET_GPU", "0")
+    expect_gpu_or_fallback(backend.default_device(), 0, capsys)
+    monkeypatch.setenv("PYDARKNET_GPU", "first")
+    with pytest.raises(DarknetError, match="PYDARKNET_GPU: 'first' is neither 'cpu' nor a GPU index"):
+        backend.default_device()
+
+
+def test_fallback_message_from_the_command_line(tmp_path):
+    """A GPU that cannot be used: one line on stderr, the work done on the CPU, exit 0."""
+    if backend.gpu_problem(7) is None:
+        pytest.skip("this machine has 8 GPUs")
+    env = {"PYDARKNET_GPU": "7", "PATH": "/usr/bin:/bin"}
+    out = tmp_path / "r.weights"
+    run = subprocess.run([sys.executable, "-m", "pydarknet", "randweights", str(REPO / "cfg" / "yolov3-tiny.cfg"),
+                          str(out)], cwd=REPO, env=env, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    lines = [line for line in run.stderr.splitlines() if "GPU" in line]
+    assert len(lines) == 1 and lines[0].startswith("pydarknet: GPU 7 requested, but") \
+        and lines[0].endswith("; running on the CPU")
+    assert out.stat().st_size > 30_000_000
+
+
+def test_network_moves_between_devices_keeping_its_weights(reference, tmp_path, monkeypatch):
+    """to() moves the parameters and drops the pass state; weights written from a device are the same bytes."""
+    cuda_emulator.install(monkeypatch)
+    net = Network(read_cfg(reference / "testcfg" / "v3mini.cfg"), "v3mini", device="cpu")
+    load_weights(net, reference / "testcfg" / "v3mini.weights")
+    x = np.load(reference / "golden" / "v3mini" / "input.npy")
+    first = net.predict(x).copy()
+    net.to("cpu")
+    assert all(layer.output is None for layer in net.layers)
+    np.testing.assert_array_equal(net.predict(x), first)
+    save_weights(net, tmp_path / "again.weights")
+    assert (tmp_path / "again.weights").read_bytes() == (reference / "testcfg" / "v3mini.weights").read_bytes()
