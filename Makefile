@@ -29,7 +29,7 @@ bench:
 # On a GPU machine, from the source tree, installing nothing: every GPU test, then the GPU benchmark table
 # (per-layer error against the CPU, yolov3 forward latency and throughput, yolov3-tiny training, memory peak).
 gpu-check:
-	$(PYTHON) bench/gpu_check.py
+	$(PYTHON) bench/gpu_check.py $(GPU_CHECK_ARGS)
 
 # Do the small v1/v2/v3 networks learn the shapes dataset, and how fast (about an hour on 2 cores)
 bench-learn:

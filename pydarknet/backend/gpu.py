@@ -6,6 +6,7 @@ Importing this module imports CuPy; backend/__init__.py does so only once a GPU 
 import cupy
 import numpy as np
 
+from ..errors import DarknetError
 from .cuda import OPTIONS, CudaOps, kernel_source
 
 MATH_MODES = ("fp32", "tf32")
@@ -18,19 +19,23 @@ class _Modules:
 
     def __init__(self):
         self.modules = {}
+        self.functions = {}
 
     def __call__(self, name):
         device = cupy.cuda.runtime.getDevice()
-        module = self.modules.get(device)
-        if module is None:
-            module = self.modules[device] = cupy.RawModule(code=kernel_source(), options=OPTIONS)
-        return module.get_function(name)
+        function = self.functions.get((device, name))
+        if function is None:
+            module = self.modules.get(device)
+            if module is None:
+                module = self.modules[device] = cupy.RawModule(code=kernel_source(), options=OPTIONS)
+            function = self.functions[device, name] = module.get_function(name)
+        return function
 
 
 def set_math(mode):
     """fp32 (exact float32 GEMMs, the default) or tf32 (cuBLAS may use TF32 tensor cores), for the current device."""
     if mode not in MATH_MODES:
-        raise ValueError(f"PYDARKNET_GPU_MATH must be one of {', '.join(MATH_MODES)}, not '{mode}'")
+        raise DarknetError(f"PYDARKNET_GPU_MATH must be one of {', '.join(MATH_MODES)}, not '{mode}'")
     from cupy._core import _routines_linalg as linalg
     linalg.set_compute_type(np.float32, linalg.COMPUTE_TYPE_TF32 if mode == "tf32" else linalg.COMPUTE_TYPE_FP32)
 
