@@ -51,8 +51,8 @@ def to_host(a):
 
 
 def to_device(a, like):
-    """a on the same device as `like`."""
-    return np.asarray(a) if is_host(like) else _gpu_module().xp.asarray(a)
+    """a on the same device as `like` (a GPU array goes to the current device)."""
+    return to_host(a) if is_host(like) else _gpu_module().xp.asarray(a)
 
 
 def assign(target, values):

@@ -35,6 +35,7 @@ class Convolutional(Layer):
         self.out_shape = (filters, out_h, out_w)
         self.biases = self.param(filters)
         self.weights = self.param((filters, c // groups * size * size))
+        self.derived = {}       # what the backend derives from the weights (Winograd's filters)
         if batch_normalize:
             self.scales = self.param(filters, 1.0)
             self.rolling_mean = self.param(filters)
@@ -80,8 +81,6 @@ class Convolutional(Layer):
 
     def forward(self, x, net):
         y = self.new_output(x.shape[0])
-        if getattr(self, "derived", None) is None:
-            self.derived = {}
         ops_of(x).convolution_forward(x, self.weights, self.size, self.stride, self.pad, self.groups, y,
                                       net.workspace, self.derived)
         return normalize_bias_activate(self, y, net, self.activation)
