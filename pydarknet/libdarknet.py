@@ -5,6 +5,7 @@ import os
 import numpy as np
 
 from . import box
+from .backend import to_host
 from .cfg import read_data, read_names
 from .detector import class_count, load_network, network_boxes, network_input
 from .image import load_image_color
@@ -18,8 +19,9 @@ def set_batch_network(net, b):
 
 
 def network_predict(net, x):
-    """Inference on a float32 (C, H, W) image or (B, C, H, W) batch; the output layer's output."""
-    return net.predict(np.asarray(x, np.float32))
+    """Inference on a float32 (C, H, W) image or (B, C, H, W) batch; the output layer's output, on the host (as
+    Darknet's GPU build copies it back)."""
+    return to_host(net.predict(np.asarray(x, np.float32)))
 
 
 def get_network_boxes(net, w, h, thresh, hier=.5, map=None, relative=1, batch_index=0):

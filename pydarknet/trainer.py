@@ -128,6 +128,8 @@ def train_detector(datacfg, cfgfile, weightfile=None, clear=False, calc_map=Fals
     print(f"Learning Rate: {net.learning_rate:g}, Momentum: {net.momentum:g}, Decay: {net.decay:g}", file=out)
     imgs = net.batch * net.subdivisions
     seed = int(time.time()) if seed is None else seed
+    if not weightfile:
+        net.init_random(seed)       # with -seed, a new network starts from the same weights every time
     rng = np.random.default_rng(seed)
     head = head_layer(net)
     loader = make_loader(net, train_list, seed, workers, start=net.current_batch())

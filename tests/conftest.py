@@ -26,16 +26,16 @@ def golden(reference):
     return reference / "golden"
 
 
-@pytest.fixture(params=["cpu", "cuda-emulator", "gpu"])
+@pytest.fixture(params=["cpu", "emulated-gpu", "gpu"])
 def device(request, monkeypatch):
-    """Where a golden-parity test runs its network: the CPU kernels; the GPU backend's code with its CUDA kernels
-    compiled for the CPU (tests/cuda_emulator.py), which needs no GPU; a real GPU, skipped with the reason when
-    this machine has none. Tests move their network with net.to(device)."""
+    """Where a golden-parity test runs its network: the CPU kernels; a GPU played by the CPU (tests/cuda_emulator.py:
+    the GPU backend's code and CUDA kernels on device arrays that refuse to mix with host arrays), which needs no
+    GPU; a real GPU, skipped with the reason when this machine has none. Tests build or move their network there."""
     from pydarknet import backend
-    if request.param == "cuda-emulator":
+    if request.param == "emulated-gpu":
         import cuda_emulator
-        cuda_emulator.install(monkeypatch)
-        return "cpu"
+        cuda_emulator.install_gpu(monkeypatch)
+        return 0
     if request.param == "gpu":
         problem = backend.gpu_problem(0)
         if problem:

@@ -13,6 +13,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import types
 
 import numpy as np
 
@@ -123,3 +124,144 @@ def emulated_ops():
     if _emulator is None:
         _emulator = Emulator()
     return CudaOps(np, _emulator)
+
+
+# ---- a GPU played by the CPU: device arrays that refuse to mix with host arrays, as CuPy's do ------------------
+
+class DeviceArray(np.ndarray):
+    """A numpy array playing a CuPy array on GPU 0: the backend sees a device array (it has
+    __cuda_array_interface__), `.get()` copies it to the host, and using it together with a host array in an
+    operation, an assignment or a kernel launch raises TypeError, as CuPy does. (np.asarray of it is not caught.)"""
+
+    @property
+    def __cuda_array_interface__(self):
+        return {"shape": self.shape, "typestr": self.dtype.str, "data": (self.ctypes.data, False), "version": 3}
+
+    @property
+    def device(self):
+        return EMULATED_DEVICE
+
+    def get(self):
+        return np.array(self.view(np.ndarray))
+
+    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        out = kwargs.get("out") or ()
+        refuse_host(inputs + tuple(out), ufunc.__name__)
+        if out:
+            kwargs["out"] = tuple(host_view(o) for o in out)
+        result = getattr(ufunc, method)(*(host_view(a) for a in inputs), **kwargs)
+        return (out[0] if len(out) == 1 else out) if out else on_device(result)
+
+    def __array_function__(self, func, types_, args, kwargs):
+        refuse_host(list(args) + list(kwargs.values()), func.__name__)
+        result = func(*unwrap(args), **unwrap(kwargs))
+        return kwargs["out"] if kwargs.get("out") is not None else on_device(result)
+
+    def __setitem__(self, key, value):
+        refuse_host([value], "assignment")
+        super().__setitem__(unwrap(key), host_view(value))
+
+
+def is_host_array(a):
+    return isinstance(a, np.ndarray) and not isinstance(a, DeviceArray) and a.ndim > 0
+
+
+def refuse_host(values, what):
+    for v in values:
+        if isinstance(v, (list, tuple)):
+            refuse_host(v, what)
+        elif is_host_array(v):
+            raise TypeError(f"{what}: a host (numpy) array used with a GPU array; CuPy refuses this")
+
+
+def host_view(a):
+    return a.view(np.ndarray) if isinstance(a, DeviceArray) else a
+
+
+def unwrap(value):
+    if isinstance(value, (list, tuple)):
+        return type(value)(unwrap(v) for v in value)
+    if isinstance(value, dict):
+        return {k: unwrap(v) for k, v in value.items()}
+    return host_view(value)
+
+
+def on_device(result):
+    if isinstance(result, tuple):
+        return tuple(on_device(r) for r in result)
+    return result.view(DeviceArray) if isinstance(result, np.ndarray) and result.ndim > 0 else result
+
+
+class _Device:
+    id = 0
+
+    def __init__(self, index=0):
+        if index != 0:
+            raise RuntimeError(f"the emulated machine has one GPU, not GPU {index}")
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def synchronize(self):
+        pass
+
+
+EMULATED_DEVICE = _Device()
+
+
+def emulated_cupy():
+    """The part of CuPy's namespace the backend uses, making DeviceArrays."""
+    def device_only(name, f):
+        def call(a, *args, **kwargs):
+            if is_host_array(a):
+                raise TypeError(f"cupy.{name}: a host (numpy) array; CuPy needs cupy.asarray first")
+            return on_device(f(host_view(a), *args, **kwargs))
+        return call
+
+    def made(f):
+        return lambda *args, **kwargs: on_device(f(*args, **kwargs))
+
+    return types.SimpleNamespace(
+        empty=made(np.empty), zeros=made(np.zeros),
+        empty_like=device_only("empty_like", np.empty_like), zeros_like=device_only("zeros_like", np.zeros_like),
+        ascontiguousarray=device_only("ascontiguousarray", np.ascontiguousarray),
+        asarray=lambda a, dtype=None: on_device(np.array(host_view(a), dtype=dtype, copy=True)),
+        matmul=np.matmul, concatenate=np.concatenate, where=np.where, sqrt=np.sqrt, log=np.log, abs=np.abs,
+        cuda=types.SimpleNamespace(Device=_Device))
+
+
+class DeviceKernels:
+    """The emulator's kernels, refusing host arrays as a RawKernel does."""
+
+    def __init__(self, emulator):
+        self.emulator = emulator
+
+    def __call__(self, name):
+        launch = self.emulator(name)
+
+        def checked(grid, block, args):
+            refuse_host(args, name)
+            launch(grid, block, args)
+        return checked
+
+
+def install_gpu(monkeypatch):
+    """For one test: GPU 0 is played by the CPU (DeviceArrays, the CUDA kernels compiled for the CPU)."""
+    import pytest
+
+    from pydarknet import backend
+    if not available():
+        pytest.skip("no C++ compiler (g++) to run the CUDA kernels on the CPU")
+    global _emulator
+    if _emulator is None:
+        _emulator = Emulator()
+    xp = emulated_cupy()
+    ops = CudaOps(xp, DeviceKernels(_emulator))
+    gpu = types.SimpleNamespace(xp=xp, set_math=lambda mode: None,
+                                **{name: getattr(ops, name) for name in dir(CudaOps) if not name.startswith("_")})
+    monkeypatch.setattr(backend, "_gpu_module", lambda: gpu)
+    monkeypatch.setattr(backend, "gpu_problem", lambda index: None if index == 0 else f"no GPU {index}")
+    return gpu

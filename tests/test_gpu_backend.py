@@ -16,6 +16,7 @@ from pydarknet.backend import cpu, cuda
 from pydarknet.cfg import read_cfg
 from pydarknet.errors import DarknetError
 from pydarknet.network import Network
+from pydarknet.shapes import generate
 from pydarknet.weights import load_weights, save_weights
 
 from conftest import REPO
@@ -245,14 +246,42 @@ def test_fallback_message_from_the_command_line(tmp_path):
 
 
 def test_network_moves_between_devices_keeping_its_weights(reference, tmp_path, monkeypatch):
-    """to() moves the parameters and drops the pass state; weights written from a device are the same bytes."""
-    cuda_emulator.install(monkeypatch)
+    """to() moves the parameters and drops the pass state; the outputs and the weights written from the device
+    are the CPU's."""
+    cuda_emulator.install_gpu(monkeypatch)
     net = Network(read_cfg(reference / "testcfg" / "v3mini.cfg"), "v3mini", device="cpu")
     load_weights(net, reference / "testcfg" / "v3mini.weights")
     x = np.load(reference / "golden" / "v3mini" / "input.npy")
-    first = net.predict(x).copy()
-    net.to("cpu")
+    on_cpu = net.predict(x).copy()
+    net.to(0)
     assert all(layer.output is None for layer in net.layers)
-    np.testing.assert_array_equal(net.predict(x), first)
-    save_weights(net, tmp_path / "again.weights")
-    assert (tmp_path / "again.weights").read_bytes() == (reference / "testcfg" / "v3mini.weights").read_bytes()
+    assert not backend.is_host(net.layers[0].weights)
+    on_gpu = net.predict(x)
+    assert not backend.is_host(on_gpu)
+    np.testing.assert_allclose(on_gpu.get(), on_cpu, rtol=1e-5, atol=1e-6)
+    save_weights(net, tmp_path / "from-gpu.weights")
+    assert (tmp_path / "from-gpu.weights").read_bytes() == (reference / "testcfg" / "v3mini.weights").read_bytes()
+    net.to("cpu")
+    assert backend.is_host(net.layers[0].weights)
+    np.testing.assert_array_equal(net.predict(x), on_cpu)
+
+
+def test_detector_train_on_the_gpu_gives_the_cpus_losses(tmp_path, monkeypatch, capsys):
+    """`detector train` with PYDARKNET_GPU=0, on a GPU played by the CPU: the same losses, iteration by iteration,
+    as on the CPU (within float32 rounding), and weights that load back."""
+    from test_train_cli import iterations, write_cfg
+    data = generate(tmp_path / "shapes", n=12, size=64, seed=0).data
+    cfg = write_cfg(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    losses = {}
+    for where in ("cpu", "0"):
+        monkeypatch.setenv("PYDARKNET_GPU", where)
+        if where == "0":
+            cuda_emulator.install_gpu(monkeypatch)
+        assert cli.main(["detector", "train", data, str(cfg), "-seed", "1", "-workers", "1", "-max_batches", "12"]) == 0
+        losses[where] = [loss for _, loss, _ in iterations(capsys.readouterr().out)]
+    assert len(losses["0"]) == len(losses["cpu"]) == 12
+    np.testing.assert_allclose(losses["0"], losses["cpu"], rtol=1e-3)
+    net = Network(read_cfg(cfg), str(cfg), device=0)
+    load_weights(net, tmp_path / "shapes" / "backup" / "tiny_final.weights")
+    assert net.seen == 12 * 4

@@ -32,7 +32,8 @@ def _gpu_module():
 
 
 def is_host(a):
-    return isinstance(a, np.ndarray)
+    """True for host (numpy) arrays; a GPU array exposes __cuda_array_interface__."""
+    return not hasattr(a, "__cuda_array_interface__")
 
 
 def ops_of(a):
