@@ -80,6 +80,7 @@ class Region(Layer):
             ops.softmax_forward(rows, count, h * w, 1, h * w, 1.0, out)
         else:
             ops.activate(entries[:, :, first:], LOGISTIC)
+        self.host_output = None
         if net.train:
             self.zero_delta(batch)      # forward_region_layer memsets its delta itself
             self.cost = None if net.truth is None else self.loss(net)
@@ -94,7 +95,8 @@ class Region(Layer):
         _, h, w = self.out_shape
         truth = truth_rows(net, batch, self.truths)
         check_classes(truth, batch, self.truths, self.coords + 1, self.coords, self.classes, MAX_TRUTHS, self)
-        stats = _region_loss(to_host(self.output).reshape(-1), self.delta.reshape(-1), truth, self.truths,
+        self.host_output = to_host(self.output)      # backward reads it again: one copy from the device per step
+        stats = _region_loss(self.host_output.reshape(-1), self.delta.reshape(-1), truth, self.truths,
                              np.asarray(self.anchors, np.float32), self.n, self.classes, self.coords, w, h,
                              int(net.seen), self.bias_match, self.rescore, self.background, not self.softmax,
                              F32(self.thresh), F32(self.coord_scale), F32(self.object_scale),
@@ -114,7 +116,7 @@ class Region(Layer):
         batch = self.delta.shape[0]
         _, h, w = self.out_shape
         delta = self.delta.reshape(batch, self.n, self.coords + 1 + self.classes, h * w).copy()
-        out = to_host(self.output).reshape(delta.shape)
+        out = (self.host_output if self.host_output is not None else to_host(self.output)).reshape(delta.shape)
         logistic = [0, 1] + list(range(4, self.coords)) + ([] if self.background else [self.coords])
         o = out[:, :, logistic]
         delta[:, :, logistic] *= (F32(1) - o) * o
