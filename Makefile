@@ -8,7 +8,7 @@ BUILD_RECORD ?= pydarknet/_build_config.json
 # CuPy for CUDA 12 comes with every build: its NVRTC compiles the CUDA sources in the tests even without a GPU.
 EXTRAS := test,$(if $(and $(filter 1,$(GPU)),$(filter 13,$(CUDA))),gpu13,gpu)
 
-.PHONY: all install record-build test bench bench-learn gpu-check clean demo
+.PHONY: all install record-build test test-gpu bench bench-learn gpu-check clean demo
 
 all: install
 
@@ -22,6 +22,11 @@ record-build:
 
 test:
 	$(PYTHON) -m pytest -q -rs tests
+
+# The tests that need a GPU (they skip, with the reason, on machines without one) and the CUDA compile checks
+test-gpu:
+	$(PYTHON) -m pytest -q -rs -k "gpu or nvrtc" tests/test_forward.py tests/test_detections.py tests/test_training.py \
+		tests/test_gpu_backend.py
 
 bench:
 	$(PYTHON) bench/run.py
