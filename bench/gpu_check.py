@@ -10,7 +10,10 @@
    yolo heads and detections are from float32's.
 3. yolov3-tiny.cfg at 416, batch 64: training images/s (forward, loss, backward, update on random images and
    boxes).
-4. The device memory peak (CuPy's memory pool holds what the largest step needed).
+4. The peer, side by side in the same run: PyTorch (the machine's own, cuDNN) on bench/torch_net.py's translation of
+   the same cfgs and weights: yolov3 forward at batch 64 (fp32, and TF32 allowed) and yolov3-tiny training at
+   batch 64 (the same loss and SGD), with pydarknet's ratio to it.
+5. The device memory peak (CuPy's memory pool holds what the largest step needed).
 
 The table goes to stdout, into a "## GPU" section of bench/RESULTS.md (with the date and the device's name), and
 to --out FILE. Each phase is skipped once the time budget (default 450 s) is spent, and says so.
@@ -124,7 +127,7 @@ def same_detections(a, b, atol=2e-3):
     return True
 
 
-def forward_phase(rows, log, weights_path):
+def forward_phase(rows, log, weights_path, measured):
     xp = backend._gpu_module().xp
     gpu = backend._gpu_module()
     x, img_w, img_h, image_name = test_image(416)
@@ -155,6 +158,7 @@ def forward_phase(rows, log, weights_path):
         rows.append((f"yolov3 416 forward, batch 1, {mode}", f"{latency * 1e3:.2f} ms", f"{1 / latency:.0f} images/s"))
         log(rows[-1])
         throughput = 64 / timed(lambda: net.predict(batch), 5)
+        measured[f"forward {mode}"] = throughput
         target = TARGETS[f"{mode}_forward"]
         rows.append((f"yolov3 416 forward, batch 64, {mode}", f"{throughput:.0f} images/s",
                      f"target >= {target}: {'met' if throughput >= target else 'not met'}"))
@@ -189,22 +193,79 @@ def detection_phase(rows, log):
         log(rows[-1])
 
 
-def training_phase(rows, log):
-    net = network("yolov3-tiny.cfg", 0, batch=64, size=416)
-    sane_random_weights(net, seed=1)
+def training_data(batch=64, size=416):
     rng = np.random.default_rng(0)
-    xp = backend._gpu_module().xp
-    images = xp.asarray(rng.random((64, 3, 416, 416), np.float32))
-    truth = np.zeros((64, 90 * 5), np.float32)
-    for b in range(64):
+    images = rng.random((batch, 3, size, size), np.float32)
+    truth = np.zeros((batch, 90 * 5), np.float32)
+    for b in range(batch):
         for t in range(5):     # five boxes per image: x, y, w, h, class
             truth[b, t * 5:t * 5 + 5] = [rng.uniform(.2, .8), rng.uniform(.2, .8), rng.uniform(.05, .4),
                                          rng.uniform(.05, .4), rng.integers(80)]
+    return images, truth
+
+
+def training_phase(rows, log, weights_path, measured):
+    net = network("yolov3-tiny.cfg", 0, batch=64, size=416)
+    sane_random_weights(net, seed=1)
+    save_weights(net, weights_path)
+    images, truth = training_data()
+    images = backend._gpu_module().xp.asarray(images)
     with contextlib.redirect_stdout(io.StringIO()):     # the yolo layers' per-batch lines
         seconds = timed(lambda: net.train_datum(images, truth), 5)
-    rate = 64 / seconds
+    rate = measured["train"] = 64 / seconds
     rows.append(("yolov3-tiny 416 training, batch 64, fp32", f"{rate:.0f} images/s ({seconds * 1e3:.0f} ms/step)",
                  f"target >= {TARGETS['train']}: {'met' if rate >= TARGETS['train'] else 'not met'}"))
+    log(rows[-1])
+
+
+def torch_phase(rows, log, yolov3_weights, tiny_weights, measured):
+    """The same work in PyTorch on the same GPU: bench/torch_net.py's model of each cfg with the same weights."""
+    import torch
+    if not torch.cuda.is_available():
+        rows.append(("PyTorch peer", "skipped", f"torch {torch.__version__} sees no GPU"))
+        return
+    from bench import torch_net
+
+    def model_of(cfg, weights, batch):
+        net = network(cfg, "cpu", weights, batch=batch, size=416)       # its parameters, on the host
+        sections = read_cfg(os.path.join(ROOT, "cfg", cfg))
+        sections[0].options = dict(sections[0].options, width="416", height="416")
+        return net, torch_net.DarknetTorch(sections).load(net).cuda()
+
+    def synchronized(f):
+        def run():
+            f()
+            torch.cuda.synchronize()
+        return run
+
+    x, _, _, _ = test_image(416)
+    _, model = model_of("yolov3.cfg", yolov3_weights, 64)
+    model.eval()
+    batch = torch.from_numpy(np.repeat(x[None], 64, axis=0)).cuda()
+    for mode in ("fp32", "tf32"):
+        torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = mode == "tf32"
+        with torch.no_grad():
+            rate = 64 / timed(synchronized(lambda: model(batch)), 5)
+        ours = measured.get(f"forward {mode}")
+        rows.append((f"PyTorch {torch.__version__} yolov3 416 forward, batch 64, {mode} (cuDNN)", f"{rate:.0f} images/s",
+                     f"pydarknet / PyTorch = {ours / rate:.2f}" if ours else "no pydarknet figure"))
+        log(rows[-1])
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    net, model = model_of("yolov3-tiny.cfg", tiny_weights, 64)
+    model.train()
+    optimizer = torch_net.sgd(model, net)
+    images, truth = training_data()
+    images = torch.from_numpy(images).cuda()
+
+    def step():
+        optimizer.zero_grad(set_to_none=True)
+        surrogate, _ = torch_net.yolo_loss(model, model(images), truth)
+        surrogate.backward()
+        optimizer.step()
+    rate = 64 / timed(synchronized(step), 5)
+    ours = measured.get("train")
+    rows.append((f"PyTorch {torch.__version__} yolov3-tiny 416 training, batch 64, fp32", f"{rate:.0f} images/s",
+                 f"pydarknet / PyTorch = {ours / rate:.2f}" if ours else "no pydarknet figure"))
     log(rows[-1])
 
 
@@ -250,11 +311,13 @@ def main():
     device = cupy.cuda.runtime.getDeviceProperties(0)["name"].decode()
     log(f"{device}, CuPy {cupy.__version__}, CUDA runtime {cupy.cuda.runtime.runtimeGetVersion()}")
     tests = None if args.skip_tests else run_tests(log)
-    rows = []
+    rows, measured = [], {}
     with tempfile.TemporaryDirectory() as tmp:
-        for name, phase in (("forward", lambda: forward_phase(rows, log, os.path.join(tmp, "yolov3.weights"))),
+        yolov3, tiny = os.path.join(tmp, "yolov3.weights"), os.path.join(tmp, "yolov3-tiny.weights")
+        for name, phase in (("forward", lambda: forward_phase(rows, log, yolov3, measured)),
                             ("detection", lambda: detection_phase(rows, log)),
-                            ("training", lambda: training_phase(rows, log))):
+                            ("training", lambda: training_phase(rows, log, tiny, measured)),
+                            ("PyTorch peer", lambda: torch_phase(rows, log, yolov3, tiny, measured))):
             if time.time() - start > args.budget:
                 rows.append((f"{name} phase", "skipped", f"the {args.budget:.0f} s budget was spent"))
                 continue

@@ -1,8 +1,9 @@
 """A small Darknet cfg -> torch.nn.Module translator, for the training benchmark (bench/bench_train.py) only.
 
-Knows the layer types yolov3-tiny uses: [convolutional] (batch_normalize, leaky/linear/relu/logistic, pad or
-padding, stride), [maxpool] (Darknet's padding: -inf, padding//2 on the left/top, the rest on the right/bottom),
-[route], [upsample] and [yolo]. Weights are copied from a pydarknet Network built from the same cfg, so both
+Knows the layer types yolov3 and yolov3-tiny use: [convolutional] (batch_normalize, leaky/linear/relu/logistic,
+pad or padding, stride), [maxpool] (Darknet's padding: -inf, padding//2 on the left/top, the rest on the
+right/bottom), [route], [shortcut] (linear, equal shapes), [upsample] and [yolo]. The model runs on whichever
+device it is moved to (the GPU benchmark, bench/gpu_check.py, uses it as the PyTorch peer). Weights are copied from a pydarknet Network built from the same cfg, so both
 start equal.
 
 [yolo] returns Darknet's activated output (logistic on x, y, objectness and classes) and keeps its input for
@@ -96,6 +97,19 @@ class Route(nn.Module):
         return parts[0] if len(parts) == 1 else torch.cat(parts, 1)
 
 
+class Shortcut(nn.Module):
+    def __init__(self, s, in_shape, index):
+        super().__init__()
+        if s.str("activation", "linear") != "linear" or s.float("alpha", 1) != 1 or s.float("beta", 1) != 1:
+            raise NotImplementedError(f"{s.where()}: only linear shortcuts with alpha = beta = 1")
+        source = int(s.str("from"))
+        self.source = source + index if source < 0 else source
+        self.out_shape = in_shape
+
+    def forward(self, x, outputs):
+        return x + outputs[self.source]
+
+
 class Upsample(nn.Module):
     def __init__(self, s, in_shape):
         super().__init__()
@@ -153,6 +167,8 @@ class DarknetTorch(nn.Module):
                 layer = Maxpool(s, shape)
             elif s.name == "route":
                 layer = Route(s, shape, index, shapes)
+            elif s.name == "shortcut":
+                layer = Shortcut(s, shape, index)
             elif s.name == "upsample":
                 layer = Upsample(s, shape)
             elif s.name == "yolo":
@@ -191,8 +207,8 @@ def _iou(ax, ay, aw, ah, bx, by, bw, bh):
     return torch.where(union > 0, inter / union, torch.zeros_like(inter))
 
 
-def _tensor(a):
-    return torch.from_numpy(np.asarray(a, np.float32))
+def _tensor(a, device):
+    return torch.from_numpy(np.asarray(a, np.float32)).to(device)
 
 
 def yolo_delta(head, y, truth, net_w, net_h):
@@ -202,16 +218,17 @@ def yolo_delta(head, y, truth, net_w, net_h):
     entries = 5 + head.classes
     y = y.detach().reshape(batch, head.n, entries, h, w)
     anchors = head.anchors.reshape(-1, 2)
-    mask_anchors = torch.from_numpy(anchors[head.mask])                        # (n, 2) pixels
+    device = y.device
+    mask_anchors = torch.from_numpy(anchors[head.mask]).to(device)             # (n, 2) pixels
     truth = np.asarray(truth, np.float32).reshape(batch, -1, 5)
     present = np.cumprod(truth[:, :, 0] != 0, axis=1).astype(bool)             # boxes before the first x == 0
     t_count = max(int(present.sum(1).max()), 1)
-    boxes = torch.from_numpy(truth[:, :t_count])                                # (B, T, 5)
-    valid = torch.from_numpy(present[:, :t_count])
+    boxes = torch.from_numpy(truth[:, :t_count]).to(device)                     # (B, T, 5)
+    valid = torch.from_numpy(present[:, :t_count]).to(device)
 
     # every prediction: objectness 0, unless it already overlaps a truth by more than ignore_thresh
-    gx = torch.arange(w, dtype=y.dtype).reshape(1, 1, 1, w)
-    gy = torch.arange(h, dtype=y.dtype).reshape(1, 1, h, 1)
+    gx = torch.arange(w, dtype=y.dtype, device=device).reshape(1, 1, 1, w)
+    gy = torch.arange(h, dtype=y.dtype, device=device).reshape(1, 1, h, 1)
     px = (gx + y[:, :, 0]) / w
     py = (gy + y[:, :, 1]) / h
     pw = torch.exp(y[:, :, 2]) * mask_anchors[:, 0].reshape(1, -1, 1, 1) / net_w
@@ -238,15 +255,15 @@ def yolo_delta(head, y, truth, net_w, net_h):
         keep = (m >= 0) & (i < w) & (j < h)
         bi, m, i, j, best = bi[keep], m[keep], i[keep], j[keep], best[keep]
         tx, ty, tw, th, cls = tx[keep], ty[keep], tw[keep], th[keep], cls[keep].astype(np.int64)
-        scale = _tensor(2 - tw * th)
+        scale = _tensor(2 - tw * th, device)
+        targets = (tx * w - i, ty * h - j, np.log(tw * net_w / anchors[best, 0]), np.log(th * net_h / anchors[best, 1]))
+        bi, m, j, i = (torch.from_numpy(v).to(device) for v in (bi, m, j, i))
         at = y[bi, m, :, j, i]                                                  # (K, entries)
-        delta[bi, m, 0, j, i] = scale * (_tensor(tx * w - i) - at[:, 0])
-        delta[bi, m, 1, j, i] = scale * (_tensor(ty * h - j) - at[:, 1])
-        delta[bi, m, 2, j, i] = scale * (_tensor(np.log(tw * net_w / anchors[best, 0])) - at[:, 2])
-        delta[bi, m, 3, j, i] = scale * (_tensor(np.log(th * net_h / anchors[best, 1])) - at[:, 3])
+        for k, target in enumerate(targets):                                    # x, y, w, h
+            delta[bi, m, k, j, i] = scale * (_tensor(target, device) - at[:, k])
         delta[bi, m, 4, j, i] = 1 - at[:, 4]
-        onehot = torch.zeros(len(bi), head.classes)
-        onehot[torch.arange(len(bi)), torch.from_numpy(cls)] = 1
+        onehot = torch.zeros(len(bi), head.classes, device=device)
+        onehot[torch.arange(len(bi), device=device), torch.from_numpy(cls).to(device)] = 1
         delta[bi, m, 5:, j, i] = onehot - at[:, 5:]
     return delta.reshape(batch, -1, h, w)
 
