@@ -1,9 +1,10 @@
 """The GPU backend's operations, written against an array module and a kernel launcher: kernels.cu and CudaOps.
 
-gpu.py binds CudaOps to CuPy (kernels.cu compiled by NVRTC, GEMM through cuBLAS); every public function of cpu.py
-has a twin there of the same name and signature, working on cupy arrays of the current device. The arithmetic is cpu.py's; where the GPU sums in another order (GEMM, per-channel reductions) the
-results agree within float32 rounding. The kernels are written against `CudaOps(xp, kernel)`, so the test suite
-can also run them on the CPU (tests/cuda_emulator.py compiles kernels.cu with a C++ compiler, xp = numpy).
+gpu.py binds CudaOps to CuPy (kernels.cu compiled by NVRTC, GEMM through cuBLAS): every public method here is the
+twin of the cpu.py function of the same name and signature, working on cupy arrays of the current device. The
+arithmetic is cpu.py's; where the GPU sums in another order (GEMM, per-channel reductions) the results agree within
+float32 rounding. Because CudaOps takes its array module and kernel launcher as arguments, the tests also run it
+on the CPU (tests/cuda_emulator.py: kernels.cu compiled with a C++ compiler, arrays that play CuPy's).
 
 Convolutions run batched: the columns of many images at once (rows C*size*size, then image, then position), one
 GEMM per chunk of images, instead of cpu.py's image by image. PYDARKNET_GPU_MATH=tf32 lets cuBLAS use TF32 tensor
