@@ -107,3 +107,21 @@ def test_v2mini_region_follows_the_gpu_backward(reference, golden, device, capsy
                 ours = float(np.sum(np.float64(to_host(getattr(layer, attr))) ** 2))
                 assert ours == pytest.approx(sums[key], rel=1e-4), f"layer {index} {attr} sum of squares"
     check_three_steps(reference, golden, name, "train_regiongpu", device)
+
+
+def test_stopbackward_freezes_the_layers_before_it(tmp_path, capsys):
+    """Darknet's stopbackward=1: backward_network stops at that layer, so it and the layers before it get no
+    gradient; update_network still steps them, which leaves only weight decay (W *= 1 - rate*decay)."""
+    (tmp_path / "stop.cfg").write_text(
+        "[net]\nbatch=2\nwidth=8\nheight=8\nchannels=3\nlearning_rate=.1\nmomentum=0\ndecay=.01\n\n"
+        "[convolutional]\nfilters=4\nsize=3\npad=1\nactivation=leaky\n\n"
+        "[maxpool]\nsize=2\nstride=2\nstopbackward=1\n\n"
+        "[connected]\noutput=6\nactivation=linear\n\n[cost]\n")
+    net = Network(read_cfg(tmp_path / "stop.cfg"), "stop.cfg")
+    net.init_random(0)
+    rng = np.random.default_rng(0)
+    conv, fc = to_host(net.layers[0].weights).copy(), to_host(net.layers[2].weights).copy()
+    net.train_datum(rng.random((2, 3, 8, 8), np.float32), rng.random((2, 6), np.float32))
+    np.testing.assert_allclose(to_host(net.layers[0].weights), conv * np.float32(1 - .1 * .01), rtol=1e-6)
+    assert not np.any(to_host(net.layers[0].bias_updates))
+    assert np.abs(to_host(net.layers[2].weights) - fc).max() > 1e-3

@@ -202,6 +202,7 @@ def backward_normalize_bias(layer, net):
 def sgd_update(layer, rate, momentum, decay, batch):
     """Darknet's update_convolutional_layer (and connected, local): biases and scales step along their
     accumulated updates, weights along theirs after weight decay; then momentum scales what is kept."""
+    ensure_updates(layer)       # a layer behind stopbackward=1 never ran backward: its updates are still zero
     rate = np.float32(rate * layer.learning_rate_scale)
     step, keep = np.float32(rate / batch), np.float32(momentum)
     layer.biases += step * layer.bias_updates
