@@ -22,6 +22,7 @@ import pydarknet  # noqa: E402,F401  (first: thread-pool policies before numpy l
 from pydarknet.evaluate import detector_map  # noqa: E402
 from pydarknet.shapes import generate  # noqa: E402
 from pydarknet.trainer import train_detector  # noqa: E402
+from bench.results import write_section  # noqa: E402
 
 BARS = {"yolov3-tiny-shapes": (.80, 20 * 60), "yolov2-tiny-shapes": (.50, None), "yolov1-tiny-shapes": (.50, None)}
 SECTION = "## Learning"
@@ -64,19 +65,5 @@ def section(rows):
     return "\n".join(lines) + "\n"
 
 
-def write(rows, path=os.path.join(ROOT, "bench", "RESULTS.md")):
-    text = open(path).read() if os.path.exists(path) else "# pydarknet benchmarks\n"
-    new = section(rows)
-    if SECTION in text:
-        head, rest = text.split(SECTION, 1)
-        tail = rest[rest.find("\n## "):] if "\n## " in rest else ""
-        text = head + new + tail
-    else:
-        text = text.rstrip("\n") + "\n\n" + new
-    with open(path + ".tmp", "w") as f:
-        f.write(text)
-    os.replace(path + ".tmp", path)
-
-
 if __name__ == "__main__":
-    write(run(sys.argv[1:] or list(BARS)))
+    write_section(section(run(sys.argv[1:] or list(BARS))))

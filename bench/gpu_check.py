@@ -42,6 +42,7 @@ from pydarknet.cfg import read_cfg  # noqa: E402
 from pydarknet.image import letterbox_image, load_image_color  # noqa: E402
 from pydarknet.network import Network  # noqa: E402
 from pydarknet.weights import load_weights, sane_random_weights, save_weights  # noqa: E402
+from bench.results import write_section  # noqa: E402
 
 SECTION = "## GPU"
 TEST_FILES = ["tests/test_forward.py", "tests/test_detections.py", "tests/test_training.py",
@@ -277,19 +278,6 @@ def section(device, rows, tests, command):
     lines += ["| measure | value | note |", "|---|---|---|"]
     lines += [f"| {a} | {b} | {c} |" for a, b, c in rows]
     return "\n".join(lines) + "\n"
-
-
-def write_section(text, path=os.path.join(ROOT, "bench", "RESULTS.md")):
-    old = open(path).read() if os.path.exists(path) else "# pydarknet benchmarks\n"
-    if SECTION + "\n" in old:
-        head, rest = old.split(SECTION + "\n", 1)
-        tail = rest[rest.find("\n## "):] if "\n## " in rest else ""
-        new = head + text + tail
-    else:
-        new = old.rstrip("\n") + "\n\n" + text
-    with open(path + ".tmp", "w") as f:
-        f.write(new)
-    os.replace(path + ".tmp", path)
 
 
 def main():

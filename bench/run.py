@@ -19,10 +19,9 @@ if ROOT not in sys.path:
 
 import pydarknet  # noqa: E402,F401  (first: it sets the thread-pool waiting policies before numpy loads OpenBLAS)
 from bench import bench_forward  # noqa: E402
+from bench.results import RESULTS, write_section  # noqa: E402
 
-RESULTS = os.path.join(ROOT, "bench", "RESULTS.md")
 SECTION = "## CPU"
-TITLE = "# pydarknet benchmarks\n"
 TARGET = 2.0        # pydarknet within 2x of OpenCV DNN
 
 
@@ -212,43 +211,6 @@ def cpu_section(rows, nms, train, started, load_before, load_after, machine):
     return "\n".join(out) + "\n"
 
 
-# ---- RESULTS.md ------------------------------------------------------------------------------------------------
-
-def split_sections(text):
-    """(preamble, [(heading, body), ...]) split at lines that start with "## ", outside code fences."""
-    preamble, sections, fence = [], [], False
-    for line in text.splitlines(keepends=True):
-        if line.lstrip().startswith(("```", "~~~")):
-            fence = not fence
-        if not fence and line.startswith("## "):
-            sections.append([line.rstrip("\n"), [line]])
-        elif sections:
-            sections[-1][1].append(line)
-        else:
-            preamble.append(line)
-    return "".join(preamble), [(heading, "".join(body)) for heading, body in sections]
-
-
-def write_results(section, path=RESULTS):
-    """Replace the "## CPU" section of path (or add it first), keeping everything else."""
-    text = open(path).read() if os.path.exists(path) else TITLE
-    preamble, sections = split_sections(text)
-    if not preamble.strip():
-        preamble = TITLE
-    if not preamble.endswith("\n\n"):
-        preamble = preamble.rstrip("\n") + "\n\n"
-    is_cpu = [heading.strip() == SECTION for heading, _ in sections]
-    if any(is_cpu):
-        bodies = [section if cpu else body for (_, body), cpu in zip(sections, is_cpu)]
-    else:
-        bodies = [section] + [body for _, body in sections]
-    bodies = [body.rstrip("\n") + "\n" for body in bodies]
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(preamble + "\n".join(bodies))
-    os.replace(tmp, path)
-
-
 def main():
     started = datetime.datetime.now(datetime.timezone.utc)
     load_before = load_average()
@@ -265,7 +227,7 @@ def main():
     if train[0] is None:
         print(f"Training steps: {train[1]}", flush=True)
     section = cpu_section(rows, nms, train, started, load_before, load_average(), machine_lines())
-    write_results(section)
+    write_section(section, RESULTS, first=True)
     print(f"wrote {os.path.relpath(RESULTS)}")
 
 
