@@ -108,6 +108,14 @@ class Emulator:
 _emulator = None
 
 
+def shared_emulator():
+    """The Emulator of this process (kernels.cu compiled once per source version)."""
+    global _emulator
+    if _emulator is None:
+        _emulator = Emulator()
+    return _emulator
+
+
 def install(monkeypatch):
     """For one test: host arrays go through the GPU backend's code and kernels (skips without a C++ compiler)."""
     import pytest
@@ -120,10 +128,7 @@ def install(monkeypatch):
 
 def emulated_ops():
     """CudaOps on numpy arrays, with kernels.cu compiled for the CPU (once per source version)."""
-    global _emulator
-    if _emulator is None:
-        _emulator = Emulator()
-    return CudaOps(np, _emulator)
+    return CudaOps(np, shared_emulator())
 
 
 # ---- a GPU played by the CPU: device arrays that refuse to mix with host arrays, as CuPy's do ------------------
@@ -255,11 +260,8 @@ def install_gpu(monkeypatch):
     from pydarknet import backend
     if not available():
         pytest.skip("no C++ compiler (g++) to run the CUDA kernels on the CPU")
-    global _emulator
-    if _emulator is None:
-        _emulator = Emulator()
     xp = emulated_cupy()
-    ops = CudaOps(xp, DeviceKernels(_emulator))
+    ops = CudaOps(xp, DeviceKernels(shared_emulator()))
     gpu = types.SimpleNamespace(xp=xp, set_math=lambda mode: None,
                                 **{name: getattr(ops, name) for name in dir(CudaOps) if not name.startswith("_")})
     monkeypatch.setattr(backend, "_gpu_module", lambda: gpu)

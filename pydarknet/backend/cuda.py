@@ -119,24 +119,26 @@ class CudaOps:
         self._im2col(x, group * channels, channels, size, stride, pad, out_h, out_w, col)
         return col.reshape(channels * size * size, -1)
 
-    @staticmethod
-    def _chunk(x, rows, positions):
-        """Images per chunk so that a chunk's columns stay within COLUMN_FLOATS."""
-        return max(1, min(x.shape[0], COLUMN_FLOATS // max(rows * positions, 1)))
+    def _column_chunks(self, x, filters, size, stride, pad, groups, out_h, out_w):
+        """For each chunk of images (so that its columns stay within COLUMN_FLOATS) and each group: the image
+        slice, the group's filter and channel slices, and the columns."""
+        batch, channels = x.shape[:2]
+        cg, kg = channels // groups, filters // groups
+        chunk = max(1, min(batch, COLUMN_FLOATS // max(cg * size * size * out_h * out_w, 1)))
+        for b0 in range(0, batch, chunk):
+            images = slice(b0, min(b0 + chunk, batch))
+            for g in range(groups):
+                yield (images, slice(g * kg, (g + 1) * kg), slice(g * cg, (g + 1) * cg),
+                       self._columns(x[images], g, cg, size, stride, pad, out_h, out_w))
 
     def convolution_forward(self, x, weights, size, stride, pad, groups, y, workspace=None, derived=None):
         """y = the convolution of x (B, C, H, W) with weights (K, C/groups*size*size), batched per chunk."""
-        batch, channels = x.shape[:2]
-        filters, (out_h, out_w) = weights.shape[0], y.shape[2:]
-        cg, kg = channels // groups, filters // groups
-        chunk = self._chunk(x, cg * size * size, out_h * out_w)
-        for b0 in range(0, batch, chunk):
-            images = x[b0:b0 + chunk]
-            nb = images.shape[0]
-            for g in range(groups):
-                col = self._columns(images, g, cg, size, stride, pad, out_h, out_w)
-                product = self.xp.matmul(weights[g * kg:(g + 1) * kg], col)
-                y[b0:b0 + nb, g * kg:(g + 1) * kg] = product.reshape(kg, nb, out_h, out_w).transpose(1, 0, 2, 3)
+        out_h, out_w = y.shape[2:]
+        for images, group_filters, _, col in self._column_chunks(x, weights.shape[0], size, stride, pad, groups,
+                                                                 out_h, out_w):
+            product = self.xp.matmul(weights[group_filters], col)
+            nb = images.stop - images.start
+            y[images, group_filters] = product.reshape(-1, nb, out_h, out_w).transpose(1, 0, 2, 3)
         return y
 
     def maxpool_forward(self, x, size, stride, pad, y):
@@ -222,26 +224,22 @@ class CudaOps:
     def convolution_backward(self, x, delta, weights, size, stride, pad, groups, weight_updates, dx, workspace=None):
         """weight_updates += delta x columns^T; dx gets W^T delta through col2im (a 1x1 convolution overwrites
         dx, as Darknet's beta-0 GEMM does)."""
-        batch, channels = x.shape[:2]
-        filters, (out_h, out_w) = weights.shape[0], delta.shape[2:]
-        cg, kg = channels // groups, filters // groups
+        out_h, out_w = delta.shape[2:]
         one_by_one = size == 1 and stride == 1 and pad == 0
-        chunk = self._chunk(x, cg * size * size, out_h * out_w)
-        for b0 in range(0, batch, chunk):
-            images = x[b0:b0 + chunk]
-            nb = images.shape[0]
-            for g in range(groups):
-                col = self._columns(images, g, cg, size, stride, pad, out_h, out_w)
-                part = delta[b0:b0 + nb, g * kg:(g + 1) * kg].reshape(nb, kg, -1)
-                d = self.xp.ascontiguousarray(part.transpose(1, 0, 2)).reshape(kg, -1)
-                weight_updates[g * kg:(g + 1) * kg] += self.xp.matmul(d, col.T)
-                if dx is None:
-                    continue
-                dcol = self.xp.matmul(weights[g * kg:(g + 1) * kg].T, d)
-                if one_by_one:
-                    dx[b0:b0 + nb, g * cg:(g + 1) * cg] = dcol.reshape(cg, nb, out_h, out_w).transpose(1, 0, 2, 3)
-                else:
-                    self._col2im(dcol, dx[b0:b0 + nb], g * cg, cg, size, stride, pad, out_h, out_w)
+        for images, group_filters, group_channels, col in self._column_chunks(x, weights.shape[0], size, stride, pad,
+                                                                              groups, out_h, out_w):
+            nb = images.stop - images.start
+            part = delta[images, group_filters].reshape(nb, -1, out_h * out_w)
+            d = self.xp.ascontiguousarray(part.transpose(1, 0, 2)).reshape(part.shape[1], -1)
+            weight_updates[group_filters] += self.xp.matmul(d, col.T)
+            if dx is None:
+                continue
+            dcol = self.xp.matmul(weights[group_filters].T, d)
+            if one_by_one:
+                dx[images, group_channels] = dcol.reshape(-1, nb, out_h, out_w).transpose(1, 0, 2, 3)
+            else:
+                cg = group_channels.stop - group_channels.start
+                self._col2im(dcol, dx[images], group_channels.start, cg, size, stride, pad, out_h, out_w)
 
     def maxpool_backward(self, delta, argmax, size, stride, pad, dx):
         batch, channels, height, width = dx.shape
