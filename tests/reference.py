@@ -284,6 +284,21 @@ def upsample(x, stride, scale, reverse):
     return y
 
 
+def flatten(x, size, layers, forward):
+    """blas.c flatten(x, size, layers, batch, forward), index for index: forward moves x[b][c][i] to [b][i][c]."""
+    flat = x.reshape(len(x), -1)
+    out = np.empty_like(flat)
+    for b in range(len(x)):
+        for c in range(layers):
+            for i in range(size):
+                i1, i2 = c * size + i, i * layers + c
+                if forward:
+                    out[b, i2] = flat[b, i1]
+                else:
+                    out[b, i1] = flat[b, i2]
+    return out
+
+
 def reorg(x, stride, reverse):
     """forward_reorg_layer: reorg_cpu(input, w, h, c, batch, stride, forward=reverse, output), index for index,
     with w, h, c the INPUT's sizes in both directions (so reverse=0 is the inverse of Darknet's own "forward")."""

@@ -266,6 +266,30 @@ def test_network_moves_between_devices_keeping_its_weights(reference, tmp_path, 
     np.testing.assert_array_equal(net.predict(x), on_cpu)
 
 
+@pytest.mark.parametrize("reverse", [0, 1])
+def test_reorg_flatten_on_the_gpu_matches_cpu(tmp_path, monkeypatch, reverse):
+    """[reorg] flatten=1 is array reshaping, not a kernel: on the GPU it stays on the device and gives the CPU's
+    output; its backward, fed its own output, gives back the input exactly (the transpose undone)."""
+    cuda_emulator.install_gpu(monkeypatch)
+    path = tmp_path / "flatten.cfg"
+    path.write_text(f"[net]\nbatch=2\nchannels=3\nheight=2\nwidth=5\n[reorg]\nflatten=1\nreverse={reverse}\n")
+    x = np.random.default_rng(0).standard_normal((2, 3, 2, 5), dtype=np.float32)
+    outputs = {}
+    for device in ("cpu", 0):
+        net = Network(read_cfg(path), str(path), device=device)
+        net.train = True
+        layer = net.layers[0]
+        outputs[device] = backend.to_host(net.forward(x)).copy()
+        backend.assign(layer.delta, layer.output)
+        dx = backend.to_device(np.zeros_like(x), layer.output)
+        with backend.on_device(net.device):
+            layer.backward(net.input, dx, net)
+        assert backend.is_host(dx) == (device == "cpu")
+        np.testing.assert_array_equal(backend.to_host(dx), x)
+    np.testing.assert_array_equal(outputs[0], outputs["cpu"])
+    assert not np.array_equal(outputs["cpu"], x)
+
+
 def test_detector_train_on_the_gpu_gives_the_cpus_losses(tmp_path, monkeypatch, capsys):
     """`detector train` with PYDARKNET_GPU=0, on a GPU played by the CPU: the same losses, iteration by iteration,
     as on the CPU (within float32 rounding), and weights that load back."""

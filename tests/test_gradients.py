@@ -577,6 +577,21 @@ def test_reorg(tmp_path, case):
     check("reorg", f"stride {stride} reverse {reverse} dx (written over)", dx, numerical_gradient(oracle, x, d))
 
 
+@pytest.mark.parametrize("reverse", [0, 1])
+def test_reorg_flatten(tmp_path, reverse):
+    shape = (3, 2, 5)
+    net = network(tmp_path, f"[reorg]\nflatten=1\nreverse={reverse}\n", shape)
+    layer = net.layers[0]
+    x32, x = draw(np.random.default_rng(27), (2,) + shape)
+    net.forward(x32.copy())
+    # forward_reorg_layer with flatten: flatten(output, w*h, c, batch, !reverse); the shape stays (c, h, w)
+    oracle = lambda: reference.flatten(x, 10, 3, not reverse).reshape(x.shape)   # noqa: E731
+    check_forward("reorg", layer.output, oracle())
+    (d32, d), dx0 = upstream(np.random.default_rng(28), layer.output.shape, x.shape)
+    dx = backward(net, 0, d32, dx0)
+    check("reorg", f"flatten reverse {reverse} dx (written over)", dx, numerical_gradient(oracle, x, d))
+
+
 # ---- dropout, softmax, cost, crop ---------------------------------------------------------------------------
 
 def test_dropout(tmp_path):
