@@ -38,7 +38,7 @@ gpu-check:
 
 # Do the small v1/v2/v3 networks learn the shapes dataset, and how fast (about an hour on 2 cores)
 bench-learn:
-	$(PYTHON) bench/bench_learn.py
+	$(PYTHON) bench/bench_learn.py $(CFGS)
 
 clean:
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

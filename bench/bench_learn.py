@@ -1,11 +1,12 @@
 """Benchmark: do the small YOLO v1, v2 and v3 networks learn the embedded shapes dataset, and how fast?
 
     python bench/bench_learn.py [yolov3-tiny-shapes yolov2-tiny-shapes yolov1-tiny-shapes]   (make bench-learn)
+    make bench-learn CFGS=yolov1-tiny-shapes
 
 For each cfg: generate the dataset once (out/bench-shapes), train from scratch with `detector train` (seed 1, the
-cfg's max_batches), then `detector map` on the validation images. Writes a "## Learning" section into
-bench/RESULTS.md with the wall-clock time of each phase and the mAP@0.5 reached, against the issue's bars: the
-v3 demo network mAP@0.5 >= 0.80 within 20 minutes, the v2- and v1-style networks >= 0.50.
+cfg's max_batches), then `detector map` on the validation images. Writes its rows into the "## Learning" section
+of bench/RESULTS.md, with the training time and the mAP@0.5 reached, against the issue's bars: the v3 demo network
+mAP@0.5 >= 0.80 within 20 minutes, the v2- and v1-style networks >= 0.50.
 """
 import contextlib
 import datetime
@@ -51,19 +52,43 @@ def run(names, folder=os.path.join(ROOT, "out", "bench-shapes"), log=print):
     return rows
 
 
-def section(rows):
-    lines = [SECTION, "", f"Measured {datetime.datetime.utcnow():%Y-%m-%d %H:%M} UTC by `make bench-learn` "
-             "(`python bench/bench_learn.py`): 2,000 generated images at 160x160 (1,600 train, 400 valid), "
-             "training from scratch with seed 1 for the cfg's max_batches, then `detector map`.", "",
-             "| cfg | training | mAP@0.5 | bar | met |", "|---|---:|---:|---|---|"]
+HEADER = ["| cfg | measured (UTC) | training | mAP@0.5 | bar | met |", "|---|---|---:|---:|---|---|"]
+
+
+def section(rows, old=""):
+    """The Learning section with a row for each cfg just run; the rows of cfgs not run this time, and the notes
+    after the table, are kept from the old section."""
+    now = f"{datetime.datetime.utcnow():%Y-%m-%d %H:%M}"
+    table = {}
     for r in rows:
         bar, seconds = BARS.get(r["name"], (None, None))
         met = bar is not None and r["map"] >= bar and (seconds is None or r["total_s"] <= seconds)
         bar_text = f">= {bar:.2f}" + (f" within {seconds // 60} min" if seconds else "") if bar else "-"
-        lines.append(f"| {r['name']} | {r['train_s'] / 60:.1f} min | {r['map']:.3f} | {bar_text} | "
-                     f"{'met' if met else 'not met'} |")
-    return "\n".join(lines) + "\n"
+        table[r["name"]] = (f"| {r['name']} | {now} | {r['train_s'] / 60:.1f} min | {r['map']:.3f} | {bar_text} | "
+                            f"{'met' if met else 'not met'} |")
+    old_lines = old.splitlines()
+    kept = [line for line in old_lines if line.startswith("| ") and _name(line) not in table and _name(line) != "cfg"]
+    notes = old_lines[max((i for i, line in enumerate(old_lines) if line.startswith("|")), default=len(old_lines)) + 1:]
+    lines = [SECTION, "", "`make bench-learn` (`python bench/bench_learn.py [CFG ...]`): 2,000 generated images at "
+             "160x160 (1,600 train, 400 valid), training from scratch with seed 1 for the cfg's max_batches, then "
+             "`detector map`. A run replaces the rows of the cfgs it trained.", ""]
+    order = list(BARS)
+    merged = sorted(kept + list(table.values()),
+                    key=lambda line: order.index(_name(line)) if _name(line) in order else len(order))
+    return "\n".join(lines + HEADER + merged + notes) + "\n"
+
+
+def _name(row):
+    """The cfg a table row is about: the first word of its first cell."""
+    return row.split("|")[1].split()[0]
+
+
+def old_section():
+    from bench.results import RESULTS, split_sections
+    if not os.path.exists(RESULTS):
+        return ""
+    return next((body for heading, body in split_sections(open(RESULTS).read())[1] if heading.strip() == SECTION), "")
 
 
 if __name__ == "__main__":
-    write_section(section(run(sys.argv[1:] or list(BARS))))
+    write_section(section(run(sys.argv[1:] or list(BARS)), old_section()))

@@ -38,6 +38,7 @@ def write_section(section, path=RESULTS, first=False):
     else:
         bodies = [section] + bodies if first else bodies + [section]
     bodies = [body.rstrip("\n") + "\n" for body in bodies]
-    with open(path + ".tmp", "w") as f:
+    temp = f"{path}.tmp"
+    with open(temp, "w") as f:
         f.write(preamble + "\n".join(bodies))
-    os.replace(path + ".tmp", path)
+    os.replace(temp, path)

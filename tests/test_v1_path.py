@@ -144,3 +144,30 @@ def test_v1_truth_through_loss_and_decoder_scores_map_one(v1_dataset, monkeypatc
     truths = sum(map(len, LABELS))
     assert result["map"] == pytest.approx(1.0) and result["coco_map"] == pytest.approx(1.0)
     assert (result["tp"], result["fp"], result["fn"], result["truths"]) == (truths, 0, 0, truths)
+
+
+def test_shapes_cfg_convolutional_head_gives_the_detection_layer_its_layout():
+    """cfg/yolov1-tiny-shapes.cfg computes the [detection] input with 1x1 convolutions: each map (classes,
+    confidences, boxes) is transposed cell-major by [reorg] flatten=1 and the three are joined by [route]. The
+    detection layer must then find cell (row, col)'s class j, box n's confidence and box n's coordinates where
+    forward_detection_layer indexes them, taken from that cell's own position in the three maps."""
+    from conftest import REPO
+    path = REPO / "cfg" / "yolov1-tiny-shapes.cfg"
+    net = Network(read_cfg(path), str(path))
+    net.init_random(0)
+    detection, route = net.layers[-1], net.layers[-2]
+    side, num, classes, coords = detection.side, detection.n, detection.classes, detection.coords
+    assert [net.layers[i].type for i in route.layers] == ["reorg"] * 3
+    maps = [net.layers[i - 1] for i in route.layers]
+    assert [m.out_shape for m in maps] == [(classes, side, side), (num, side, side), (num * coords, side, side)]
+    x = np.random.default_rng(0).uniform(0, 1, (2,) + net.input_shape).astype(np.float32)
+    net.predict(x)
+    got = route.output.reshape(2, -1)          # the detection layer's input
+    cls_map, conf_map, box_map = (m.output for m in maps)
+    for b, row, col in [(0, 0, 0), (1, 3, 7), (0, side - 1, 2), (1, side - 1, side - 1)]:
+        i = row * side + col                      # forward_detection_layer's cell index
+        np.testing.assert_array_equal(got[b, i * classes:(i + 1) * classes], cls_map[b, :, row, col])
+        for n in range(num):
+            assert got[b, side * side * classes + i * num + n] == conf_map[b, n, row, col]
+            box = side * side * (classes + num) + (i * num + n) * coords
+            np.testing.assert_array_equal(got[b, box:box + coords], box_map[b, n * coords:(n + 1) * coords, row, col])
