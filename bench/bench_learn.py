@@ -67,8 +67,10 @@ def section(rows, old=""):
         table[r["name"]] = (f"| {r['name']} | {now} | {r['train_s'] / 60:.1f} min | {r['map']:.3f} | {bar_text} | "
                             f"{'met' if met else 'not met'} |")
     old_lines = old.splitlines()
-    kept = [line for line in old_lines if line.startswith("| ") and _name(line) not in table and _name(line) != "cfg"]
-    notes = old_lines[max((i for i, line in enumerate(old_lines) if line.startswith("|")), default=len(old_lines)) + 1:]
+    start = next((i for i, line in enumerate(old_lines) if line.startswith("|")), len(old_lines))
+    end = next((i for i in range(start, len(old_lines)) if not old_lines[i].startswith("|")), len(old_lines))
+    kept = [line for line in old_lines[start + 2:end] if _name(line) not in table]     # the first table's rows
+    notes = old_lines[end:]
     lines = [SECTION, "", "`make bench-learn` (`python bench/bench_learn.py [CFG ...]`): 2,000 generated images at "
              "160x160 (1,600 train, 400 valid), training from scratch with seed 1 for the cfg's max_batches, then "
              "`detector map`. A run replaces the rows of the cfgs it trained.", ""]
