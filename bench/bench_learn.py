@@ -86,10 +86,10 @@ def _name(row):
 
 
 def old_section():
-    from bench.results import RESULTS, split_sections
+    from bench.results import RESULTS, read, split_sections
     if not os.path.exists(RESULTS):
         return ""
-    return next((body for heading, body in split_sections(open(RESULTS).read())[1] if heading.strip() == SECTION), "")
+    return next((body for heading, body in split_sections(read(RESULTS))[1] if heading.strip() == SECTION), "")
 
 
 if __name__ == "__main__":

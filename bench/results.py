@@ -21,11 +21,16 @@ def split_sections(text):
     return "".join(preamble), [(heading, "".join(body)) for heading, body in sections]
 
 
+def read(path):
+    with open(path) as f:
+        return f.read()
+
+
 def write_section(section, path=RESULTS, first=False):
     """Replace the section whose heading is section's first line (or add it, first or last), keeping the rest;
     written atomically."""
     heading = section.splitlines()[0].strip()
-    text = open(path).read() if os.path.exists(path) else TITLE
+    text = read(path) if os.path.exists(path) else TITLE
     preamble, sections = split_sections(text)
     if not preamble.strip():
         preamble = TITLE
