@@ -23,7 +23,7 @@ import pydarknet  # noqa: E402,F401  (first: thread-pool policies before numpy l
 from pydarknet.evaluate import detector_map  # noqa: E402
 from pydarknet.shapes import generate  # noqa: E402
 from pydarknet.trainer import train_detector  # noqa: E402
-from bench.results import write_section  # noqa: E402
+from bench.results import RESULTS, read, split_sections, write_section  # noqa: E402
 
 BARS = {"yolov3-tiny-shapes": (.80, 20 * 60), "yolov2-tiny-shapes": (.50, None), "yolov1-tiny-shapes": (.50, None)}
 SECTION = "## Learning"
@@ -86,7 +86,6 @@ def _name(row):
 
 
 def old_section():
-    from bench.results import RESULTS, read, split_sections
     if not os.path.exists(RESULTS):
         return ""
     return next((body for heading, body in split_sections(read(RESULTS))[1] if heading.strip() == SECTION), "")
