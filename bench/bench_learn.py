@@ -74,9 +74,8 @@ def section(rows, old=""):
     lines = [SECTION, "", "`make bench-learn` (`python bench/bench_learn.py [CFG ...]`): 2,000 generated images at "
              "160x160 (1,600 train, 400 valid), training from scratch with seed 1 for the cfg's max_batches, then "
              "`detector map`. A run replaces the rows of the cfgs it trained.", ""]
-    order = list(BARS)
-    merged = sorted(kept + list(table.values()),
-                    key=lambda line: order.index(_name(line)) if _name(line) in order else len(order))
+    rank = {name: i for i, name in enumerate(BARS)}
+    merged = sorted(kept + list(table.values()), key=lambda line: rank.get(_name(line), len(rank)))
     return "\n".join(lines + HEADER + merged + notes) + "\n"
 
 

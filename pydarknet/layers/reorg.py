@@ -57,8 +57,6 @@ def _transpose(source, target, in_shape, to_channels_last):
     """Darknet's flatten(x, w*h, c, batch, forward), with the layer's input sizes: per image, [c][h*w] -> [h*w][c]
     when forward, else back."""
     batch, (c, h, w) = source.shape[0], in_shape
-    if to_channels_last:
-        target.reshape(batch, h * w, c)[...] = source.reshape(batch, c, h * w).transpose(0, 2, 1)
-    else:
-        target.reshape(batch, c, h * w)[...] = source.reshape(batch, h * w, c).transpose(0, 2, 1)
+    rows, cols = (c, h * w) if to_channels_last else (h * w, c)
+    target.reshape(batch, cols, rows)[...] = source.reshape(batch, rows, cols).transpose(0, 2, 1)
     return target
