@@ -5,15 +5,21 @@ PYTHON ?= python3
 PIP ?= $(PYTHON) -m pip
 BUILD_RECORD ?= pydarknet/_build_config.json
 
-# CuPy for CUDA 12 comes with every build: its NVRTC compiles the CUDA sources in the tests even without a GPU.
-EXTRAS := test,$(if $(and $(filter 1,$(GPU)),$(filter 13,$(CUDA))),gpu13,gpu)
+# A CPU build installs no CuPy; GPU=1 adds CuPy for CUDA 12 (CUDA=13: 13). `make nvrtc` adds CuPy and NVRTC to a
+# CPU build, so that the tests compile the CUDA sources without a GPU (CI does this).
+GPU_EXTRA := $(if $(filter 13,$(CUDA)),gpu13,gpu)
+comma := ,
+EXTRAS := test$(if $(filter 1,$(GPU)),$(comma)$(GPU_EXTRA))
 
-.PHONY: all install record-build test test-gpu bench bench-learn gpu-check clean demo
+.PHONY: all install nvrtc record-build test test-gpu bench bench-learn gpu-check clean demo
 
 all: install
 
 install: record-build
 	$(PIP) install -e ".[$(EXTRAS)]"
+
+nvrtc: install
+	$(PIP) install -e ".[test,$(GPU_EXTRA)]"
 
 # The choice the package reads when it builds its first network: GPU=1 runs on GPU 0 (-i N, -nogpu and
 # PYDARKNET_GPU choose otherwise at run time).

@@ -28,7 +28,7 @@ kernel = functools.partial(numba.njit, cache=True)
 _F32 = np.float32
 
 __all__ = [
-    "Detection", "Detections",
+    "Detection", "Detections", "DetectionWarning",
     "yolo_detections", "yolo_num_detections", "region_detections", "detection_detections", "correct_boxes",
     "do_nms_sort", "do_nms_obj",
     "box_iou", "box_intersection", "box_union", "box_rmse", "overlap", "box_corners",
@@ -37,6 +37,10 @@ __all__ = [
 
 # ----------------------------------------------------------------------------------------------------------------
 # Detection records
+
+class DetectionWarning(UserWarning):
+    """Detections were dropped because the network's output was not finite."""
+
 
 def _column(name, doc=None, convert=None):
     """A Detection attribute that reads and writes row i of the container's array `name`."""
@@ -163,6 +167,15 @@ class Detections:
     def copy(self):
         return Detections(self.bbox.copy(), self.objectness.copy(), self.prob.copy(), self.sort_class.copy(),
                           self.classes_field.copy(), None if self.mask is None else self.mask.copy())
+
+    def finite(self):
+        """The records whose box, objectness and class probabilities are all finite numbers, and how many were not.
+
+        A network whose weights are partial or truncated can output inf or NaN; such records would turn into
+        garbage boxes or crash the pixel arithmetic of drawing, so callers drop them (Network.detections)."""
+        ok = np.isfinite(self.bbox).all(1) & np.isfinite(self.objectness) & np.isfinite(self.prob).all(1)
+        dropped = len(self) - int(ok.sum())
+        return (self if dropped == 0 else self[ok]), dropped
 
     def permute(self, order):
         """Reorder the records in place (every array keeps its identity): position i gets record order[i]."""

@@ -167,7 +167,7 @@ def parse_sections(text, path="<string>"):
 
 def read_cfg(path):
     """Read a network .cfg: a list of Sections, the first of which must be [net] or [network]."""
-    path = os.fspath(path)
+    path = os.fsdecode(path)
     sections = parse_sections(_read_text(path, "cfg file"), path)
     if not sections:
         raise CfgError(f"{path}: holds no sections; a network cfg starts with [net]")
@@ -179,7 +179,7 @@ def read_cfg(path):
 
 def read_data(path):
     """Read a .data file (classes, train, valid, names, backup, eval, results) into a dict of strings."""
-    path = os.fspath(path)
+    path = os.fsdecode(path)
     options, lines = {}, {}
     for number, raw in enumerate(_lines(_read_text(path, "data file")), 1):
         line = raw.translate(BLANKS)
@@ -227,7 +227,7 @@ class DataConfig(dict):
 
 def read_names(path):
     """Read a .names file: one class name a line, as darknet's get_labels keeps them."""
-    path = os.fspath(path)
+    path = os.fsdecode(path)
     names = [line.rstrip("\r") for line in _lines(_read_text(path, "names file"))]
     while names and not names[-1].strip():
         names.pop()

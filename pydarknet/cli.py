@@ -309,8 +309,8 @@ def main(argv=None):
     except DarknetError as e:
         print(f"pydarknet: error: {e}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print("pydarknet: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as e:      # 130, as a shell reports SIGINT; training says what it saved
+        print(f"pydarknet: interrupted{f' ({e})' if str(e) else ''}", file=sys.stderr)
         return 130
     except BrokenPipeError:     # output piped into `head`: stop quietly, as C programs do
         sys.stdout = open(os.devnull, "w")

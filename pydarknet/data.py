@@ -59,7 +59,7 @@ def read_list(path):
     Surrounding whitespace (a Windows '\\r' included) is stripped and blank lines are skipped;
     Darknet keeps both and then fails on them.
     """
-    path = os.fspath(path)
+    path = os.fsdecode(path)
     try:
         with open(path, encoding="utf-8-sig", errors="surrogateescape") as f:
             lines = f.read().splitlines()
@@ -90,7 +90,7 @@ def label_path(image_path, kind="detection"):
     is left unchanged, so the result can be the image path itself.
     """
     _check_kind(kind)
-    s = os.fspath(image_path)
+    s = os.fsdecode(image_path)
     for orig, rep in _DIRECTORY_RULES:
         if orig == "raw" and kind == "region":
             continue
@@ -102,7 +102,7 @@ def label_path(image_path, kind="detection"):
 
 def _parse_boxes(path, classes=None):
     """read_boxes's body: (boxes, messages) instead of warnings, so worker threads can hand them over."""
-    path = os.fspath(path)
+    path = os.fsdecode(path)
     messages = []
     try:
         with open(path, encoding="utf-8-sig") as f:     # a byte-order mark is not part of line 1
@@ -457,7 +457,7 @@ class _Sampler:
 
     def labels(self, path, messages):
         lpath = label_path(path, self.kind)
-        if lpath == os.fspath(path):
+        if lpath == os.fsdecode(path):
             messages.append(f"{path}: no label-file rule for this extension (Darknet's: .jpg .png .JPG .JPEG; "
                             f"also .jpeg .bmp); the image has no boxes")
             return np.zeros((0, 5), F32)
@@ -524,11 +524,11 @@ class Loader:
                  saturation=1., exposure=1., *, side=7, seed=0, workers=4, prefetch=1, processes=False, start=0,
                  scale_range=None):
         _check_kind(kind)
-        if isinstance(paths, (str, os.PathLike)):
-            paths = read_list(paths)
-        paths = [os.fspath(p) for p in paths]
+        source = os.fsdecode(paths) if isinstance(paths, (str, bytes, os.PathLike)) else None
+        paths = [os.fsdecode(p) for p in (read_list(source) if source else paths)]
         if not paths:
-            raise DarknetError("no training images: the train list is empty")
+            where = f"{source}: " if source else ""
+            raise DarknetError(f"{where}no training images: the train list is empty")
         if batch < 1 or workers < 1 or prefetch < 1:
             raise ValueError("batch, workers and prefetch must be >= 1")
         self.kind = kind

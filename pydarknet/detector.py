@@ -19,7 +19,7 @@ def load_network(cfg, weights=None, clear=False, verbose=False):
 
     verbose: print Darknet's layer table and its "Unused field" notes to stderr, as the darknet program does.
     """
-    cfg = os.fspath(cfg)
+    cfg = os.fsdecode(cfg)
     net = Network(read_cfg(cfg), cfg).init_random()
     if verbose:
         print(net.summary(), file=sys.stderr)
@@ -74,7 +74,7 @@ def names_from(path_or_list, classes):
         return [str(i) for i in range(classes)]
     if isinstance(path_or_list, (list, tuple)):
         return list(path_or_list)
-    path = os.fspath(path_or_list)
+    path = os.fsdecode(path_or_list)
     if path.endswith(".data"):
         return read_names(read_data(path).path_of("names", "data/names.list"))
     return read_names(path)

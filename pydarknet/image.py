@@ -73,7 +73,7 @@ def load_image_color(path, w=0, h=0):
     The file is decoded from bytes (np.fromfile + cv2.imdecode) so that any path works and a
     failure can be reported with its cause. EXIF orientation is ignored, as stb_image does.
     """
-    path = os.fspath(path)
+    path = os.fsdecode(path)
     try:
         data = np.fromfile(path, dtype=np.uint8)
     except OSError as e:
@@ -458,7 +458,7 @@ def save_image(im, path):
 
     Returns the path written.
     """
-    path = os.fspath(path)
+    path = os.fsdecode(path)
     if os.path.splitext(path)[1].lower() not in IMAGE_SUFFIXES:
         path += ".jpg"
     ext = os.path.splitext(path)[1].lower()

@@ -83,7 +83,7 @@ def load_meta(data):
 
 def detect(net, meta, image, thresh=.5, hier_thresh=.5, nms=.45):
     """darknet.py's detect: [(name, prob, (x, y, w, h)), ...] sorted by prob, boxes in pixels (centre, size)."""
-    im = load_image_color(os.fspath(image))
+    im = load_image_color(os.fsdecode(image))
     net.predict(network_input(net, im))
     img_h, img_w = im.shape[1:]
     dets = network_boxes(net, im, thresh, hier_thresh, nms=0)

@@ -2,12 +2,13 @@
 import copy
 import os
 import sys
+import warnings
 
 import numpy as np
 
 from . import backend
 from .backend import ops_of, to_host, xp_of
-from .box import Detections
+from .box import Detections, DetectionWarning
 from .cfg import read_cfg
 from .errors import CfgError, DarknetError
 from .layers import DARKNET_ONLY, LAYERS
@@ -313,9 +314,15 @@ class Network:
 
     def detections(self, img_w, img_h, thresh, hier=.5, relative=True, batch_index=0):
         """get_network_boxes: the detection records of every yolo/region/detection layer, in layer order."""
-        parts = [layer.detections(self, batch_index, img_w, img_h, thresh, relative)
-                 for layer in self.layers if hasattr(layer, "detections")]
-        return Detections.concat(parts)
+        with np.errstate(over="ignore", invalid="ignore"):     # reported below, once, as a count
+            parts = [layer.detections(self, batch_index, img_w, img_h, thresh, relative)
+                     for layer in self.layers if hasattr(layer, "detections")]
+        dets, dropped = Detections.concat(parts).finite()
+        if dropped:
+            warnings.warn(f"{self.path}: dropped {dropped} of {dropped + len(dets)} detections whose box or score is "
+                          f"not a finite number (the network output inf/NaN: are the weights complete?)",
+                          DetectionWarning, stacklevel=2)
+        return dets
 
     def layer_output(self, i):
         """Layer i's output as a host array in Darknet's memory order."""
@@ -363,5 +370,5 @@ class Network:
 
 def parse_network_cfg(path):
     """Read a .cfg into a Network with Darknet's initial weights (libdarknet's parse_network_cfg)."""
-    path = os.fspath(path)
+    path = os.fsdecode(path)
     return Network(read_cfg(path), path).init_random()

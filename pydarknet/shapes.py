@@ -219,7 +219,7 @@ def generate(outdir, n=2000, size=160, seed=0, valid_fraction=0.2, classes=SHAPE
     if not 0 <= valid_fraction < 1:
         raise ValueError(f"valid_fraction={valid_fraction}: need 0 <= fraction < 1")
     n, size = int(n), int(size)
-    outdir = os.path.abspath(os.fspath(outdir))
+    outdir = os.path.abspath(os.fsdecode(outdir))
     images, labels, backup = (os.path.join(outdir, d) for d in ("images", "labels", "backup"))
     probe = os.path.join(images, "00000.png")
     if label_path(probe) != os.path.join(labels, "00000.txt"):

@@ -1,4 +1,5 @@
 """`detector train`: Darknet's train_detector loop, with backups that survive interrupts and a loss chart."""
+import json
 import math
 import os
 import signal
@@ -9,7 +10,7 @@ import warnings
 import numpy as np
 
 from .cfg import read_data
-from .data import Loader
+from .data import DataWarning, Loader
 from .detector import load_network
 from .errors import DarknetError
 from .weights import save_weights
@@ -17,6 +18,14 @@ from .weights import save_weights
 
 class TrainingStopped(DarknetError):
     """Training stopped on purpose (a NaN loss); the message says where and what was kept."""
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C during training, raised after `backup` was saved (the command line exits 130, as after SIGINT)."""
+
+    def __init__(self, backup):
+        super().__init__(f"saved {backup}")
+        self.backup = backup
 
 
 def base_name(cfgfile):
@@ -51,10 +60,15 @@ def make_loader(net, paths, seed, workers, start=0):
 
 
 class Chart:
-    """chart.png: the loss of every iteration, its running average, and mAP points (as AlexeyAB's fork draws)."""
+    """chart.png: the loss of every iteration, its running average, and mAP points (as AlexeyAB's fork draws).
+
+    The points are also kept in a sidecar beside the chart (chart.png -> chart.json), so that a run resumed from
+    a backup draws one chart for the whole run: `resume(iteration)` reads the points up to that iteration.
+    """
 
     def __init__(self, path, max_batches, title="training"):
         self.path, self.max_batches, self.title = path, max_batches, title
+        self.history = os.path.splitext(path)[0] + ".json"
         self.iterations, self.losses, self.averages, self.maps = [], [], [], []
         self.last_draw = 0.0
 
@@ -66,10 +80,36 @@ class Chart:
     def add_map(self, iteration, value):
         self.maps.append((iteration, value))
 
+    def resume(self, iteration):
+        """Take the earlier points of this run (title = the cfg's name) up to `iteration` from the sidecar."""
+        try:
+            with open(self.history, encoding="utf-8") as f:
+                saved = json.load(f)
+            if saved["title"] != self.title:
+                return
+            points = [p for p in zip(saved["iterations"], saved["losses"], saved["averages"]) if p[0] <= iteration]
+            maps = [(i, v) for i, v in saved["maps"] if i <= iteration]
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            warnings.warn(f"{self.history}: cannot read the earlier chart points ({e}); the chart starts here")
+            return
+        for point in points:
+            self.add(*point)
+        self.maps = maps + self.maps
+
+    def save_history(self):
+        tmp = self.history + ".tmp"
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump({"title": self.title, "iterations": self.iterations, "losses": self.losses,
+                       "averages": self.averages, "maps": self.maps}, f)
+        os.replace(tmp, self.history)
+
     def draw(self, force=False):
         if not force and time.time() - self.last_draw < 10:
             return
         self.last_draw = time.time()
+        self.save_history()
         try:
             import matplotlib
             matplotlib.use("Agg")
@@ -112,8 +152,9 @@ def train_detector(datacfg, cfgfile, weightfile=None, clear=False, calc_map=Fals
 
     Per iteration it prints Darknet's line (`N: loss, avg avg, rate rate, t seconds, images images`) followed by
     images/s and an ETA. Backups go to the .data file's `backup` folder as Darknet names and schedules them, each
-    written atomically. Ctrl-C saves `<cfg>.backup` and stops; a NaN or infinite loss stops training with a
-    message, keeping the last good backup. `max_batches` overrides the cfg's (for short runs and tests).
+    written atomically. Ctrl-C saves `<cfg>.backup` and raises TrainingInterrupted (a KeyboardInterrupt); a NaN or
+    infinite loss stops training with a message, keeping the last good backup. `max_batches` overrides the cfg's
+    (for short runs and tests). chart.png and its sidecar chart.json cover the whole run across resumes.
     """
     out = out or sys.stdout
     options = read_data(datacfg)
@@ -133,7 +174,12 @@ def train_detector(datacfg, cfgfile, weightfile=None, clear=False, calc_map=Fals
     rng = np.random.default_rng(seed)
     head = head_layer(net)
     loader = make_loader(net, train_list, seed, workers, start=net.current_batch())
+    if calc_map and not options.get("valid"):
+        warnings.warn(f"{datacfg}: no valid= list, so -map measures mAP on the training list {train_list} "
+                      f"(as Darknet does)", DataWarning, stacklevel=2)
     chart = Chart(chart, net.max_batches, base) if chart else None
+    if chart and net.current_batch() > 0:
+        chart.resume(net.current_batch())
     avg_loss = -1.0
     count = 0
     started, start_batch = time.time(), net.current_batch()
@@ -186,7 +232,7 @@ def train_detector(datacfg, cfgfile, weightfile=None, clear=False, calc_map=Fals
             name = os.path.join(backup, f"{base}.backup")
             save_weights(net, name)
             print(f"Interrupted at iteration {net.current_batch()}: saved {name}", file=out, flush=True)
-            return name
+            raise TrainingInterrupted(name)
         final = os.path.join(backup, f"{base}_final.weights")
         save_weights(net, final)
         print(f"Saved {final}", file=out, flush=True)

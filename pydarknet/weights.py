@@ -62,7 +62,7 @@ def load_weights(net, path, upto=None):
     loaded and the rest keep their values. A file that ends inside a layer, or has bytes left over, loads what
     fits and warns, naming the layer. Returns the number of layers whose parameters were loaded.
     """
-    path = os.fspath(path)
+    path = os.fsdecode(path)
     try:
         with open(path, "rb") as f:
             version, seen = read_header(f, path)
@@ -114,7 +114,7 @@ def save_weights(net, path, upto=None):
 
     The header keeps the version of the file the weights were loaded from (0.2.0 for new networks).
     """
-    path = os.fspath(path)
+    path = os.fsdecode(path)
     version = net.weights_header or CURRENT_VERSION
     transposed = _transposed(version[0], version[1])
     layers = net.layers if upto is None else net.layers[:upto]
@@ -124,6 +124,7 @@ def save_weights(net, path, upto=None):
     except OSError as e:
         raise WeightsError(f"{path}: cannot write weights here: {e.strerror}") from None
     try:
+        os.fchmod(fd, 0o666 & ~_umask())       # mkstemp makes 0600; a plain open() (Darknet's fopen) honours the umask
         with os.fdopen(fd, "wb") as f:
             f.write(np.asarray(version, "<i4").tobytes())
             f.write(np.asarray([net.seen], "<u8" if _seen_is_64bit(*version[:2]) else "<i4").tobytes())
@@ -136,6 +137,12 @@ def save_weights(net, path, upto=None):
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def sane_random_weights(net, seed=0, he_fraction=0.5):

@@ -17,8 +17,11 @@ def build(path):
 
 @pytest.mark.parametrize("name", OFFICIAL)
 def test_official_cfg_matches_darknet_summary(reference, golden, name):
+    path = golden / "official" / f"{name}.summary.json"
+    if not path.exists():
+        pytest.skip(f"{path.name} is not in the reference (the classifier backbones have their table only)")
     net = build(reference / "cfg" / f"{name}.cfg")
-    summary = json.loads((golden / "official" / f"{name}.summary.json").read_text())
+    summary = json.loads(path.read_text())
     assert (net.w, net.h, net.c) == (summary["net"]["w"], summary["net"]["h"], summary["net"]["c"])
     assert len(net.layers) == len(summary["layers"])
     for layer, expect in zip(net.layers, summary["layers"]):
@@ -41,7 +44,11 @@ def test_official_cfg_matches_darknet_summary(reference, golden, name):
 def test_official_cfg_prints_darknet_table(reference, golden, name):
     printed = (golden / "official" / f"{name}.print.txt").read_text().splitlines()
     table = [line for line in printed if "Using default" not in line]
-    assert build(reference / "cfg" / f"{name}.cfg").summary().splitlines() == table
+    net = build(reference / "cfg" / f"{name}.cfg")
+    if table[-1].startswith("weights floats: "):      # the classifier backbones' tables end with the two counts
+        assert table.pop() == (f"weights floats: {sum(layer.file_floats for layer in net.layers)}; "
+                               f"outputs: {net.layers[-1].outputs}")
+    assert net.summary().splitlines() == table
 
 
 @pytest.mark.parametrize("name", ["v3mini", "v2mini", "v1mini", "clsmini"])
