@@ -17,8 +17,10 @@ class, the pairs with IoU > thresh are found once for all classes (a grid over b
 bounds that provably keep every pair; see _overlap_pairs), and each class's greedy pass walks that adjacency,
 compiled with numba. The result is identical to the quadratic loop, ties and NaNs included.
 """
+import contextlib
 import functools
 import math
+import warnings
 
 import numba
 import numpy as np
@@ -28,7 +30,7 @@ kernel = functools.partial(numba.njit, cache=True)
 _F32 = np.float32
 
 __all__ = [
-    "Detection", "Detections", "DetectionWarning",
+    "Detection", "Detections", "DetectionWarning", "one_warning_for_dropped_detections",
     "yolo_detections", "yolo_num_detections", "region_detections", "detection_detections", "correct_boxes",
     "do_nms_sort", "do_nms_obj",
     "box_iou", "box_intersection", "box_union", "box_rmse", "overlap", "box_corners",
@@ -39,7 +41,29 @@ __all__ = [
 # Detection records
 
 class DetectionWarning(UserWarning):
-    """Detections were dropped because the network's output was not finite."""
+    """Detections were dropped because the network's output was not finite (Network.detections)."""
+
+    def __init__(self, path, dropped, total, images=1):
+        where = f" in {images} images" if images > 1 else ""
+        super().__init__(f"{path}: dropped {dropped} of {total} detections{where} whose box or score is not a finite "
+                         f"number (the network output inf/NaN: incomplete weights, or a network not trained yet?)")
+        self.path, self.dropped, self.total, self.images = path, dropped, total, images
+
+
+@contextlib.contextmanager
+def one_warning_for_dropped_detections():
+    """Over many images (valid, recall, map): the DetectionWarnings of each image summed into one at the end;
+    other warnings pass through."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield
+    drops = [w.message for w in caught if issubclass(w.category, DetectionWarning)]
+    for w in caught:
+        if not issubclass(w.category, DetectionWarning):
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    if drops:
+        warnings.warn(DetectionWarning(drops[0].path, sum(d.dropped for d in drops), sum(d.total for d in drops),
+                                       sum(d.images for d in drops)), stacklevel=3)
 
 
 def _column(name, doc=None, convert=None):
@@ -674,8 +698,11 @@ def _overlap_pairs(bbox, ids, thresh, t3, class_span, capacity):
             ry += 1e-9 * (abs(ya) + ha + cmaxh[cb])
             colw = ccolw[cb]
             end = cstart[cb + 1]
-            for col in range(_col_of(xa - rx, colw), _col_of(xa + rx, colw) + 1):
-                v = _first_in_cell(gcol, gcy, cstart[cb], end, col, ya - ry)
+            col = _col_of(xa - rx, colw)
+            last_col = _col_of(xa + rx, colw)
+            start = cstart[cb]
+            while col <= last_col:
+                v = _first_in_cell(gcol, gcy, start, end, col, ya - ry)
                 while v < end and gcol[v] == col and gcy[v] < ya + ry:
                     if cb != ca or v > u:
                         wb = gew[v]
@@ -690,6 +717,12 @@ def _overlap_pairs(bbox, ids, thresh, t3, class_span, capacity):
                                     dst[ne + 1] = grec[u]
                                 ne += 2
                     v += 1
+                # on to the next column that holds a box: the columns in between are empty, and a wide box over a
+                # class of narrow ones spans up to 1e18 of them
+                start = _first_in_cell(gcol, gcy, v, end, col, np.inf)
+                if start == end:
+                    break
+                col = gcol[start]
 
     for ps in range(m):
         if kind[ps] == 0 or kind[ps] == 3:

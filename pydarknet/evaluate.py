@@ -334,13 +334,14 @@ def _predictions(net, paths, thresh, hier, nms, batch=1):
             yield path, im.shape[2], im.shape[1], network_boxes(net, im, thresh, hier, nms, batch_index=i)
         progress.update(len(chunk))
 
-    for item in _read_ahead(paths, load):
-        chunk.append(item)
-        if len(chunk) == batch:
+    with box.one_warning_for_dropped_detections():
+        for item in _read_ahead(paths, load):
+            chunk.append(item)
+            if len(chunk) == batch:
+                yield from run(chunk)
+                chunk = []
+        if chunk:
             yield from run(chunk)
-            chunk = []
-    if chunk:
-        yield from run(chunk)
     print(f"Total Detection Time: {progress.seconds:f} Seconds", file=sys.stderr)
 
 
@@ -466,6 +467,17 @@ def validate_detector(datacfg, cfgfile, weightfile, outfile=None, batch=1, net=N
     return writer.paths
 
 
+def _resized_predictions(net, paths, thresh, nms):
+    """(path, Detections after do_nms_obj) for each image resized (not letterboxed) to the network."""
+    with box.one_warning_for_dropped_detections():
+        for path in paths:
+            sized = resize_image(load_image_color(path), net.w, net.h)
+            net.predict(sized)
+            dets = network_boxes(net, sized, float(thresh), .5, nms=0)
+            box.do_nms_obj(dets, 1, nms)
+            yield path, dets
+
+
 def validate_detector_recall(datacfg, cfgfile, weightfile, net=None):
     """Darknet's `detector recall`: the images of valid= resized (not letterboxed) to the network, thresh .001,
     do_nms_obj .4; a truth is found when a proposal overlaps it with IoU > .5. Prints Darknet's line per image on
@@ -477,11 +489,7 @@ def validate_detector_recall(datacfg, cfgfile, weightfile, net=None):
     thresh, iou_thresh, nms = np.float32(.001), np.float32(.5), .4
     total = correct = proposals = 0
     avg_iou = np.float32(0)
-    for i, path in enumerate(paths):
-        sized = resize_image(load_image_color(path), net.w, net.h)
-        net.predict(sized)
-        dets = network_boxes(net, sized, float(thresh), .5, nms=0)
-        box.do_nms_obj(dets, 1, nms)
+    for i, (path, dets) in enumerate(_resized_predictions(net, paths, thresh, nms)):
         live = dets.objectness > thresh
         proposals += int(np.count_nonzero(live))
         _, truths = read_labels(label_path(path))

@@ -319,9 +319,7 @@ class Network:
                      for layer in self.layers if hasattr(layer, "detections")]
         dets, dropped = Detections.concat(parts).finite()
         if dropped:
-            warnings.warn(f"{self.path}: dropped {dropped} of {dropped + len(dets)} detections whose box or score is "
-                          f"not a finite number (the network output inf/NaN: are the weights complete?)",
-                          DetectionWarning, stacklevel=2)
+            warnings.warn(DetectionWarning(self.path, dropped, dropped + len(dets)), stacklevel=2)
         return dets
 
     def layer_output(self, i):

@@ -1,10 +1,19 @@
 """Shared fixtures: where the original Darknet's reference material lives."""
 import os
 import pathlib
+import subprocess
+import sys
 
 import pytest
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
+
+
+def run_cli(*args, cwd, umask=-1, timeout=300):
+    """`python -m pydarknet ARGS` in a process of its own, as a user runs it: its exit code, stdout and stderr."""
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    return subprocess.run([sys.executable, "-m", "pydarknet", *map(str, args)], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=timeout, umask=umask)
 
 
 def reference_dir():

@@ -1,4 +1,6 @@
 """The three Python APIs: libdarknet's names, darknet.py's, and the typed Detector."""
+import os
+
 import cv2
 import numpy as np
 import pytest
@@ -90,3 +92,27 @@ def test_detector_rejects_wrong_names_and_inputs(v3mini, tmp_path):
         detector.detect(np.zeros((5, 5), np.float32))
     with pytest.raises(pydarknet.ImageError, match="missing.png"):
         detector.detect(tmp_path / "missing.png")
+
+
+@pytest.mark.parametrize("cwd", ["repo", "elsewhere"])
+@pytest.mark.parametrize("spelling", ["str", "bytes"])
+@pytest.mark.parametrize("where", ["absolute", "relative"])
+def test_darknet_py_accepts_bytes_and_str_paths_from_any_folder(tmp_path, monkeypatch, cwd, spelling, where):
+    """Python 3 darknet.py code passes bytes (load_meta(b"cfg/coco.data")); str and bytes, absolute and relative,
+    from the project folder or another one, all give the same result."""
+    from tests.conftest import REPO
+    files = {"data": REPO / "cfg" / "shapes.data", "cfg": REPO / "cfg" / "yolov3-tiny-shapes.cfg",
+             "weights": REPO / "weights" / "yolov3-tiny-shapes.weights", "image": REPO / "data" / "shapes-sample.png"}
+    expect = pydarknet.detect(pydarknet.load_net(str(files["cfg"]), str(files["weights"]), 0),
+                              pydarknet.load_meta(str(files["data"])), str(files["image"]))
+    folder = REPO if cwd == "repo" else tmp_path
+    monkeypatch.chdir(folder)
+
+    def spell(path):
+        text = str(path) if where == "absolute" else os.path.relpath(path, folder)
+        return text.encode() if spelling == "bytes" else text
+
+    meta = pydarknet.load_meta(spell(files["data"]))
+    assert meta.classes == 5 and meta.names == ["circle", "square", "triangle", "cross", "ring"]
+    net = pydarknet.load_net(spell(files["cfg"]), spell(files["weights"]), 0)
+    assert pydarknet.detect(net, meta, spell(files["image"])) == expect and len(expect) > 3

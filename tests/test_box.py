@@ -348,8 +348,16 @@ def coarse_case(rng, n, classes):
     return Detections(bbox, obj, prob)
 
 
+def extreme_case(rng, n, classes):
+    """Sides from e^-80 to e^80, width and height drawn apart, as the exp() of an untrained or partly loaded yolo
+    layer gives them: a wide box spans up to 1e18 grid columns of a class of narrow ones (this used to hang)."""
+    bbox = np.stack([rng.uniform(0, 1, n), rng.uniform(0, 1, n), np.exp(rng.uniform(-80, 80, n)),
+                     np.exp(rng.uniform(-80, 80, n))], axis=1)
+    return Detections(bbox, rng.uniform(0.1, 1, n), rng.uniform(0, 1, (n, classes)))
+
+
 CASES = {"tied": tied_case, "spread": spread_case, "clustered": clustered_case, "odd": odd_case,
-         "coarse": coarse_case}
+         "coarse": coarse_case, "extreme": extreme_case}
 THRESHOLDS = [0.0, 0.2, 0.45, 0.5, 0.75, 1.0, -0.1]
 
 
@@ -357,7 +365,7 @@ THRESHOLDS = [0.0, 0.2, 0.45, 0.5, 0.75, 1.0, -0.1]
 @pytest.mark.parametrize("seed", range(3))
 def test_do_nms_sort_matches_box_c(case, seed):
     rng = np.random.default_rng(1000 * seed + len(case))
-    n = {"tied": 180, "spread": 400, "clustered": 300, "odd": 160, "coarse": 150}[case]
+    n = {"tied": 180, "spread": 400, "clustered": 300, "odd": 160, "coarse": 150, "extreme": 300}[case]
     classes = 4
     dets = CASES[case](rng, n, classes)
     for thresh in THRESHOLDS:
@@ -370,7 +378,7 @@ def test_do_nms_sort_matches_box_c(case, seed):
 @pytest.mark.parametrize("seed", range(3))
 def test_do_nms_obj_matches_box_c(case, seed):
     rng = np.random.default_rng(2000 * seed + len(case))
-    n = {"tied": 180, "spread": 400, "clustered": 300, "odd": 160, "coarse": 150}[case]
+    n = {"tied": 180, "spread": 400, "clustered": 300, "odd": 160, "coarse": 150, "extreme": 300}[case]
     classes = 3
     dets = CASES[case](rng, n, classes)
     for thresh in THRESHOLDS:
@@ -704,3 +712,17 @@ def test_detection_detections_match_c_loop():
                     p = F32(scale * out[i * classes + j])
                     assert rec.prob[j] == (p if p > F32(0.02) else 0)
                 assert rec.classes == 0 and rec.sort_class == 0
+
+
+def test_finite_keeps_the_records_without_inf_or_nan():
+    bbox = np.full((5, 4), .5, np.float32)
+    objectness = np.ones(5, np.float32)
+    prob = np.full((5, 3), .2, np.float32)
+    bbox[1, 2] = np.inf
+    objectness[2] = np.nan
+    prob[3, 1] = -np.inf
+    dets, dropped = Detections(bbox, objectness, prob).finite()
+    assert dropped == 3 and len(dets) == 2
+    np.testing.assert_array_equal(dets.bbox, bbox[[0, 4]])
+    whole = Detections(bbox[[0]], objectness[[0]], prob[[0]])
+    assert whole.finite() == (whole, 0)

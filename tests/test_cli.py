@@ -12,7 +12,7 @@ from pydarknet.cfg import read_cfg
 from pydarknet.cli import main
 from pydarknet.network import Network
 from pydarknet.weights import sane_random_weights, save_weights
-from tests.conftest import REPO
+from tests.conftest import REPO, run_cli
 
 TINY_CFG = """
 [net]
@@ -116,10 +116,46 @@ def test_partial_writes_first_layers(workdir):
     np.testing.assert_array_equal(np.fromfile("first.weights", "<f4", offset=20), full)
 
 
-def run_cli(*args, cwd):
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    return subprocess.run([sys.executable, "-m", "pydarknet", *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=300)
+def _overflowing_weights(workdir):
+    """The tiny network with output biases that make every box of anchor 0 infinitely wide and of anchor 1 infinitely
+    high (exp(1000)), with all objectness high: 512 of its 16 * 16 * 3 = 768 records are not finite."""
+    net = Network(read_cfg(workdir / "tiny.cfg"), "tiny.cfg")
+    sane_random_weights(net, seed=3)
+    head = net.layers[2].biases          # per anchor: x, y, w, h, objectness, 3 classes
+    head[4::8] = 20.0
+    head[0 * 8 + 2] = 1000.0
+    head[1 * 8 + 3] = 1000.0
+    save_weights(net, workdir / "overflow.weights")
+    return net
+
+
+@pytest.mark.parametrize("case", ["overflowing", "truncated", "partial"])
+def test_non_finite_outputs_drop_boxes_with_one_warning(workdir, case):
+    """Weights that make the network output inf/NaN never crash decoding, NMS or drawing: the records are dropped
+    with one warning line that says how many and why, and the command draws the rest and exits 0."""
+    if case == "overflowing":
+        _overflowing_weights(workdir)
+        result = run_cli("detector", "test", "three.data", "tiny.cfg", "overflow.weights", "img.png", "-thresh", ".2",
+                         cwd=workdir)
+    else:   # what users try on a real network: a cut download, the first layers only (the rest initialised)
+        cfg, weights = REPO / "cfg" / "yolov3-tiny-shapes.cfg", REPO / "weights" / "yolov3-tiny-shapes.weights"
+        if case == "truncated":
+            (workdir / "cut.weights").write_bytes(weights.read_bytes()[:100_000])
+        else:
+            assert run_cli("partial", str(cfg), str(weights), "cut.weights", "8", cwd=workdir).returncode == 0
+        result = run_cli("detector", "test", str(REPO / "cfg" / "shapes.data"), str(cfg), "cut.weights",
+                         str(REPO / "data" / "shapes-sample.png"), cwd=workdir)
+        assert f"cut.weights: {'truncated inside' if case == 'truncated' else 'partial weights file'}" in result.stderr
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+    dropped = [line for line in result.stderr.splitlines() if "detections whose box or score is not" in line]
+    assert len(dropped) <= 1, result.stderr
+    if case == "overflowing":
+        assert dropped == ["Warning: tiny.cfg: dropped 512 of 768 detections whose box or score is not a finite "
+                           "number (the network output inf/NaN: incomplete weights, or a network not trained yet?)"]
+        assert "overflow encountered" not in result.stderr and "invalid value" not in result.stderr
+        names = [line.split(": ")[0] for line in result.stdout.splitlines()[1:]]
+        assert names and set(names) <= {"circle", "square", "triangle"}
+    assert cv2.imread(str(workdir / "predictions.jpg")) is not None
 
 
 @pytest.mark.parametrize("args,message", [

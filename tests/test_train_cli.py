@@ -1,7 +1,10 @@
 """`detector train` end to end on a tiny network and dataset: the loss falls, backups appear on Darknet's
-schedule, a run resumes where its weights left off, Ctrl-C and NaN losses keep the work."""
+schedule, a run resumes where its weights left off (and so does its chart), Ctrl-C and NaN losses keep the work,
+a seed repeats a run byte for byte."""
+import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -13,7 +16,7 @@ import pytest
 from pydarknet.cli import main
 from pydarknet.shapes import generate
 from pydarknet.weights import read_header
-from tests.conftest import REPO
+from tests.conftest import REPO, run_cli
 
 CFG = """
 [net]
@@ -85,10 +88,24 @@ def iterations(text):
     return [(int(m[1]), float(m[2]), float(m[3])) for m in map(LINE.match, text.splitlines()) if m]
 
 
-def write_cfg(folder, rate=.001):
-    path = folder / "tiny.cfg"
+def write_cfg(folder, rate=.001, name="tiny"):
+    path = folder / f"{name}.cfg"
     path.write_text(CFG.format(rate=rate))
     return path
+
+
+def data_file(dataset, folder, **options):
+    """The dataset's .data file with its backups in folder/backup and the given options changed (None: removed)."""
+    lines = dict(line.split("=", 1) for line in open(dataset).read().splitlines() if "=" in line)
+    lines.update(backup=str(folder / "backup"), **options)
+    path = folder / "train.data"
+    path.write_text("".join(f"{key}={value}\n" for key, value in lines.items() if value is not None))
+    return path
+
+
+def losses_printed(stdout):
+    """The loss and average of each iteration line, as printed."""
+    return [(int(m[1]), m[2], m[3]) for m in map(LINE.match, stdout.splitlines()) if m]
 
 
 def test_train_backups_and_resume(dataset, tmp_path, capsys, monkeypatch):
@@ -145,3 +162,105 @@ def test_ctrl_c_saves_the_backup(dataset, tmp_path):
     assert "Interrupted at iteration" in out and "tiny.backup" in out
     assert err.strip().splitlines()[-1] == f"pydarknet: interrupted (saved {os.path.join(backup, 'tiny.backup')})"
     assert os.path.exists(os.path.join(backup, "tiny.backup"))
+
+
+HOG = "import time\nend = time.time() + 120\nwhile time.time() < end: sum(range(10000))"
+
+
+def test_a_seed_repeats_the_run_byte_for_byte(dataset, tmp_path):
+    """Two runs with -seed, random=1, -map and 3 loader threads, the second beside two busy processes on this
+    2-core machine: the same losses, the same mAP and the same weights bytes. (Within 200 iterations of
+    max_batches Darknet's random=1 resizes to 608 every 10 iterations, so a short run trains at 608.)"""
+    cfg = tmp_path / "seeded.cfg"
+    cfg.write_text(CFG.format(rate=.0002).replace("random=0", "random=1").replace("batch=4", "batch=2")
+                   .replace("filters=16", "filters=4").replace("filters=32", "filters=8"))
+    runs = []
+    for busy in (False, True):
+        folder = tmp_path / ("busy" if busy else "quiet")
+        folder.mkdir()
+        data = data_file(dataset, folder)
+        hogs = [subprocess.Popen([sys.executable, "-c", HOG]) for _ in range(2 if busy else 0)]
+        try:
+            result = run_cli("detector", "train", data, cfg, "-seed", "7", "-map", "-workers", "3",
+                             "-max_batches", "12", cwd=folder)
+        finally:
+            for hog in hogs:
+                hog.kill()
+                hog.wait()
+        assert result.returncode == 0, result.stderr
+        assert "Resizing\n608" in result.stdout
+        scores = [line for line in result.stdout.splitlines() if "mean average precision" in line or "ap = " in line]
+        runs.append((losses_printed(result.stdout), scores, (folder / "backup" / "seeded_final.weights").read_bytes()))
+    quiet, busy = runs
+    assert len(quiet[0]) == 12 and quiet[1]
+    assert quiet[0] == busy[0] and quiet[1] == busy[1]
+    assert quiet[2] == busy[2], "the same seed gave different weights"
+
+
+def test_resume_keeps_the_chart_history(dataset, tmp_path):
+    """chart.png covers the whole run: its sidecar chart.json keeps the points, and a resumed run reads those up
+    to the iteration it resumes at (a later part that is being redone is dropped)."""
+    data, cfg = data_file(dataset, tmp_path), write_cfg(tmp_path)
+    backup = tmp_path / "backup"
+
+    def train(*args):
+        result = run_cli("detector", "train", data, cfg, *args, "-seed", "1", "-workers", "1", "-map", cwd=tmp_path,
+                         umask=0o022)
+        assert result.returncode == 0, result.stderr
+        assert (tmp_path / "chart.png").stat().st_size > 1000
+        return ([(i, float(loss), float(avg)) for i, loss, avg in losses_printed(result.stdout)],
+                json.loads((tmp_path / "chart.json").read_text()))
+
+    def assert_points(history, printed):      # the sidecar holds full floats, the lines print 6 decimals
+        assert history["iterations"] == [i for i, _, _ in printed]
+        np.testing.assert_allclose(np.c_[history["losses"], history["averages"]],
+                                   [(loss, avg) for _, loss, avg in printed], atol=1e-6)
+
+    first, history = train("-max_batches", "30")
+    assert [i for i, _, _ in first] == list(range(1, 31))
+    assert_points(history, first)
+    assert [i for i, _ in history["maps"]] == [30]
+    shutil.copy(backup / "tiny_final.weights", tmp_path / "at30.weights")
+    second, history = train(backup / "tiny_final.weights", "-max_batches", "40")
+    assert [i for i, _, _ in second] == list(range(31, 41))
+    assert_points(history, first + second)
+    assert [i for i, _ in history["maps"]] == [30, 40]
+    third, history = train(tmp_path / "at30.weights", "-max_batches", "35")     # back to iteration 30
+    assert_points(history, first + third)
+    assert [i for i, _ in history["maps"]] == [30, 35]
+    cleared, history = train(tmp_path / "at30.weights", "-clear", "-max_batches", "2")
+    assert [i for i, _, _ in cleared] == [1, 2]
+    assert_points(history, cleared)
+    # backups honour the umask as a plain open() does (Darknet's fopen): 0644 under umask 022
+    assert {oct(p.stat().st_mode & 0o777) for p in backup.iterdir()} == {"0o644"}
+
+
+def test_map_without_valid_says_it_measures_the_training_list(dataset, tmp_path):
+    cfg = write_cfg(tmp_path)
+    train_list = open(dataset).read().split("train=")[1].splitlines()[0]
+    for valid in (None, "given"):
+        data = data_file(dataset, tmp_path, **({"valid": None} if valid is None else {}))
+        result = run_cli("detector", "train", data, cfg, "-map", "-max_batches", "1", "-workers", "1", "-chart", "",
+                         "-seed", "1", cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        notes = [line for line in result.stderr.splitlines() if "valid=" in line]
+        if valid is None:
+            assert notes == [f"Warning: {data}: no valid= list, so -map measures mAP on the training list "
+                             f"{train_list} (as Darknet does)"]
+            count = len(open(train_list).read().split())
+            assert f"{count}/{count} images" in result.stderr
+            # an untrained network outputs inf boxes (Darknet's rolling variance starts at 0): one line for them all
+            dropped = [line for line in result.stderr.splitlines() if "whose box or score is not" in line]
+            assert len(dropped) <= 1 and all(re.search(r" in \d+ images ", line) for line in dropped), dropped
+        else:
+            assert notes == []
+
+
+def test_an_empty_train_list_is_named(dataset, tmp_path):
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n")
+    result = run_cli("detector", "train", data_file(dataset, tmp_path, train=empty), write_cfg(tmp_path),
+                     cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == f"pydarknet: error: {empty}: no training images: the train " \
+                                                       f"list is empty"
