@@ -18,7 +18,7 @@ all: install
 install: record-build
 	$(PIP) install -e ".[$(EXTRAS)]"
 
-nvrtc: install
+nvrtc: record-build
 	$(PIP) install -e ".[test,$(GPU_EXTRA)]"
 
 # The choice the package reads when it builds its first network: GPU=1 runs on GPU 0 (-i N, -nogpu and

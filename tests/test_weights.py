@@ -151,3 +151,15 @@ def test_darknet_initialisation(reference):
     connected = v1.layers[6]
     bound = np.sqrt(2.0 / connected.inputs)
     assert np.abs(connected.weights).max() <= bound and np.abs(connected.weights).max() > 0.9 * bound
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027, 0o002])
+def test_written_weights_honour_the_umask(tmp_path, umask):
+    """Weights come out as a plain open() makes them (Darknet's fopen: 0666 less the umask), not mkstemp's 0600."""
+    from tests.conftest import REPO, run_cli
+    cfg = REPO / "cfg" / "yolov3-tiny-shapes.cfg"
+    assert run_cli("randweights", cfg, "random.weights", cwd=tmp_path, umask=umask).returncode == 0
+    assert run_cli("partial", cfg, "random.weights", "first.weights", "2", cwd=tmp_path, umask=umask).returncode == 0
+    for name in ("random.weights", "first.weights"):
+        assert oct((tmp_path / name).stat().st_mode & 0o777) == oct(0o666 & ~umask), name
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".tmp-")]
