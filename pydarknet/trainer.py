@@ -141,6 +141,18 @@ class Chart:
         os.replace(tmp, self.path)
 
 
+def repeat_conditions():
+    """What a seeded run's bytes depend on besides the seed: the BLAS kernel picked for this CPU, the thread count
+    and the versions of the numeric libraries (their float rounding). Loader workers and machine load do not."""
+    import numba
+    from threadpoolctl import threadpool_info
+    pools = [pool for pool in threadpool_info() if pool["user_api"] == "blas"]
+    pools = [pool for pool in pools if "numpy" in pool["filepath"]] or pools      # not OpenCV's own copy
+    blas = [f"{pool['internal_api']} {pool['version']} {pool.get('architecture') or ''}".strip() for pool in pools]
+    return (f"{', '.join(blas) or 'this BLAS'}, {numba.get_num_threads()} threads, numpy {np.__version__}, "
+            f"numba {numba.__version__}")
+
+
 def _format_eta(seconds):
     seconds = int(max(seconds, 0))
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
@@ -169,6 +181,7 @@ def train_detector(datacfg, cfgfile, weightfile=None, clear=False, calc_map=Fals
     print(f"Learning Rate: {net.learning_rate:g}, Momentum: {net.momentum:g}, Decay: {net.decay:g}", file=out)
     imgs = net.batch * net.subdivisions
     seed = int(time.time()) if seed is None else seed
+    print(f"Seed: {seed} (-seed {seed} repeats this run byte for byte on {repeat_conditions()})", file=out)
     if not weightfile:
         net.init_random(seed)       # with -seed, a new network starts from the same weights every time
     rng = np.random.default_rng(seed)

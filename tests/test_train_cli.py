@@ -189,6 +189,7 @@ def test_a_seed_repeats_the_run_byte_for_byte(dataset, tmp_path):
                 hog.wait()
         assert result.returncode == 0, result.stderr
         assert "Resizing\n608" in result.stdout
+        assert "Seed: 7 (-seed 7 repeats this run byte for byte on " in result.stdout
         scores = [line for line in result.stdout.splitlines() if "mean average precision" in line or "ap = " in line]
         runs.append((losses_printed(result.stdout), scores, (folder / "backup" / "seeded_final.weights").read_bytes()))
     quiet, busy = runs
