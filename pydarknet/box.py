@@ -717,12 +717,12 @@ def _overlap_pairs(bbox, ids, thresh, t3, class_span, capacity):
                                     dst[ne + 1] = grec[u]
                                 ne += 2
                     v += 1
-                # on to the next column that holds a box: the columns in between are empty, and a wide box over a
-                # class of narrow ones spans up to 1e18 of them
-                start = _first_in_cell(gcol, gcy, v, end, col, np.inf)
-                if start == end:
+                # Every position before v is in a column <= col, so the columns before gcol[v] are empty: skip them
+                # (a wide box over a class of narrow ones spans up to 1e18 columns).
+                if v == end:
                     break
-                col = gcol[start]
+                col = max(col + 1, gcol[v])
+                start = v
 
     for ps in range(m):
         if kind[ps] == 0 or kind[ps] == 3:

@@ -28,8 +28,9 @@ def nvrtc():
     try:
         from cupy_backends.cuda.libs import nvrtc
         nvrtc.getVersion()
-    except Exception as e:  # noqa: BLE001  (no CuPy, or no NVRTC library: `make install` brings both)
-        pytest.skip(f"NVRTC is not available ({e}); `make nvrtc` (or make GPU=1) brings cupy-cuda12x and nvidia-cuda-nvrtc-cu12")
+    except Exception as e:  # noqa: BLE001  (no CuPy, or no NVRTC library: `make nvrtc` brings both)
+        pytest.skip(f"NVRTC is not available ({e}); `make nvrtc` (or make GPU=1) brings cupy-cuda12x and "
+                    f"nvidia-cuda-nvrtc-cu12")
     return nvrtc
 
 
