@@ -18,14 +18,13 @@ bounds that provably keep every pair; see _overlap_pairs), and each class's gree
 compiled with numba. The result is identical to the quadratic loop, ties and NaNs included.
 """
 import contextlib
-import functools
 import math
 import warnings
 
-import numba
 import numpy as np
 
-kernel = functools.partial(numba.njit, cache=True)
+from .jit import kernel
+
 
 _F32 = np.float32
 

@@ -19,6 +19,7 @@ import os
 import sys
 import warnings
 
+from . import settings
 from .errors import DarknetError
 
 USAGE = __doc__.split("\n\n", 1)[1]
@@ -291,7 +292,7 @@ def main(argv=None):
     args = Args(sys.argv[1:] if argv is None else argv)
     warnings.formatwarning = lambda message, category, *rest: f"Warning: {message}\n"
     try:
-        threads = args.value("-threads", os.environ.get("PYDARKNET_THREADS"), int)
+        threads = args.value("-threads", settings.threads(), int)
         select_device(args.flag("-nogpu"), args.value("-i", None), args.value("-gpus", None))
         if threads:
             set_threads(threads)

@@ -11,25 +11,23 @@ AlexeyAB's relative boxes count them.
 """
 import collections
 import concurrent.futures
-import functools
 import math
 import os
 import re
 import sys
 import time
 
-import numba
 import numpy as np
 
 from . import box
 from .cfg import read_data, read_names
 from .detector import class_count, load_network, network_boxes, network_input
 from .errors import DarknetError
+from .jit import kernel
 from .image import load_image_color, resize_image
 
 from .data import label_path, read_boxes, read_list
 
-kernel = functools.partial(numba.njit, cache=True)
 
 __all__ = ["COCO_IDS", "compute_map", "detector_map", "label_path", "read_labels", "validate_detector",
            "validate_detector_recall"]

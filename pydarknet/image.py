@@ -8,17 +8,15 @@ Darknet's in-place `void` functions (fill, constrain, flip, embed, place, draw) 
 their argument in place. The colour transforms, in place in Darknet, return a new array
 unless given `out=` (pass `out=im` for Darknet's in-place behaviour).
 """
-import functools
 import os
 
 import cv2
-import numba
 import numpy as np
 
 from pydarknet.errors import ImageError
+from pydarknet.jit import image_kernel
 
 # error_model="numpy": float division by zero gives inf/NaN as in C instead of raising.
-kernel = functools.partial(numba.njit, cache=True, nogil=True, error_model="numpy")  # nogil: loader threads
 
 F32 = np.float32
 ONE = F32(1)
@@ -92,7 +90,7 @@ load_image = load_image_color
 
 # ---------------------------------------------------------------- resizing and placing
 
-@kernel
+@image_kernel
 def _resize_kernel(x, part, y):
     # Darknet's two passes: horizontal into `part` (w x im.h), then vertical into `y`.
     # Every operand is float32, as in C, so numba computes C's float arithmetic.
@@ -140,7 +138,7 @@ def resize_image(im, w, h):
     return y
 
 
-@kernel
+@image_kernel
 def _place_kernel(x, w, h, dx, dy, canvas):
     # place_image + bilinear_interpolate: sample im at (x/w*im.w, y/h*im.h); neighbours
     # outside im read 0 (get_pixel_extend); pixels outside the canvas are dropped (set_pixel).
@@ -223,7 +221,7 @@ def flip_image(im):
 
 # ---------------------------------------------------------------- colour
 
-@kernel
+@image_kernel
 def _rgb_to_hsv_kernel(x, y):
     # Darknet's rgb_to_hsv. A grey pixel that is not black has delta == 0, so h = 0/0 = NaN,
     # exactly as in C; its s is 0, so hsv_to_rgb never reads that NaN.
@@ -254,7 +252,7 @@ def _rgb_to_hsv_kernel(x, y):
             y[2, j, i] = v
 
 
-@kernel
+@image_kernel
 def _hsv_to_rgb_kernel(x, y):
     one = np.float32(1)
     for j in range(x.shape[1]):

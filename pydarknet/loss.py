@@ -5,18 +5,17 @@ Arithmetic follows the C source: float32 where C computes in float, float64 wher
 `log()`, `sqrt()`, `pow()` and double literals), rounding to float32 where C stores into a float. Numba promotes
 float32 op int64 to float64, so every int that C would convert to float is converted here with `F32(...)` first.
 """
-import functools
 import math
 
-import numba
 import numpy as np
 
-kernel = functools.partial(numba.njit, cache=True, error_model="numpy")   # IEEE division: x/0 is inf or NaN, as in C
+from .jit import ieee_kernel
+
 
 F32 = np.float32
 
 
-@kernel(inline="always")
+@ieee_kernel(inline="always")
 def overlap(x1, w1, x2, w2):
     """box.c overlap() in float32."""
     two = F32(2.0)
@@ -29,7 +28,7 @@ def overlap(x1, w1, x2, w2):
     return right - left
 
 
-@kernel(inline="always")
+@ieee_kernel(inline="always")
 def iou(ax, ay, aw, ah, bx, by, bw, bh):
     """pjreddie's box_iou: box_intersection / box_union, with no guard (0/0 is NaN, and a NaN never wins a `>`)."""
     w = overlap(ax, aw, bx, bw)
@@ -41,7 +40,7 @@ def iou(ax, ay, aw, ah, bx, by, bw, bh):
     return inter / union
 
 
-@kernel(inline="always")
+@ieee_kernel(inline="always")
 def rmse(ax, ay, aw, ah, bx, by, bw, bh):
     """box.c box_rmse(): float differences, pow and sqrt in double, returned as float."""
     dx = np.float64(ax - bx)
@@ -51,7 +50,7 @@ def rmse(ax, ay, aw, ah, bx, by, bw, bh):
     return F32(math.sqrt(dx * dx + dy * dy + dw * dw + dh * dh))
 
 
-@kernel(inline="always")
+@ieee_kernel(inline="always")
 def anchor_box(x, biases, n, index, i, j, lw, lh, w, h, stride):
     """get_yolo_box / get_region_box: x, y in float; exp(), the anchor and the division in double."""
     bx = (F32(i) + x[index]) / F32(lw)
@@ -61,7 +60,7 @@ def anchor_box(x, biases, n, index, i, j, lw, lh, w, h, stride):
     return bx, by, bw, bh
 
 
-@kernel(inline="always")
+@ieee_kernel(inline="always")
 def delta_anchor_box(tx_, ty_, tw_, th_, x, biases, n, index, i, j, lw, lh, w, h, delta, scale, stride):
     """delta_yolo_box / delta_region_box: writes the four box deltas, returns the IoU of the prediction and truth."""
     bx, by, bw, bh = anchor_box(x, biases, n, index, i, j, lw, lh, w, h, stride)
@@ -77,7 +76,7 @@ def delta_anchor_box(tx_, ty_, tw_, th_, x, biases, n, index, i, j, lw, lh, w, h
     return result
 
 
-@kernel
+@ieee_kernel
 def _sum_squares(a):
     total = 0.0
     for i in range(a.size):

@@ -208,7 +208,7 @@ CONVOLUTIONS += [(f"act-{name}", (2, 4, 3), 2, 3, 1, "pad=1", 1, name, 0) for na
 def test_convolutional(tmp_path, monkeypatch, case):
     name, shape, filters, size, stride, padding, groups, activation, bn = case
     if "winograd" in name:                        # the Winograd forward on a tiny input: patch its threshold
-        monkeypatch.setattr(cpu, "WINOGRAD_MIN_CHANNELS", 1)
+        monkeypatch.setenv("PYDARKNET_WINOGRAD_MIN_CHANNELS", "1")
     net = network(tmp_path, f"[convolutional]\nfilters={filters}\nsize={size}\nstride={stride}\n{padding}\n"
                             f"groups={groups}\nactivation={activation}\nbatch_normalize={bn}\n", shape)
     layer = net.layers[0]

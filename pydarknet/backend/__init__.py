@@ -10,12 +10,12 @@ the CPU is used instead.
 """
 import contextlib
 import json
-import os
 import pathlib
 import sys
 
 import numpy as np
 
+from .. import settings
 from ..errors import DarknetError
 from . import cpu
 
@@ -116,7 +116,7 @@ def _first_line(error):
 def default_device():
     """Where a new network goes: $PYDARKNET_GPU, else the command line's choice, else GPU 0 in a GPU build,
     else the CPU. An unusable GPU falls back to the CPU with one line on stderr (once per reason)."""
-    env = os.environ.get("PYDARKNET_GPU", "").strip()
+    env = settings.gpu()
     if env:
         wanted = parse_device(env, "PYDARKNET_GPU")
     elif _requested is not None:
@@ -161,4 +161,4 @@ def prepare_gpu(device):
     """Per-device settings before a network runs there: the GEMM math mode from $PYDARKNET_GPU_MATH."""
     gpu = _gpu_module()
     with gpu.xp.cuda.Device(device):
-        gpu.set_math(os.environ.get("PYDARKNET_GPU_MATH", "fp32"))
+        gpu.set_math(settings.gpu_math())

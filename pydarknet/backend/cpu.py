@@ -4,16 +4,15 @@ Every public function here has a twin of the same name and signature in gpu.py. 
 memory order. Arithmetic follows Darknet's C: where C promotes a float to double (exp, sqrt, `.1*x`), so do we,
 and round back to float32 where C stores the result.
 """
-import functools
 import math
-import os
 
 import numba
 import numpy as np
 
 from ..activations import ELU, HARDTAN, LEAKY, LHTAN, LINEAR, LOGGY, LOGISTIC, PLSE, RAMP, RELIE, RELU, STAIR, TANH
+from .. import settings
+from ..jit import kernel
 
-kernel = functools.partial(numba.njit, cache=True)
 xp = np
 
 FLT_MIN = np.float32(1.17549435e-38)     # below this a float32 is denormal: we flush it, as Darknet's -Ofast does
@@ -532,12 +531,11 @@ def conv3x3_winograd(x, u, pad, y, workspace=None):
 
 # ---- convolution: im2col + GEMM image by image, Winograd where it pays -----------------------------------------
 
-WINOGRAD_MIN_CHANNELS = int(os.environ.get("PYDARKNET_WINOGRAD_MIN_CHANNELS", 64))
 
 
 def winograd_applies(channels, height, width, size, stride, groups):
     """Winograd F(2x2,3x3) pays once there are enough channels for its transforms to be amortised."""
-    return (size == 3 and stride == 1 and groups == 1 and channels >= WINOGRAD_MIN_CHANNELS and height > 1
+    return (size == 3 and stride == 1 and groups == 1 and channels >= settings.winograd_min_channels() and height > 1
             and width > 1)
 
 

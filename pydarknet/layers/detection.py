@@ -8,7 +8,8 @@ import numpy as np
 
 from .. import box
 from ..backend import ops_of, to_host
-from ..loss import F32, c_div, c_float, iou, kernel, rmse, squared_magnitude, truth_rows
+from ..jit import ieee_kernel
+from ..loss import F32, c_div, c_float, iou, rmse, squared_magnitude, truth_rows
 from .base import Layer, positive
 
 
@@ -103,7 +104,7 @@ class Detection(Layer):
                                         self.classes, self.sqrt, img_w, img_h, thresh)
 
 
-@kernel(inline="always")
+@ieee_kernel(inline="always")
 def _predicted_box(output, box_index, side, sqrt):
     """A v1 prediction as a box relative to the image: (x, y) in its cell over side, (w, h) squared with sqrt."""
     ox = output[box_index] / F32(side)
@@ -115,7 +116,7 @@ def _predicted_box(output, box_index, side, sqrt):
         oh = oh * oh
     return ox, oy, ow, oh
 
-@kernel
+@ieee_kernel
 def _detection_loss(output, delta, truth, side, num, classes, coords, inputs, sqrt, rescore, forced, picks,
                     coord_scale, object_scale, noobject_scale, class_scale, batch):
     """forward_detection_layer's training loop on flat arrays. Its running sum of scaled squared errors into

@@ -10,7 +10,8 @@ import numpy as np
 from .. import box
 from ..activations import LOGISTIC
 from ..backend import ops_of, to_device, to_host
-from ..loss import F32, anchor_box, c_div, c_float, check_classes, delta_anchor_box, iou, kernel, \
+from ..jit import ieee_kernel
+from ..loss import F32, anchor_box, c_div, c_float, check_classes, delta_anchor_box, iou, \
     squared_magnitude, truth_rows
 from .base import Layer, positive
 from .yolo import read_anchors
@@ -128,7 +129,7 @@ class Region(Layer):
                                      self.coords, net.w, net.h, img_w, img_h, thresh, relative, self.background)
 
 
-@kernel(inline="always")
+@ieee_kernel(inline="always")
 def _delta_region_class(output, delta, index, cls, classes, scale, stride, tag):
     """delta_region_class without a tree; returns what it adds to avg_cat. With tag (no softmax) and the first
     class's delta already set, only this class's delta is rewritten and nothing is counted."""
@@ -140,7 +141,7 @@ def _delta_region_class(output, delta, index, cls, classes, scale, stride, tag):
     return output[index + stride * cls]
 
 
-@kernel
+@ieee_kernel
 def _region_loss(output, delta, truth, truths, biases, num, classes, coords, lw, lh, seen, bias_match, rescore,
                  background, tag, thresh, coord_scale, object_scale, noobject_scale, mask_scale, class_scale, batch):
     """pjreddie's CPU forward_region_layer after the activations, on flat arrays with its entry_index arithmetic."""

@@ -9,7 +9,8 @@ import numpy as np
 from .. import box
 from ..activations import LOGISTIC
 from ..backend import ops_of, to_host
-from ..loss import F32, anchor_box, c_div, c_float, check_classes, delta_anchor_box, iou, kernel, \
+from ..jit import ieee_kernel
+from ..loss import F32, anchor_box, c_div, c_float, check_classes, delta_anchor_box, iou, \
     squared_magnitude, truth_rows
 from .base import Layer, positive
 
@@ -101,7 +102,7 @@ class Yolo(Layer):
                                    net.w, net.h, img_w, img_h, thresh, relative, letter)
 
 
-@kernel(inline="always")
+@ieee_kernel(inline="always")
 def _delta_yolo_class(output, delta, index, cls, classes, stride):
     """delta_yolo_class; returns output[class] for avg_cat. pjreddie tests the FIRST class's delta (`delta[index]`),
     not this class's: when it is set (another truth took the anchor), only this class's delta is rewritten."""
@@ -113,7 +114,7 @@ def _delta_yolo_class(output, delta, index, cls, classes, stride):
     return output[index + stride * cls]
 
 
-@kernel
+@ieee_kernel
 def _yolo_loss(output, delta, truth, truths, biases, mask, total, classes, lw, lh, net_w, net_h, ignore_thresh,
                truth_thresh, max_boxes, batch):
     """pjreddie's forward_yolo_layer after the activations, on flat arrays with its entry_index arithmetic."""

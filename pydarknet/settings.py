@@ -1,0 +1,34 @@
+"""Every setting pydarknet reads from the environment, in one place, read when called (never at import), so that a
+test or a script can change one at any time.
+
+    PYDARKNET_THREADS                 Numba and BLAS threads (the command line's -threads overrides it)
+    PYDARKNET_GPU                     cpu | N: where new networks run, over -nogpu / -i and the build record
+    PYDARKNET_GPU_MATH                fp32 | tf32: cuBLAS's math mode on a GPU
+    PYDARKNET_WINOGRAD_MIN_CHANNELS   3x3 stride-1 convolutions with at least this many input channels use Winograd
+                                      on the CPU (a huge value turns it off)
+"""
+import os
+
+from .errors import DarknetError
+
+
+def threads():
+    """$PYDARKNET_THREADS as text, or None."""
+    return os.environ.get("PYDARKNET_THREADS") or None
+
+
+def gpu():
+    """$PYDARKNET_GPU as written ("" when unset); backend.parse_device checks it."""
+    return os.environ.get("PYDARKNET_GPU", "").strip()
+
+
+def gpu_math():
+    return os.environ.get("PYDARKNET_GPU_MATH", "fp32")
+
+
+def winograd_min_channels():
+    text = os.environ.get("PYDARKNET_WINOGRAD_MIN_CHANNELS", "64")
+    try:
+        return int(text)
+    except ValueError:
+        raise DarknetError(f"PYDARKNET_WINOGRAD_MIN_CHANNELS={text}: not a whole number of channels") from None
