@@ -3,7 +3,7 @@
 With random weights nearly every box of yolov3 passes thresh 0.05: 19*19*3 + 38*38*3 + 76*76*3 = 22,743 boxes, 80
 classes, every class probability above 0.05. This builds such a case (seeded): the three yolo layers' activated
 outputs with objectness and class scores near 0.5, box offsets and log-sizes drawn around each cell and anchor as
-a random network gives them, decoded with pydarknet.box.yolo_detections, so boxes cluster like yolov3's anchors.
+a random network gives them, decoded with pydarknet.decode.yolo_detections, so boxes cluster like yolov3's anchors.
 The first do_nms_sort call compiles (or loads numba's cache) and is not timed.
 
     python bench/bench_nms.py          # prints "do_nms_sort yolov3-608 22743 boxes 80 classes: X.XXX s"
@@ -17,7 +17,9 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from pydarknet.box import Detections, do_nms_sort, yolo_detections  # noqa: E402
+from pydarknet.box import Detections  # noqa: E402
+from pydarknet.decode import yolo_detections  # noqa: E402
+from pydarknet.nms import do_nms_sort  # noqa: E402
 
 NET = 608
 CLASSES = 80

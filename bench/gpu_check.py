@@ -37,7 +37,7 @@ import numpy as np  # noqa: E402
 import pydarknet  # noqa: E402,F401  (first: thread-pool policies before numpy loads OpenBLAS)
 from pydarknet import backend  # noqa: E402
 from pydarknet.backend import to_host  # noqa: E402
-from pydarknet.box import do_nms_sort  # noqa: E402
+from pydarknet.nms import do_nms_sort  # noqa: E402
 from pydarknet.cfg import read_cfg  # noqa: E402
 from pydarknet.image import letterbox_image, load_image_color  # noqa: E402
 from pydarknet.network import Network  # noqa: E402

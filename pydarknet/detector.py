@@ -6,11 +6,11 @@ import time
 
 import numpy as np
 
-from . import box
 from .cfg import read_cfg, read_data, read_names
 from .errors import DarknetError
 from .image import image_from_array, letterbox_image, load_image_color, resize_image
 from .network import Network
+from .nms import do_nms_sort
 from .weights import load_weights
 
 
@@ -55,7 +55,7 @@ def network_boxes(net, im, thresh, hier=.5, nms=.45, batch_index=0):
     else:
         dets = net.detections(im.shape[2], im.shape[1], thresh, hier, batch_index=batch_index)
     if nms:
-        box.do_nms_sort(dets, class_count(net), nms)
+        do_nms_sort(dets, class_count(net), nms)
     return dets
 
 

@@ -25,6 +25,7 @@ from .detector import class_count, load_network, network_boxes, network_input
 from .errors import DarknetError
 from .jit import kernel
 from .image import load_image_color, resize_image
+from .nms import do_nms_obj
 
 from .data import label_path, read_boxes, read_list
 
@@ -50,7 +51,10 @@ METHODS = ("voc", "voc11", "coco")
 
 @kernel(inline="always")
 def _iou_xywh(ax, ay, aw, ah, bx, by, bw, bh):
-    """pycocotools' bbIou (maskApi.c) without crowd, in double: 0 unless the boxes overlap."""
+    """pycocotools' bbIou (maskApi.c) without crowd, in double: 0 unless the boxes overlap.
+
+    Not box.iou: the boxes are left, top, width, height, the edges are x + w (not centre -+ w/2), the arithmetic is
+    double, and a touching or empty overlap is 0 before any division; pycocotools' numbers need all four."""
     w = min(aw + ax, bw + bx) - max(ax, bx)
     if w <= 0:
         return 0.0
@@ -472,7 +476,7 @@ def _resized_predictions(net, paths, thresh, nms):
             sized = resize_image(load_image_color(path), net.w, net.h)
             net.predict(sized)
             dets = network_boxes(net, sized, float(thresh), .5, nms=0)
-            box.do_nms_obj(dets, 1, nms)
+            do_nms_obj(dets, 1, nms)
             yield path, dets
 
 

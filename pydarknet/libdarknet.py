@@ -4,7 +4,7 @@ import os
 
 import numpy as np
 
-from . import box
+from . import nms
 from .backend import to_host
 from .cfg import read_data, read_names
 from .detector import class_count, load_network, network_boxes, network_input
@@ -58,8 +58,8 @@ def get_current_batch(net):
     return net.current_batch()
 
 
-do_nms_sort = box.do_nms_sort
-do_nms_obj = box.do_nms_obj
+do_nms_sort = nms.do_nms_sort
+do_nms_obj = nms.do_nms_obj
 
 
 # ---- darknet.py ---------------------------------------------------------------------------------------------
@@ -88,7 +88,7 @@ def detect(net, meta, image, thresh=.5, hier_thresh=.5, nms=.45):
     img_h, img_w = im.shape[1:]
     dets = network_boxes(net, im, thresh, hier_thresh, nms=0)
     if nms:
-        box.do_nms_obj(dets, class_count(net), nms)
+        do_nms_obj(dets, class_count(net), nms)
     result = []
     for det in dets:
         x, y, w, h = (float(v) for v in det.bbox)

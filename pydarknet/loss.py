@@ -1,4 +1,4 @@
-"""What the three loss layers (yolo, region, detection) share: pjreddie's box.c IoU, the anchor box and its delta,
+"""What the three loss layers (yolo, region, detection) share: the anchor box and its delta (with box.iou),
 the |delta|^2 cost, the truth rows a layer reads, and Darknet's printf of floats.
 
 Arithmetic follows the C source: float32 where C computes in float, float64 where C promotes to double (`exp()`,
@@ -9,35 +9,11 @@ import math
 
 import numpy as np
 
+from .box import iou
 from .jit import ieee_kernel
 
 
 F32 = np.float32
-
-
-@ieee_kernel(inline="always")
-def overlap(x1, w1, x2, w2):
-    """box.c overlap() in float32."""
-    two = F32(2.0)
-    l1 = x1 - w1 / two
-    l2 = x2 - w2 / two
-    left = l1 if l1 > l2 else l2
-    r1 = x1 + w1 / two
-    r2 = x2 + w2 / two
-    right = r1 if r1 < r2 else r2
-    return right - left
-
-
-@ieee_kernel(inline="always")
-def iou(ax, ay, aw, ah, bx, by, bw, bh):
-    """pjreddie's box_iou: box_intersection / box_union, with no guard (0/0 is NaN, and a NaN never wins a `>`)."""
-    w = overlap(ax, aw, bx, bw)
-    h = overlap(ay, ah, by, bh)
-    inter = F32(0.0)
-    if not (w < 0 or h < 0):
-        inter = w * h
-    union = aw * ah + bw * bh - inter
-    return inter / union
 
 
 @ieee_kernel(inline="always")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import pydarknet
-from pydarknet.box import do_nms_obj
+from pydarknet.nms import do_nms_obj
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import pydarknet
-from pydarknet.box import do_nms_sort
+from pydarknet.nms import do_nms_sort
 
 
 def assert_same_detections(dets, expect, atol=1e-4):

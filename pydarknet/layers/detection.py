@@ -6,10 +6,11 @@ previous layer's.
 """
 import numpy as np
 
-from .. import box
+from .. import decode
 from ..backend import ops_of, to_host
+from ..box import iou
 from ..jit import ieee_kernel
-from ..loss import F32, c_div, c_float, iou, rmse, squared_magnitude, truth_rows
+from ..loss import F32, c_div, c_float, rmse, squared_magnitude, truth_rows
 from .base import Layer, positive
 
 
@@ -100,7 +101,7 @@ class Detection(Layer):
         self.add_delta_to(dx)
 
     def detections(self, net, batch_index, img_w, img_h, thresh, relative=True, letter=True):
-        return box.detection_detections(to_host(self.output[batch_index]).reshape(-1), self.side, self.n,
+        return decode.detection_detections(to_host(self.output[batch_index]).reshape(-1), self.side, self.n,
                                         self.classes, self.sqrt, img_w, img_h, thresh)
 
 

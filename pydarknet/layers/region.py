@@ -7,11 +7,12 @@ here follows backward_region_layer_gpu instead, the path Darknet's GPU training 
 """
 import numpy as np
 
-from .. import box
+from .. import decode
 from ..activations import LOGISTIC
 from ..backend import ops_of, to_device, to_host
+from ..box import iou
 from ..jit import ieee_kernel
-from ..loss import F32, anchor_box, c_div, c_float, check_classes, delta_anchor_box, iou, \
+from ..loss import F32, anchor_box, c_div, c_float, check_classes, delta_anchor_box, \
     squared_magnitude, truth_rows
 from .base import Layer, positive
 from .yolo import read_anchors
@@ -125,7 +126,7 @@ class Region(Layer):
 
     def detections(self, net, batch_index, img_w, img_h, thresh, relative=True, letter=True):
         _, h, w = self.out_shape
-        return box.region_detections(to_host(self.output[batch_index]), w, h, self.n, self.anchors, self.classes,
+        return decode.region_detections(to_host(self.output[batch_index]), w, h, self.n, self.anchors, self.classes,
                                      self.coords, net.w, net.h, img_w, img_h, thresh, relative, self.background)
 
 

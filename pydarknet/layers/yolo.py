@@ -6,11 +6,12 @@ In training the forward pass also builds the loss, as pjreddie's forward_yolo_la
 """
 import numpy as np
 
-from .. import box
+from .. import decode
 from ..activations import LOGISTIC
 from ..backend import ops_of, to_host
+from ..box import iou
 from ..jit import ieee_kernel
-from ..loss import F32, anchor_box, c_div, c_float, check_classes, delta_anchor_box, iou, \
+from ..loss import F32, anchor_box, c_div, c_float, check_classes, delta_anchor_box, \
     squared_magnitude, truth_rows
 from .base import Layer, positive
 
@@ -98,7 +99,7 @@ class Yolo(Layer):
 
     def detections(self, net, batch_index, img_w, img_h, thresh, relative=True, letter=True):
         _, h, w = self.out_shape
-        return box.yolo_detections(to_host(self.output[batch_index]), w, h, self.mask, self.anchors, self.classes,
+        return decode.yolo_detections(to_host(self.output[batch_index]), w, h, self.mask, self.anchors, self.classes,
                                    net.w, net.h, img_w, img_h, thresh, relative, letter)
 
 
