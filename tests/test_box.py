@@ -1,10 +1,12 @@
-"""pydarknet.box against Darknet: golden detections, and the fast NMS against a naive transcription of box.c.
+"""pydarknet.box, decode and nms against Darknet: golden detections, and the fast NMS against naive transcriptions
+of box.c.
 
 The goldens (../shared/darknet/golden/{v3mini,v2mini,v1mini}) hold the activated outputs of each network's
 yolo/region/detection layers for the letterboxed dog image (768x576), get_network_boxes(thresh .05, hier .5,
 relative 1) of them, and do_nms_sort(.45) of that. Our decoders and NMS must give the same records in the same
-order. The rest checks do_nms_sort/do_nms_obj against a literal, slow transcription of box.c (the oracle below),
-and the decoders against scalar transcriptions of the C loops.
+order. The rest checks do_nms_sort/do_nms_obj against a literal, slow transcription of box.c (the oracle below)
+and against the package's own quadratic transcription (nms.do_nms_*_quadratic), and the decoders against scalar
+transcriptions of the C loops.
 """
 import json
 import math
@@ -12,7 +14,7 @@ import math
 import numpy as np
 import pytest
 
-from pydarknet import box
+from pydarknet import box, decode, nms
 from pydarknet.box import Detections
 
 F32 = np.float32
@@ -57,14 +59,14 @@ def decode_golden(golden, name, thresh):
     parts = []
     for layer, out in layers:
         if layer["type"] == "yolo":
-            parts.append(box.yolo_detections(out, layer["out_w"], layer["out_h"], layer["mask"], layer["anchors"],
+            parts.append(decode.yolo_detections(out, layer["out_w"], layer["out_h"], layer["mask"], layer["anchors"],
                                              layer["classes"], net["w"], net["h"], IMG_W, IMG_H, thresh))
         elif layer["type"] == "region":
-            parts.append(box.region_detections(out, layer["out_w"], layer["out_h"], layer["n"], layer["anchors"],
+            parts.append(decode.region_detections(out, layer["out_w"], layer["out_h"], layer["n"], layer["anchors"],
                                                layer["classes"], layer["coords"], net["w"], net["h"],
                                                IMG_W, IMG_H, thresh))
         else:   # v1mini's [detection] has sqrt=1 (testcfg/v1mini.cfg); the summary does not record it
-            parts.append(box.detection_detections(out, layer["side"], layer["n"], layer["classes"], True,
+            parts.append(decode.detection_detections(out, layer["side"], layer["n"], layer["classes"], True,
                                                   IMG_W, IMG_H, thresh))
     return Detections.concat(parts)
 
@@ -86,7 +88,7 @@ def test_golden_nms_detections(golden, name, thresh, suffix):
     """Decoders + do_nms_sort(classes, .45) give dets_nms, record for record."""
     dets = decode_golden(golden, name, thresh)
     want, classes = load_dets(golden / name / f"dets_nms{suffix}.json")
-    box.do_nms_sort(dets, classes, 0.45)
+    nms.do_nms_sort(dets, classes, 0.45)
     assert_same_dets(dets, want)
 
 
@@ -95,7 +97,7 @@ def test_golden_nms_from_golden_input(golden, name, suffix):
     """do_nms_sort alone, on Darknet's own dets_raw: exactly Darknet's order and zeroed probabilities."""
     dets, classes = load_dets(golden / name / f"dets_raw{suffix}.json")
     want, _ = load_dets(golden / name / f"dets_nms{suffix}.json")
-    box.do_nms_sort(dets, classes, 0.45)
+    nms.do_nms_sort(dets, classes, 0.45)
     assert_same_dets(dets, want, atol=0, rtol=0)
 
 
@@ -105,9 +107,9 @@ def test_golden_v3mini_layer_counts(golden):
     assert [layer["index"] for layer, _ in layers] == [12, 18]
     counts = []
     for layer, out in layers:
-        dets = box.yolo_detections(out, layer["out_w"], layer["out_h"], layer["mask"], layer["anchors"],
+        dets = decode.yolo_detections(out, layer["out_w"], layer["out_h"], layer["mask"], layer["anchors"],
                                    layer["classes"], net["w"], net["h"], IMG_W, IMG_H, 0.05)
-        n = box.yolo_num_detections(out, layer["out_w"], layer["out_h"], len(layer["mask"]), layer["classes"], 0.05)
+        n = decode.yolo_num_detections(out, layer["out_w"], layer["out_h"], len(layer["mask"]), layer["classes"], 0.05)
         assert len(dets) == n
         counts.append(n)
     assert sum(counts) == json.loads((golden / "v3mini" / "dets_raw.json").read_text())["nboxes"]
@@ -370,7 +372,7 @@ def test_do_nms_sort_matches_box_c(case, seed):
     dets = CASES[case](rng, n, classes)
     for thresh in THRESHOLDS:
         got = dets.copy()
-        box.do_nms_sort(got, classes, thresh)
+        nms.do_nms_sort(got, classes, thresh)
         assert_identical(got, naive_do_nms_sort(dets, classes, thresh))
 
 
@@ -383,8 +385,38 @@ def test_do_nms_obj_matches_box_c(case, seed):
     dets = CASES[case](rng, n, classes)
     for thresh in THRESHOLDS:
         got = dets.copy()
-        box.do_nms_obj(got, classes, thresh)
+        nms.do_nms_obj(got, classes, thresh)
         assert_identical(got, naive_do_nms_obj(dets, classes, thresh))
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+@pytest.mark.parametrize("seed", range(3))
+def test_fast_nms_matches_quadratic_reference(case, seed):
+    """The graph-based NMS against the package's own transcription of box.c's loops (nms.*_quadratic)."""
+    rng = np.random.default_rng(3000 * seed + len(case))
+    n = {"tied": 180, "spread": 400, "clustered": 300, "odd": 160, "coarse": 150, "extreme": 300}[case]
+    dets = CASES[case](rng, n, 4)
+    for thresh in THRESHOLDS:
+        for fast, quadratic, classes in ((nms.do_nms_sort, nms.do_nms_sort_quadratic, 4),
+                                         (nms.do_nms_obj, nms.do_nms_obj_quadratic, 3)):
+            got = dets.copy()
+            fast(got, classes, thresh)
+            want = dets.copy()
+            quadratic(want, classes, thresh)
+            assert_identical(got, want)
+
+
+def test_quadratic_reference_matches_box_c():
+    """The in-package quadratic NMS against the test's naive oracle, on one case of each kind."""
+    for case in sorted(CASES):
+        dets = CASES[case](np.random.default_rng(len(case)), 120, 3)
+        for thresh in THRESHOLDS:
+            got = dets.copy()
+            nms.do_nms_sort_quadratic(got, 3, thresh)
+            assert_identical(got, naive_do_nms_sort(dets, 3, thresh))
+            got = dets.copy()
+            nms.do_nms_obj_quadratic(got, 3, thresh)
+            assert_identical(got, naive_do_nms_obj(dets, 3, thresh))
 
 
 def test_do_nms_sort_fewer_classes_than_probs():
@@ -392,7 +424,7 @@ def test_do_nms_sort_fewer_classes_than_probs():
     rng = np.random.default_rng(7)
     dets = tied_case(rng, 120, 5)
     got = dets.copy()
-    box.do_nms_sort(got, 3, 0.45)
+    nms.do_nms_sort(got, 3, 0.45)
     assert_identical(got, naive_do_nms_sort(dets, 3, 0.45))
 
 
@@ -407,13 +439,13 @@ def test_do_nms_sort_large_yolo_like():
         out[:, :2] = 1 / (1 + np.exp(-rng.normal(0, 1, (3, 2, side, side))))
         out[:, 2:4] = rng.normal(0, 0.4, (3, 2, side, side))
         out[:, 4:] = rng.uniform(0.3, 0.7, (3, 1 + classes, side, side))
-        parts.append(box.yolo_detections(out.reshape(-1, side, side), side, side, mask, anchors, classes,
+        parts.append(decode.yolo_detections(out.reshape(-1, side, side), side, side, mask, anchors, classes,
                                          160, 160, 200, 160, 0.05))
     dets = Detections.concat(parts)
     assert len(dets) == 3 * (25 + 100 + 400)
     for thresh in (0.3, 0.45, 0.7):
         got = dets.copy()
-        box.do_nms_sort(got, classes, thresh)
+        nms.do_nms_sort(got, classes, thresh)
         assert_identical(got, naive_do_nms_sort(dets, classes, thresh))
 
 
@@ -421,12 +453,12 @@ def test_nms_all_objectness_zero_and_empty():
     rng = np.random.default_rng(3)
     dets = tied_case(rng, 9, 2)
     dets.objectness[:] = 0
-    for nms, naive in ((box.do_nms_sort, naive_do_nms_sort), (box.do_nms_obj, naive_do_nms_obj)):
+    for run, naive in ((nms.do_nms_sort, naive_do_nms_sort), (nms.do_nms_obj, naive_do_nms_obj)):
         got = dets.copy()
-        nms(got, 2, 0.45)
+        run(got, 2, 0.45)
         assert_identical(got, naive(dets, 2, 0.45))
         empty = Detections.empty(0, 2)
-        nms(empty, 2, 0.45)
+        run(empty, 2, 0.45)
         assert len(empty) == 0
 
 
@@ -436,7 +468,7 @@ def test_swap_loop_is_not_a_stable_partition():
     dets.prob[:, 0] = [0, 0, 0, 0]
     ids = [0, 1, 2, 3]
     dets.sort_class[:] = ids          # use sort_class to follow the records
-    box.do_nms_sort(dets, 1, 0.45)
+    nms.do_nms_sort(dets, 1, 0.45)
     assert list(dets.objectness) == [F32(0.7), F32(0.6), 0, 0]
     assert list(dets.sort_class[2:]) == [2, 0]           # the zero records, in swap order
     assert list(dets.sort_class[:2]) == [0, 0]           # live records get sort_class = k
@@ -519,7 +551,7 @@ def test_detection_views_follow_in_place_nms():
     assert len(dets) == 3 and dets.classes == 2
     assert tuple(first.bbox) == tuple(F32(v) for v in (0.5, 0.5, 0.2, 0.2))
     assert first.classes == 2 and first.sort_class == 0
-    box.do_nms_sort(dets, 2, 0.45)
+    nms.do_nms_sort(dets, 2, 0.45)
     # class 1 sorted last: record 2 (0.2), record 1 (0.1), record 0 (0)
     assert [float(d.prob[1]) for d in dets] == [F32(0.2), F32(0.1), 0.0]
     assert first.objectness == F32(0.7)                 # the view is positional, like dets[0] in C
@@ -633,10 +665,10 @@ def test_yolo_detections_match_c_loop(relative, letter, img):
     anchors = [10, 14, 23, 27, 37, 58, 81, 82]
     out = rng.uniform(0, 1, (len(mask) * (5 + classes), lh, lw)).astype(F32)
     out[[2, 3, 10, 11]] = rng.normal(0, 1, (4, lh, lw))                 # raw w, h of both anchors
-    dets = box.yolo_detections(out, lw, lh, mask, anchors, classes, 96, 64, img[0], img[1], 0.3,
+    dets = decode.yolo_detections(out, lw, lh, mask, anchors, classes, 96, 64, img[0], img[1], 0.3,
                                relative=relative, letter=letter)
     want = c_yolo(out, lw, lh, mask, anchors, classes, 96, 64, img[0], img[1], 0.3, relative, letter)
-    assert len(dets) == len(want) == box.yolo_num_detections(out, lw, lh, len(mask), classes, 0.3)
+    assert len(dets) == len(want) == decode.yolo_num_detections(out, lw, lh, len(mask), classes, 0.3)
     assert 0 < len(want) < lw * lh * len(mask)
     np.testing.assert_array_equal(dets.bbox, np.array([r[0] for r in want], F32))
     np.testing.assert_array_equal(dets.objectness, np.array([r[1] for r in want], F32))
@@ -650,7 +682,7 @@ def test_region_detections_match_c_loop(coords, background, relative):
     lw, lh, n, classes = 4, 3, 2, 3
     anchors = [1.08, 1.19, 3.42, 4.41]
     out = rng.uniform(0, 1, (n * (coords + 1 + classes), lh, lw)).astype(F32)
-    dets = box.region_detections(out, lw, lh, n, anchors, classes, coords, 96, 96, 500, 375, 0.35,
+    dets = decode.region_detections(out, lw, lh, n, anchors, classes, coords, 96, 96, 500, 375, 0.35,
                                  relative=relative, background=background)
     want = c_region(out, lw, lh, n, anchors, classes, coords, 96, 96, 500, 375, 0.35, relative, background)
     assert len(dets) == lw * lh * n
@@ -682,7 +714,7 @@ def test_region_softmax_tree_top_prediction(hier_thresh, want_class):
     out = np.zeros((coords + 1 + classes, 1, 1), F32)
     out[coords] = 0.9                                        # scale
     out[coords + 1:, 0, 0] = [0.7, 0.3, 0.6, 0.4, 0.5, 0.5]
-    dets = box.region_detections(out, 1, 1, 1, [1, 1], classes, coords, 32, 32, 32, 32, 0.1,
+    dets = decode.region_detections(out, 1, 1, 1, [1, 1], classes, coords, 32, 32, 32, 32, 0.1,
                                  softmax_tree=_Tree(), hier_thresh=hier_thresh)
     want = np.zeros(classes, F32)
     want[want_class] = F32(0.9)
@@ -695,7 +727,7 @@ def test_detection_detections_match_c_loop():
     locations = side * side
     out = rng.normal(0, 0.5, locations * (classes + n * 5)).astype(F32)
     for sqrt in (True, False):
-        dets = box.detection_detections(out, side, n, classes, sqrt, 640, 480, 0.02)
+        dets = decode.detection_detections(out, side, n, classes, sqrt, 640, 480, 0.02)
         assert len(dets) == locations * n
         for i in range(locations):
             row, col = i // side, i % side
