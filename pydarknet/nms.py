@@ -242,16 +242,17 @@ def _build_grid(bbox, ids, kind, expo, cx, cy, ew, eh, ngrid):
 
 
 @kernel
-def _grid_pairs(grid, classes, thresh, t3, class_span, src, dst):
-    """The pairs of gridded boxes with box_iou > thresh, both directions, into src, dst (as many as they hold);
-    returns how many there are. Each box looks, in its own size class and those at most class_span exponents
+def _grid_pairs(grid, classes, thresh, t3, class_span, capacity):
+    """The pairs of gridded boxes with box_iou > thresh, both directions: (src, dst, count), with room for
+    `capacity` pairs (only the first `capacity` are stored). Each box looks, in its own size class and those at most class_span exponents
     above, at the columns and the run of centres a partner must lie in, screens each by the two bounds, and
     computes box_iou for the survivors."""
     gcls, gcol, gcx, gcy, gew, geh, grec, gx, gy, gw, gh = grid
     cstart, cexp, cminw, cmaxw, cminh, cmaxh, ccolw = classes
     ngrid = gcls.shape[0]
     nclass = cexp.shape[0]
-    capacity = src.shape[0]
+    src = np.empty(capacity, np.int64)
+    dst = np.empty(capacity, np.int64)
     ne = 0
     for u in range(ngrid):
         ca = gcls[u]
@@ -295,7 +296,7 @@ def _grid_pairs(grid, classes, thresh, t3, class_span, src, dst):
                     break
                 col = max(col + 1, gcol[v])
                 start = v
-    return ne
+    return src, dst, ne
 
 
 @kernel
@@ -361,9 +362,7 @@ def _overlap_pairs(bbox, ids, thresh, t3, class_span, capacity):
     """
     kind, expo, cx, cy, ew, eh, ngrid = _classify_boxes(bbox, ids)
     grid, classes = _build_grid(bbox, ids, kind, expo, cx, cy, ew, eh, ngrid)
-    src = np.empty(capacity, np.int64)
-    dst = np.empty(capacity, np.int64)
-    ne = _grid_pairs(grid, classes, thresh, t3, class_span, src, dst)
+    src, dst, ne = _grid_pairs(grid, classes, thresh, t3, class_span, capacity)
     ne = _loose_and_special_pairs(bbox, ids, kind, thresh, src, dst, ne)
     return src, dst, ne
 
