@@ -9,7 +9,7 @@ Arrays are NCHW float32; ops that take an output array (y, dx, ...) write into i
 __all__ = [
     "xp",                       # the array module of the backend: numpy or cupy
     # ---- forward ----
-    "bias_activate",            # y = activation(scales * (y - mean) / sqrt(variance) + biases), in place
+    "bias_activate",            # y = activation(y + biases), normalized by mean/variance/scales first if given
     "activate",                 # x = activation(x), in place
     "batch_stats",              # per-channel mean and (unbiased) variance of x: Darknet's mean_cpu, variance_cpu
     "batchnorm_train",          # training batch-norm of y with the batch's statistics, keeping x and x_norm
@@ -17,7 +17,7 @@ __all__ = [
     "gemm",                     # a @ b, into out when given
     "convolution_workspace",    # floats of the network's shared workspace that this backend's convolution uses
     "convolution_forward",      # y = the convolution of x with weights (K, C/groups*size*size)
-    "maxpool_forward",          # y = max over each window (padding -inf-like), with the argmax per output
+    "maxpool_forward",          # y = the max over each window, and argmax: the input index of each maximum
     "avgpool_forward",          # y (B, C, 1, 1) = the mean of each channel
     "upsample_forward",         # y = x repeated stride x stride times scale (reverse: summed down)
     "reorg_forward",            # y = Darknet's reorg_cpu of x (space to depth, or back with reverse)
