@@ -1,6 +1,7 @@
 """The GPU backend without a GPU: its CUDA sources compile with NVRTC, its interface is cpu.py's, its code (with the
 kernels run on the CPU by tests/cuda_emulator.py) gives the CPU's numbers, and the device is chosen as Darknet
 chooses it. The golden suites (test_forward, test_detections, test_training) run on a real GPU where one is."""
+import ast
 import inspect
 import json
 import subprocess
@@ -12,7 +13,7 @@ import pytest
 import cuda_emulator
 from pydarknet import backend, cli
 from pydarknet.activations import LEAKY, LOGISTIC
-from pydarknet.backend import cpu, cuda
+from pydarknet.backend import cpu, cuda, ops
 from pydarknet.cfg import read_cfg
 from pydarknet.errors import DarknetError
 from pydarknet.network import Network
@@ -71,17 +72,100 @@ def emulated():
 
 # ---- one interface -------------------------------------------------------------------------------------------
 
-def test_gpu_backend_has_every_operation_with_cpu_signatures():
-    operations = [name for name in dir(cuda.CudaOps) if not name.startswith("_")]
+PACKAGE = REPO / "pydarknet"
+
+
+def public_definitions(path, scope=None):
+    """The public names a file defines by name (def, class, assignment; not imports), at its top level or in the
+    body of class `scope` (there also `self.NAME = ...` in __init__)."""
+    body = ast.parse(path.read_text()).body
+    if scope is not None:
+        body = next(node for node in body if isinstance(node, ast.ClassDef) and node.name == scope).body
+        init = next(node for node in body if isinstance(node, ast.FunctionDef) and node.name == "__init__")
+        body = body + [node for node in ast.walk(init) if isinstance(node, ast.Assign)
+                       and all(isinstance(t, ast.Attribute) and isinstance(t.value, ast.Name) and t.value.id == "self"
+                               for t in node.targets)]
+    names = set()
+    for node in body:
+        if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+            for target in (node.targets if isinstance(node, ast.Assign) else [node.target]):
+                names.add(target.id if isinstance(target, ast.Name) else target.attr)
+    return {name for name in names if not name.startswith("_") and name != "__init__"}
+
+
+def parameters(function, drop_self=False):
+    found = [(p.name, p.kind, p.default) for p in inspect.signature(function).parameters.values()]
+    return found[1:] if drop_self else found
+
+
+def test_ops_py_cpu_py_and_cuda_ops_declare_the_same_ops_both_ways():
+    """ops.__all__ is the interface; cpu.py defines exactly those public names (everything else there is private)
+    and CudaOps exactly those, each by name (grep and go-to-definition find them), with the same signatures."""
+    declared = set(ops.__all__)
+    assert len(ops.__all__) == len(declared), "an op is listed twice in ops.__all__"
     layer_calls = {"bias_activate", "activate", "batch_stats", "batchnorm_train", "convolution_forward",
                    "convolution_backward", "maxpool_forward", "maxpool_backward", "avgpool_forward", "gradient",
                    "upsample_forward", "upsample_backward", "reorg_forward", "reorg_backward", "shortcut_forward",
                    "shortcut_backward", "local_forward", "local_backward", "im2col", "col2im", "softmax_forward",
                    "batchnorm_backward", "flush", "gemm"}
-    assert layer_calls <= set(operations)
-    for name in operations:
-        ours = list(inspect.signature(getattr(cuda.CudaOps, name)).parameters)[1:]
-        assert ours == list(inspect.signature(getattr(cpu, name)).parameters), name
+    assert layer_calls <= declared
+    assert public_definitions(PACKAGE / "backend" / "cpu.py") == declared
+    assert public_definitions(PACKAGE / "backend" / "cuda.py", scope="CudaOps") == declared
+    instance = cuda.CudaOps(np, kernel=None)
+    assert {name for name in dir(instance) if not name.startswith("_")} == declared
+    assert not declared & public_definitions(PACKAGE / "backend" / "winograd.py"), "Winograd is CPU-only, not an op"
+    assert cpu.xp is np and instance.xp is np
+    for name in sorted(declared - {"xp"}):
+        assert parameters(getattr(cuda.CudaOps, name), drop_self=True) == parameters(getattr(cpu, name)), name
+
+
+def op_names_used(tree):
+    """NAME for every `ops_of(...).NAME`, `v.NAME` with v bound to `ops_of(...)` in the same function, and
+    `cpu.NAME` (the CPU ops reached directly); and the places where a name bound to ops_of(...) is used other than
+    by attribute, which would hide what it calls."""
+    def is_ops_of(node):
+        return isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "ops_of"
+
+    used, escapes = set(), []
+    scopes = [node for node in ast.walk(tree) if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))]
+    for scope in [tree] + scopes:
+        bound = {t.id for node in ast.walk(scope) if isinstance(node, ast.Assign) and is_ops_of(node.value)
+                 for t in node.targets if isinstance(t, ast.Name)}
+        attribute_values = set()
+        for node in ast.walk(scope):
+            if isinstance(node, ast.Attribute):
+                attribute_values.add(id(node.value))
+                if is_ops_of(node.value) or (isinstance(node.value, ast.Name)
+                                             and (node.value.id in bound or node.value.id == "cpu")):
+                    used.add(node.attr)
+        escapes += [node.lineno for node in ast.walk(scope) if isinstance(node, ast.Name) and node.id in bound
+                    and isinstance(node.ctx, ast.Load) and id(node) not in attribute_values]
+    return used, sorted(set(escapes))
+
+
+def test_every_op_the_layers_call_is_declared():
+    """Every op reached through ops_of(x) (or the cpu module) outside the backend is in ops.__all__."""
+    called = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        if "backend" in path.relative_to(PACKAGE).parts:
+            continue
+        used, escapes = op_names_used(ast.parse(path.read_text()))
+        assert not escapes, f"{path.name}, lines {escapes}: ops_of(...) bound to a name used other than as ops.NAME"
+        for name in used:
+            called.setdefault(name, []).append(path.name)
+    assert {"convolution_forward", "convolution_workspace", "flush", "xp", "maxpool_backward"} <= set(called)
+    undeclared = {name: files for name, files in called.items() if name not in ops.__all__}
+    assert not undeclared, f"ops called but not declared in backend/ops.py: {undeclared}"
+
+
+def test_no_name_is_made_at_run_time():
+    """No globals().update: every name in the package has a definition that grep finds."""
+    for path in sorted(PACKAGE.rglob("*.py")):
+        calls = [node.lineno for node in ast.walk(ast.parse(path.read_text())) if isinstance(node, ast.Call)
+                 and isinstance(node.func, ast.Name) and node.func.id == "globals"]
+        assert not calls, f"{path}: globals() at lines {calls}"
 
 
 def test_kernel_arguments_are_checked_as_cuda_would_read_them(emulated):

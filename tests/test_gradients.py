@@ -19,7 +19,7 @@ import pytest
 from pydarknet.errors import CfgError
 
 from pydarknet.activations import ACTIVATIONS
-from pydarknet.backend import cpu
+from pydarknet.backend import cpu, winograd
 from pydarknet.cfg import read_cfg
 from pydarknet.network import Network
 
@@ -213,7 +213,7 @@ def test_convolutional(tmp_path, monkeypatch, case):
                             f"groups={groups}\nactivation={activation}\nbatch_normalize={bn}\n", shape)
     layer = net.layers[0]
     pad = layer.pad
-    assert cpu.winograd_applies(shape[0], shape[1], shape[2], size, stride, groups) == ("winograd" in name)
+    assert winograd.applies(shape[0], shape[1], shape[2], size, stride, groups) == ("winograd" in name)
 
     def make(rng):
         x, w, b, s = (draw(rng, (2,) + shape), draw(rng, layer.weights.shape, .5), draw(rng, filters, .3),

@@ -1,7 +1,8 @@
 """The backend interface: layers ask an array for its kernels and never ask which device they are on.
 
-`ops_of(a)` returns the kernel module for a's device (cpu.py or gpu.py, same names and signatures), `xp_of(a)` its
-array module (numpy or cupy). The GPU module is imported only when a GPU array or device is first asked for.
+`ops_of(a)` returns the ops for a's device, the names ops.py declares with the same signatures on both: the module
+cpu.py for host arrays, gpu.py's CudaOps object (`gpu.ops`) for GPU arrays. `xp_of(a)` is its array module (numpy or
+cupy). The GPU module is imported only when a GPU array or device is first asked for.
 
 Which device a new network goes to (`default_device`), Darknet-style: a `make GPU=1` build records the choice in
 pydarknet/_build_config.json and then uses GPU 0; the command line's -i N picks another and -nogpu the CPU;
@@ -21,7 +22,7 @@ from . import cpu
 
 BUILD_RECORD = pathlib.Path(__file__).resolve().parent.parent / "_build_config.json"
 
-_host_ops = cpu         # the kernels for host arrays; the tests swap in the CUDA kernels run on the CPU
+_host_ops = cpu         # the ops for host arrays; the tests swap in CudaOps with the CUDA kernels run on the CPU
 _requested = None       # the command line's choice: "cpu" (-nogpu) or a GPU index (-i N)
 _reported = set()       # fallback messages already printed
 
@@ -37,8 +38,8 @@ def is_host(a):
 
 
 def ops_of(a):
-    """The kernel module (cpu or gpu) that works on array a."""
-    return _host_ops if is_host(a) else _gpu_module()
+    """The ops that work on array a: the cpu module, or the GPU's CudaOps object."""
+    return _host_ops if is_host(a) else _gpu_module().ops
 
 
 def xp_of(a):

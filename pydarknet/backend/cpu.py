@@ -1,8 +1,9 @@
 """CPU kernels: Numba loops for the structural work, numpy's BLAS for GEMM.
 
-Every public function here has a twin of the same name and signature in gpu.py. Arrays are NCHW float32, Darknet's
-memory order. Arithmetic follows Darknet's C: where C promotes a float to double (exp, sqrt, `.1*x`), so do we,
-and round back to float32 where C stores the result.
+The public names here are exactly the ops that ops.py declares; each has a twin of the same name and signature in
+cuda.py's CudaOps (the GPU backend), and everything else is private. Arrays are NCHW float32, Darknet's memory
+order. 3x3 convolutions with many channels go through winograd.py. Arithmetic follows Darknet's C: where C
+promotes a float to double (exp, sqrt, `.1*x`), so do we, and round back to float32 where C stores the result.
 """
 import math
 
@@ -10,12 +11,12 @@ import numba
 import numpy as np
 
 from ..activations import ELU, HARDTAN, LEAKY, LHTAN, LINEAR, LOGGY, LOGISTIC, PLSE, RAMP, RELIE, RELU, STAIR, TANH
-from .. import settings
 from ..jit import kernel
+from . import winograd
 
-xp = np
+xp = np         # the array module these ops work on
 
-FLT_MIN = np.float32(1.17549435e-38)     # below this a float32 is denormal: we flush it, as Darknet's -Ofast does
+_FLT_MIN = np.float32(1.17549435e-38)     # below this a float32 is denormal: we flush it, as Darknet's -Ofast does
 
 
 
@@ -71,7 +72,7 @@ def _activate(x, a):
 
 @kernel(inline="always")
 def _flush(y):
-    return np.float32(0.0) if -FLT_MIN < y < FLT_MIN else y
+    return np.float32(0.0) if -_FLT_MIN < y < _FLT_MIN else y
 
 
 @kernel(parallel=True)
@@ -97,11 +98,11 @@ def _bias_activate(y, mean, variance, scales, biases, normalize, a):
             for i in range(size):
                 v = (row[i] - m) * k + bias
                 v = v if v > 0 else np.float32(0.1) * v
-                row[i] = v if abs(v) >= FLT_MIN else np.float32(0.0)
+                row[i] = v if abs(v) >= _FLT_MIN else np.float32(0.0)
         elif a == LINEAR:
             for i in range(size):
                 v = (row[i] - m) * k + bias
-                row[i] = v if abs(v) >= FLT_MIN else np.float32(0.0)
+                row[i] = v if abs(v) >= _FLT_MIN else np.float32(0.0)
         else:
             for i in range(size):
                 row[i] = _flush(_activate((row[i] - m) * k + bias, a))
@@ -124,11 +125,11 @@ def _activate_array(x, a):
         for i in numba.prange(n):
             v = x[i]
             v = v if v > 0 else np.float32(0.1) * v
-            x[i] = v if abs(v) >= FLT_MIN else np.float32(0.0)
+            x[i] = v if abs(v) >= _FLT_MIN else np.float32(0.0)
     elif a == LINEAR:
         for i in numba.prange(n):
             v = x[i]
-            x[i] = v if abs(v) >= FLT_MIN else np.float32(0.0)
+            x[i] = v if abs(v) >= _FLT_MIN else np.float32(0.0)
     else:
         for i in numba.prange(n):
             x[i] = _flush(_activate(x[i], a))
@@ -187,7 +188,7 @@ def _batchnorm_train(y, mean, variance, scales, biases, a, x, x_norm):
                 v = v if v > 0 else np.float32(0.1) * v
             elif a != LINEAR:
                 v = _activate(v, a)
-            y[b, c, i] = v if abs(v) >= FLT_MIN else np.float32(0.0)
+            y[b, c, i] = v if abs(v) >= _FLT_MIN else np.float32(0.0)
 
 
 def batchnorm_train(y, mean, variance, scales, biases, activation, x=None, x_norm=None):
@@ -443,108 +444,14 @@ def softmax_forward(x, n, groups, group_offset, stride, temperature, y):
     return y
 
 
-# ---- Winograd F(2x2, 3x3): 3x3 stride-1 convolutions with 2.25x fewer multiplications than im2col + GEMM ----
-
-def winograd_weights(weights, channels):
-    """U = G g G^T for every 3x3 filter: (K, C*9) -> (16, K, C), ready for one GEMM per tile position."""
-    g = weights.reshape(weights.shape[0], channels, 3, 3).astype(np.float64)
-    G = np.array([[1, 0, 0], [.5, .5, .5], [.5, -.5, .5], [0, 0, 1]])
-    u = np.einsum("ij,kcjl,ml->ikmc", G, g, G)          # (4, K, 4, C)
-    return np.ascontiguousarray(u.transpose(0, 2, 1, 3).reshape(16, weights.shape[0], channels), np.float32)
-
-
-@kernel(parallel=True)
-def _winograd_input(x, pad, tiles_h, tiles_w, v):
-    """V = B^T d B for every 4x4 input tile (stride 2), zero outside the image; v is (16, C, B*T)."""
-    batch, channels, height, width = x.shape
-    tiles = tiles_h * tiles_w
-    d = np.empty((4, 4), np.float32)
-    for bc in numba.prange(batch * channels):
-        b = bc // channels
-        c = bc % channels
-        d = np.empty((4, 4), np.float32)
-        t = np.empty((4, 4), np.float32)
-        for th in range(tiles_h):
-            for tw in range(tiles_w):
-                y0 = 2 * th - pad
-                x0 = 2 * tw - pad
-                for i in range(4):
-                    yy = y0 + i
-                    for j in range(4):
-                        xx = x0 + j
-                        if 0 <= yy < height and 0 <= xx < width:
-                            d[i, j] = x[b, c, yy, xx]
-                        else:
-                            d[i, j] = 0.0
-                for j in range(4):       # t = B^T d
-                    t[0, j] = d[0, j] - d[2, j]
-                    t[1, j] = d[1, j] + d[2, j]
-                    t[2, j] = d[2, j] - d[1, j]
-                    t[3, j] = d[1, j] - d[3, j]
-                col = b * tiles + th * tiles_w + tw
-                for i in range(4):       # v = t B
-                    v[i * 4 + 0, c, col] = t[i, 0] - t[i, 2]
-                    v[i * 4 + 1, c, col] = t[i, 1] + t[i, 2]
-                    v[i * 4 + 2, c, col] = t[i, 2] - t[i, 1]
-                    v[i * 4 + 3, c, col] = t[i, 1] - t[i, 3]
-
-
-@kernel(parallel=True)
-def _winograd_output(m, tiles_h, tiles_w, y):
-    """Y = A^T M A for every tile: 2x2 outputs each, cropped at odd edges; m is (16, K, B*T)."""
-    batch, filters, out_h, out_w = y.shape
-    tiles = tiles_h * tiles_w
-    for bk in numba.prange(batch * filters):
-        b = bk // filters
-        k = bk % filters
-        s = np.empty((2, 4), np.float32)
-        for th in range(tiles_h):
-            for tw in range(tiles_w):
-                col = b * tiles + th * tiles_w + tw
-                for j in range(4):      # s = A^T M
-                    s[0, j] = m[j, k, col] + m[4 + j, k, col] + m[8 + j, k, col]
-                    s[1, j] = m[4 + j, k, col] - m[8 + j, k, col] - m[12 + j, k, col]
-                for i in range(2):
-                    yy = 2 * th + i
-                    if yy >= out_h:
-                        break
-                    y[b, k, yy, 2 * tw] = s[i, 0] + s[i, 1] + s[i, 2]
-                    if 2 * tw + 1 < out_w:
-                        y[b, k, yy, 2 * tw + 1] = s[i, 1] - s[i, 2] - s[i, 3]
-
-
-def conv3x3_winograd(x, u, pad, y, workspace=None):
-    """y = 3x3 stride-1 convolution of x (B, C, H, W) with Winograd filters u (16, K, C), into y (B, K, H', W')."""
-    batch, channels = x.shape[:2]
-    out_h, out_w = y.shape[2:]
-    tiles_h, tiles_w = (out_h + 1) // 2, (out_w + 1) // 2
-    cols = batch * tiles_h * tiles_w
-    need = 16 * channels * cols + 16 * u.shape[1] * cols
-    space = np.empty(need, np.float32) if workspace is None or workspace.size < need else workspace
-    v = space[:16 * channels * cols].reshape(16, channels, cols)
-    m = space[16 * channels * cols:need].reshape(16, u.shape[1], cols)
-    _winograd_input(x, pad, tiles_h, tiles_w, v)
-    np.matmul(u, v, out=m)
-    _winograd_output(m, tiles_h, tiles_w, y)
-    return y
-
-
 # ---- convolution: im2col + GEMM image by image, Winograd where it pays -----------------------------------------
-
-
-
-def winograd_applies(channels, height, width, size, stride, groups):
-    """Winograd F(2x2,3x3) pays once there are enough channels for its transforms to be amortised."""
-    return (size == 3 and stride == 1 and groups == 1 and channels >= settings.winograd_min_channels() and height > 1
-            and width > 1)
-
 
 def convolution_workspace(channels, height, width, filters, size, stride, pad, groups, batch=1):
     """Floats of workspace convolution_forward and _backward need: one image's columns, or Winograd's tiles."""
     out_h = (height + 2 * pad - size) // stride + 1
     out_w = (width + 2 * pad - size) // stride + 1
     columns = channels // groups * size * size * out_h * out_w
-    if winograd_applies(channels, height, width, size, stride, groups):     # 16 values per 2x2 tile
+    if winograd.applies(channels, height, width, size, stride, groups):     # 16 values per 2x2 tile
         return max(columns, 16 * (channels + filters) * batch * ((out_h + 1) // 2) * ((out_w + 1) // 2))
     return columns
 
@@ -556,12 +463,12 @@ def convolution_forward(x, weights, size, stride, pad, groups, y, workspace=None
     batch, c, height, width = x.shape
     filters = weights.shape[0]
     _, _, out_h, out_w = y.shape
-    if winograd_applies(c, height, width, size, stride, groups):
+    if winograd.applies(c, height, width, size, stride, groups):
         if derived is None:
             derived = {}
         if "winograd" not in derived:
-            derived["winograd"] = winograd_weights(weights, c)
-        return conv3x3_winograd(x, derived["winograd"], pad, y, workspace)
+            derived["winograd"] = winograd.transform_weights(weights, c)
+        return winograd.convolve(x, derived["winograd"], pad, y, workspace)
     cg, ng = c // groups, filters // groups
     one_by_one = size == 1 and stride == 1 and pad == 0
     for b in range(batch):
@@ -806,7 +713,7 @@ def batchnorm_backward(delta, x, x_norm, mean, variance, scales, bias_updates, s
 @kernel(parallel=True)
 def _flush_array(x):
     for i in numba.prange(x.size):
-        if -FLT_MIN < x[i] < FLT_MIN:
+        if -_FLT_MIN < x[i] < _FLT_MIN:
             x[i] = 0.0
 
 

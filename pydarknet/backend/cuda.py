@@ -1,7 +1,8 @@
 """The GPU backend's operations, written against an array module and a kernel launcher: kernels.cu and CudaOps.
 
-gpu.py binds CudaOps to CuPy (kernels.cu compiled by NVRTC, GEMM through cuBLAS): every public method here is the
-twin of the cpu.py function of the same name and signature, working on cupy arrays of the current device. The
+gpu.py binds CudaOps to CuPy (kernels.cu compiled by NVRTC, GEMM through cuBLAS). CudaOps's public names are
+exactly the ops that ops.py declares, each defined here by name: a method that is the twin of the cpu.py function of
+the same name and signature, working on cupy arrays of the current device (and `xp`, the array module). The
 arithmetic is cpu.py's; where the GPU sums in another order (GEMM, per-channel reductions) the results agree within
 float32 rounding. Because CudaOps takes its array module and kernel launcher as arguments, the tests also run it
 on the CPU (tests/cuda_emulator.py: kernels.cu compiled with a C++ compiler, arrays that play CuPy's).
@@ -43,7 +44,7 @@ class CudaOps:
     returns a callable (grid, block, args) as cupy's RawKernel is."""
 
     def __init__(self, xp, kernel):
-        self.xp = xp
+        self.xp = xp            # the op `xp`: the array module (cupy, or numpy in the tests' emulator)
         self._kernel = kernel
 
     def _launch(self, name, n, *args):
@@ -130,6 +131,10 @@ class CudaOps:
             for g in range(groups):
                 yield (images, slice(g * kg, (g + 1) * kg), slice(g * cg, (g + 1) * cg),
                        self._columns(x[images], g, cg, size, stride, pad, out_h, out_w))
+
+    def convolution_workspace(self, channels, height, width, filters, size, stride, pad, groups, batch=1):
+        """None of the network's shared workspace: the convolutions here make their own columns, per chunk."""
+        return 0
 
     def convolution_forward(self, x, weights, size, stride, pad, groups, y, workspace=None, derived=None):
         """y = the convolution of x (B, C, H, W) with weights (K, C/groups*size*size), batched per chunk."""

@@ -1,6 +1,7 @@
 """GPU kernels: CudaOps (cuda.py) bound to CuPy, kernels.cu compiled by NVRTC once per device, GEMM by cuBLAS.
 
-The twin of cpu.py: the same public functions with the same signatures, on cupy arrays of the current device.
+`ops` is the one CudaOps object of the process, the twin of cpu.py (the ops of ops.py, same names and signatures,
+on cupy arrays of the current device); `xp` and `set_math` are what backend/__init__.py needs besides.
 Importing this module imports CuPy; backend/__init__.py does so only once a GPU is asked for.
 """
 import cupy
@@ -40,5 +41,4 @@ def set_math(mode):
     linalg.set_compute_type(np.float32, linalg.COMPUTE_TYPE_TF32 if mode == "tf32" else linalg.COMPUTE_TYPE_FP32)
 
 
-_ops = CudaOps(xp, _Modules())
-globals().update({name: getattr(_ops, name) for name in dir(CudaOps) if not name.startswith("_")})
+ops = CudaOps(xp, _Modules())

@@ -1,0 +1,100 @@
+"""Winograd F(2x2, 3x3): 3x3 stride-1 convolutions with 2.25x fewer multiplications than im2col + GEMM.
+
+CPU-only, and not an op of the backend interface (ops.py): cpu.convolution_forward calls it where `applies` says
+it pays, and cpu.convolution_workspace sizes its tiles. The GPU backend convolves by im2col + cuBLAS throughout.
+"""
+import numba
+import numpy as np
+
+from .. import settings
+from ..jit import kernel
+
+
+def transform_weights(weights, channels):
+    """U = G g G^T for every 3x3 filter: (K, C*9) -> (16, K, C), ready for one GEMM per tile position."""
+    g = weights.reshape(weights.shape[0], channels, 3, 3).astype(np.float64)
+    G = np.array([[1, 0, 0], [.5, .5, .5], [.5, -.5, .5], [0, 0, 1]])
+    u = np.einsum("ij,kcjl,ml->ikmc", G, g, G)          # (4, K, 4, C)
+    return np.ascontiguousarray(u.transpose(0, 2, 1, 3).reshape(16, weights.shape[0], channels), np.float32)
+
+
+@kernel(parallel=True)
+def _winograd_input(x, pad, tiles_h, tiles_w, v):
+    """V = B^T d B for every 4x4 input tile (stride 2), zero outside the image; v is (16, C, B*T)."""
+    batch, channels, height, width = x.shape
+    tiles = tiles_h * tiles_w
+    d = np.empty((4, 4), np.float32)
+    for bc in numba.prange(batch * channels):
+        b = bc // channels
+        c = bc % channels
+        d = np.empty((4, 4), np.float32)
+        t = np.empty((4, 4), np.float32)
+        for th in range(tiles_h):
+            for tw in range(tiles_w):
+                y0 = 2 * th - pad
+                x0 = 2 * tw - pad
+                for i in range(4):
+                    yy = y0 + i
+                    for j in range(4):
+                        xx = x0 + j
+                        if 0 <= yy < height and 0 <= xx < width:
+                            d[i, j] = x[b, c, yy, xx]
+                        else:
+                            d[i, j] = 0.0
+                for j in range(4):       # t = B^T d
+                    t[0, j] = d[0, j] - d[2, j]
+                    t[1, j] = d[1, j] + d[2, j]
+                    t[2, j] = d[2, j] - d[1, j]
+                    t[3, j] = d[1, j] - d[3, j]
+                col = b * tiles + th * tiles_w + tw
+                for i in range(4):       # v = t B
+                    v[i * 4 + 0, c, col] = t[i, 0] - t[i, 2]
+                    v[i * 4 + 1, c, col] = t[i, 1] + t[i, 2]
+                    v[i * 4 + 2, c, col] = t[i, 2] - t[i, 1]
+                    v[i * 4 + 3, c, col] = t[i, 1] - t[i, 3]
+
+
+@kernel(parallel=True)
+def _winograd_output(m, tiles_h, tiles_w, y):
+    """Y = A^T M A for every tile: 2x2 outputs each, cropped at odd edges; m is (16, K, B*T)."""
+    batch, filters, out_h, out_w = y.shape
+    tiles = tiles_h * tiles_w
+    for bk in numba.prange(batch * filters):
+        b = bk // filters
+        k = bk % filters
+        s = np.empty((2, 4), np.float32)
+        for th in range(tiles_h):
+            for tw in range(tiles_w):
+                col = b * tiles + th * tiles_w + tw
+                for j in range(4):      # s = A^T M
+                    s[0, j] = m[j, k, col] + m[4 + j, k, col] + m[8 + j, k, col]
+                    s[1, j] = m[4 + j, k, col] - m[8 + j, k, col] - m[12 + j, k, col]
+                for i in range(2):
+                    yy = 2 * th + i
+                    if yy >= out_h:
+                        break
+                    y[b, k, yy, 2 * tw] = s[i, 0] + s[i, 1] + s[i, 2]
+                    if 2 * tw + 1 < out_w:
+                        y[b, k, yy, 2 * tw + 1] = s[i, 1] - s[i, 2] - s[i, 3]
+
+
+def convolve(x, u, pad, y, workspace=None):
+    """y = 3x3 stride-1 convolution of x (B, C, H, W) with Winograd filters u (16, K, C), into y (B, K, H', W')."""
+    batch, channels = x.shape[:2]
+    out_h, out_w = y.shape[2:]
+    tiles_h, tiles_w = (out_h + 1) // 2, (out_w + 1) // 2
+    cols = batch * tiles_h * tiles_w
+    need = 16 * channels * cols + 16 * u.shape[1] * cols
+    space = np.empty(need, np.float32) if workspace is None or workspace.size < need else workspace
+    v = space[:16 * channels * cols].reshape(16, channels, cols)
+    m = space[16 * channels * cols:need].reshape(16, u.shape[1], cols)
+    _winograd_input(x, pad, tiles_h, tiles_w, v)
+    np.matmul(u, v, out=m)
+    _winograd_output(m, tiles_h, tiles_w, y)
+    return y
+
+
+def applies(channels, height, width, size, stride, groups):
+    """Winograd F(2x2,3x3) pays once there are enough channels for its transforms to be amortised."""
+    return (size == 3 and stride == 1 and groups == 1 and channels >= settings.winograd_min_channels() and height > 1
+            and width > 1)
