@@ -169,6 +169,8 @@ class Layer:
         network's MemoryBudget while it builds the layer, else by one of batch 1)."""
         memory = getattr(_building, "memory", None) or MemoryBudget(1)
         memory.claim(self, int(np.prod(shape, dtype=np.float64)))
+        if fill == 0:
+            return np.zeros(shape, np.float32)      # calloc: the pages are zeroed when first written
         return np.full(shape, fill, np.float32)
 
     def backward(self, x, dx, net):
