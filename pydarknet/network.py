@@ -12,14 +12,14 @@ from .box import Detections, DetectionWarning
 from .cfg import read_cfg
 from .errors import CfgError, DarknetError
 from .layers import DARKNET_ONLY, LAYERS
-from .layers.base import PARAMETERS, LayerSizeError, memory_limit, planning
+from .layers.base import PARAMETERS, LayerSizeError, MemoryBudget, building
 from .layers.cost import Cost
+from .policy import NetOptions
 
-POLICIES = ("constant", "step", "steps", "exp", "poly", "sigmoid", "random")
 
-
-class Network:
-    """A Darknet network: [net] options, the layers in order, `seen`, and the forward pass.
+class Network(NetOptions):
+    """A Darknet network: [net] options (policy.py: NetOptions, with the learning-rate policy), the layers in order,
+    `seen`, and the forward pass.
 
     It is built on the host, then moved to `device` ("cpu" or a GPU index; by default backend.default_device(),
     which reads the build's GPU choice, the command line's and $PYDARKNET_GPU)."""
@@ -36,11 +36,11 @@ class Network:
         self.workspace = None
         self.layers = []
         self.warnings = []
-        self._output_floats = 0         # the outputs of the layers built so far, for the memory check
-        self._read_net_options(sections[0])
-        shape = (self.c, self.h, self.w) if self.h and self.w and self.c else (self.inputs, 1, 1)
+        self.read_net_options(sections[0])
+        memory = MemoryBudget(self.batch)   # checks each layer before it allocates
+        shape = self.input_shape
         for s in sections[1:]:
-            layer = self._build_layer(s, shape)
+            layer = self._build_layer(s, shape, memory)
             self.layers.append(layer)
             shape = layer.out_shape
         if not self.layers:
@@ -60,58 +60,7 @@ class Network:
         self.device, self.workspace, self.input = device, None, None
         return self
 
-    def _read_net_options(self, s):
-        """Darknet's parse_net_options: batch is divided by subdivisions, the learning-rate policy read by name."""
-        self.net_section = s
-        self.subdivisions = s.int("subdivisions", 1)
-        if self.subdivisions <= 0:
-            raise s.error(f"must be positive, not {self.subdivisions}", "subdivisions")
-        self.time_steps = s.int("time_steps", 1)
-        if self.time_steps <= 0:
-            raise s.error(f"must be positive, not {self.time_steps}", "time_steps")
-        self.batch = max(s.int("batch", 1) // self.subdivisions, 1) * self.time_steps
-        self.learning_rate = s.float("learning_rate", .001)
-        self.momentum = s.float("momentum", .9)
-        self.decay = s.float("decay", .0001)
-        self.h, self.w, self.c = s.int("height", 0), s.int("width", 0), s.int("channels", 0)
-        for key, value in (("height", self.h), ("width", self.w), ("channels", self.c)):
-            if value < 0:
-                raise s.error(f"must not be negative, not {value}", key)
-        self.inputs = s.int("inputs", self.h * self.w * self.c)
-        if not self.inputs and not (self.h and self.w and self.c):
-            raise s.error("no input size: give width, height and channels (or inputs)")
-        if self.inputs < 0:
-            raise s.error(f"must not be negative, not {self.inputs}", "inputs")
-        need = (self.h * self.w * self.c if self.h and self.w and self.c else self.inputs) * self.batch * 4
-        if need > memory_limit():
-            raise s.error(f"the input (batch {self.batch}) needs {need / 2**30:.1f} GiB, more than this machine has")
-        self.max_crop = s.int("max_crop", self.w * 2)
-        self.min_crop = s.int("min_crop", self.w)
-        self.angle = s.float("angle", 0.0)
-        self.aspect = s.float("aspect", 1.0)
-        self.saturation = s.float("saturation", 1.0)
-        self.exposure = s.float("exposure", 1.0)
-        self.hue = s.float("hue", 0.0)
-        self.random = s.int("random", 0)
-        self.adam = s.int("adam", 0)
-        self.policy = s.str("policy", "constant")
-        if self.policy not in POLICIES:
-            raise s.error(f"unknown policy '{self.policy}' (Darknet knows {', '.join(POLICIES)})", "policy")
-        self.burn_in = s.int("burn_in", 0)
-        self.power = s.float("power", 4.0)
-        self.max_batches = s.int("max_batches", 0)
-        if self.policy == "step":
-            self.step, self.scale = s.int("step", 1), s.float("scale", 1.0)
-        elif self.policy == "steps":
-            self.steps, self.scales = s.ints("steps", []), s.floats("scales", [])
-            if len(self.steps) != len(self.scales):
-                raise s.error(f"{len(self.steps)} steps but {len(self.scales)} scales", "scales")
-        elif self.policy == "exp":
-            self.gamma = s.float("gamma", 1.0)
-        elif self.policy == "sigmoid":
-            self.gamma, self.step = s.float("gamma", 1.0), s.int("step", 1)
-
-    def _build_layer(self, s, shape):
+    def _build_layer(self, s, shape, memory):
         index = len(self.layers)
         cls = LAYERS.get(s.name)
         if cls is None:
@@ -121,10 +70,9 @@ class Network:
             raise CfgError(f"{s.path}:{s.line}: layer {index} has unknown type [{s.name}] "
                            f"(not a pjreddie Darknet layer; YOLOv4 layers such as [sam] are not supported)")
         try:
-            with planning() as plan:        # a dry run: shapes and parameter counts, nothing allocated
+            with building(memory):          # each parameter array is checked before it is allocated
                 layer = cls.from_cfg(s, shape, self)
-            self._check_size(s, index, layer, plan.floats)
-            layer = cls.from_cfg(s, shape, self)
+            memory.add(layer)               # and the layer whole: its output, workspace, the outputs so far
         except LayerSizeError as e:
             raise CfgError(f"{s.path}:{s.line}: layer {index} [{s.name}]: {e}") from None
         layer.section, layer.index = s, index
@@ -133,31 +81,6 @@ class Network:
         layer.stopbackward = s.int("stopbackward", 0)
         layer.onlyforward = s.int("onlyforward", 0)
         return layer
-
-    def _check_size(self, s, index, layer, params):
-        """Refuse a layer whose output, weights or workspace (or the outputs so far with it) exceed memory."""
-        c, h, w = layer.out_shape
-        if min(c, h, w) <= 0:
-            raise LayerSizeError(f"its output would be {w} x {h} x {c}: the input is too small for this size/stride")
-        limit = memory_limit()
-        output = layer.outputs * self.batch
-        if output * 4 > limit:
-            raise LayerSizeError(f"its output ({w} x {h} x {c}, batch {self.batch}) needs {output * 4 / 2**30:.1f} "
-                                 f"GiB, more than this machine has")
-        if params * 4 > limit:
-            raise LayerSizeError(f"its {params:,} weights need {params * 4 / 2**30:.1f} GiB, "
-                                 f"more than this machine has")
-        workspace = layer.workspace_size() if hasattr(layer, "workspace_size") else 0
-        if workspace * 4 > limit:
-            raise LayerSizeError(f"its im2col workspace needs {workspace * 4 / 2**30:.1f} GiB, "
-                                 f"more than this machine has")
-        self._output_floats += output
-        workspace = max([workspace] + [other.workspace_size() for other in self.layers
-                                       if hasattr(other, "workspace_size")])
-        total = self._output_floats + params + workspace
-        if total * 4 > limit:
-            raise LayerSizeError(f"with it the outputs of layers 0-{index} (batch {self.batch}), its weights and the "
-                                 f"workspace need {total * 4 / 2**30:.1f} GiB, more than this machine has")
 
     # ---- Darknet's table -------------------------------------------------------------------------------------
 
@@ -183,10 +106,6 @@ class Network:
             if not isinstance(layer, Cost):
                 return layer
         return self.layers[-1]
-
-    @property
-    def input_shape(self):
-        return (self.c, self.h, self.w) if self.h and self.w and self.c else (self.inputs, 1, 1)
 
     def _workspace(self, like):
         if self.device != "cpu":
@@ -237,35 +156,6 @@ class Network:
                 previous = self.layers[i - 1]
                 x, dx = previous.output, previous.delta
             layer.backward(x.reshape((x.shape[0],) + layer.in_shape), dx, self)
-
-    def current_batch(self):
-        """get_current_batch: images seen / (batch * subdivisions)."""
-        return self.seen // (self.batch * self.subdivisions)
-
-    def current_rate(self):
-        """get_current_rate: burn-in, then the cfg's learning-rate policy, in float32 as Darknet computes it."""
-        n = self.current_batch()
-        base = np.float32(self.learning_rate)
-        if n < self.burn_in:
-            return float(base * np.float32(np.float32(n / self.burn_in) ** np.float32(self.power)))
-        if self.policy == "step":
-            return float(base * np.float32(self.scale) ** (n // self.step))
-        if self.policy == "steps":
-            rate = base
-            for step, scale in zip(self.steps, self.scales):
-                if step > n:
-                    break
-                rate = np.float32(rate * np.float32(scale))
-            return float(rate)
-        if self.policy == "exp":
-            return float(base * np.float32(self.gamma) ** n)
-        if self.policy == "poly":
-            return float(base * np.float32(1 - np.float32(n / self.max_batches)) ** np.float32(self.power))
-        if self.policy == "random":
-            return float(base * np.float32(self.rng.random()) ** np.float32(self.power))
-        if self.policy == "sigmoid":
-            return float(base * np.float32(1.0 / (1.0 + np.exp(self.gamma * (n - self.step)))))
-        return float(base)
 
     def train_datum(self, x, truth):
         """train_network_datum: count the images, forward and backward in training mode, update at the end of

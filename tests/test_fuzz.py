@@ -21,7 +21,6 @@ import pytest
 from hypothesis import HealthCheck, event, given, note, settings
 from hypothesis import strategies as st
 
-from pydarknet import network as network_module
 from pydarknet.cfg import read_cfg
 from pydarknet.errors import CfgError, DarknetError, WeightsError
 from pydarknet.layers import base
@@ -67,7 +66,6 @@ def small_memory():
     """Cap the memory layers may claim, for the whole module: absurd sizes are refused the same way everywhere."""
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(base, "memory_limit", lambda: MEMORY_LIMIT)
-        mp.setattr(network_module, "memory_limit", lambda: MEMORY_LIMIT)
         yield MEMORY_LIMIT
 
 

@@ -2,7 +2,6 @@
 import contextlib
 import os
 import threading
-import types
 
 import numpy as np
 
@@ -26,19 +25,77 @@ def memory_limit():
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
-_planning = threading.local()
+class MemoryBudget:
+    """The memory rule, in one place: a network's input, each layer's output (times the batch), weights and im2col
+    workspace, and the outputs so far with the layer's weights and the largest workspace, must each fit in
+    memory_limit(). A layer is checked before each of its parameter arrays is allocated (Layer.param, while the
+    network builds it inside `building`) and once more when it is built; `add` then counts it in."""
+
+    def __init__(self, batch):
+        self.batch = batch
+        self.limit = memory_limit()
+        self.outputs = 0        # floats: the outputs of the layers counted in so far
+        self.workspace = 0      # floats: the largest workspace among them
+        self.weights = 0        # floats: the parameters of the layer being built
+        self.layers = 0         # how many layers are counted in: the index of the one being built
+
+    def check_input(self, s, floats):
+        """The network's input, `floats` per image: refused as an error of the [net] section `s`."""
+        need = floats * self.batch * 4
+        if need > self.limit:
+            raise s.error(f"the input (batch {self.batch}) needs {need / 2**30:.1f} GiB, more than this machine has")
+
+    def check(self, layer, weights, array=0):
+        """Refuse (LayerSizeError) a layer whose output is empty, or whose next parameter array (`array` floats),
+        output, `weights` floats of parameters or workspace (or the outputs so far with them) exceed memory."""
+        c, h, w = layer.out_shape
+        if min(c, h, w) <= 0:
+            raise LayerSizeError(f"its output would be {w} x {h} x {c}: the input is too small for this size/stride")
+        if array * 4 > self.limit:
+            raise LayerSizeError(f"its {array:,} weights ({array * 4 / 2**30:.1f} GiB) do not fit in memory")
+        output = layer.outputs * self.batch
+        if output * 4 > self.limit:
+            raise LayerSizeError(f"its output ({w} x {h} x {c}, batch {self.batch}) needs {output * 4 / 2**30:.1f} "
+                                 f"GiB, more than this machine has")
+        if weights * 4 > self.limit:
+            raise LayerSizeError(f"its {weights:,} weights need {weights * 4 / 2**30:.1f} GiB, "
+                                 f"more than this machine has")
+        workspace = layer.workspace_size() if hasattr(layer, "workspace_size") else 0
+        if workspace * 4 > self.limit:
+            raise LayerSizeError(f"its im2col workspace needs {workspace * 4 / 2**30:.1f} GiB, "
+                                 f"more than this machine has")
+        total = self.outputs + output + weights + max(self.workspace, workspace)
+        if total * 4 > self.limit:
+            raise LayerSizeError(f"with it the outputs of layers 0-{self.layers} (batch {self.batch}), its weights and "
+                                 f"the workspace need {total * 4 / 2**30:.1f} GiB, more than this machine has")
+        return workspace
+
+    def claim(self, layer, floats):
+        """A parameter array of `floats` for the layer being built: checked with the layer's others before it is
+        allocated."""
+        self.check(layer, self.weights + floats, floats)
+        self.weights += floats
+
+    def add(self, layer):
+        """The layer is built: check it whole, count its output and workspace in, start the next one."""
+        workspace = self.check(layer, self.weights)
+        self.outputs += layer.outputs * self.batch
+        self.workspace = max(self.workspace, workspace)
+        self.weights = 0
+        self.layers += 1
+
+
+_building = threading.local()
 
 
 @contextlib.contextmanager
-def planning():
-    """Within it, layers allocate no parameters: `param` counts their floats (plan.floats) and hands out read-only
-    views of one value, so a layer's size can be checked before anything of it is allocated."""
-    plan = types.SimpleNamespace(floats=0)
-    outer, _planning.plan = getattr(_planning, "plan", None), plan
+def building(memory):
+    """Within it, Layer.param claims its arrays from `memory` (a MemoryBudget) before allocating them."""
+    outer, _building.memory = getattr(_building, "memory", None), memory
     try:
-        yield plan
+        yield memory
     finally:
-        _planning.plan = outer
+        _building.memory = outer
 
 
 # What a layer learns or accumulates: moved with it between devices, carried over when the network is resized.
@@ -108,17 +165,12 @@ class Layer:
         raise NotImplementedError
 
     def param(self, shape, fill=0.0):
-        """A float32 parameter array, refused with a clear error when the layer's shape makes it absurd."""
-        if any(d <= 0 for d in self.out_shape):
-            raise LayerSizeError(f"its output would be {self.out_shape[2]} x {self.out_shape[1]} x "
-                                 f"{self.out_shape[0]}: the input is too small for this size/stride")
-        count = int(np.prod(shape, dtype=np.float64))
-        if count * 4 > memory_limit():
-            raise LayerSizeError(f"its {count:,} weights ({count * 4 / 2**30:.1f} GiB) do not fit in memory")
-        plan = getattr(_planning, "plan", None)
-        if plan is not None:
-            plan.floats += count
-            return np.broadcast_to(np.float32(fill), shape)
+        """A float32 parameter array, refused with a clear error when the layer's shape makes it absurd (by the
+        network's MemoryBudget while it builds the layer, else by one of batch 1)."""
+        memory = getattr(_building, "memory", None) or MemoryBudget(1)
+        memory.claim(self, int(np.prod(shape, dtype=np.float64)))
+        if fill == 0:
+            return np.zeros(shape, np.float32)      # calloc: the pages are zeroed when first written
         return np.full(shape, fill, np.float32)
 
     def backward(self, x, dx, net):
