@@ -5,6 +5,7 @@ Connected layers' weights are transposed in files whose major or minor exceeds 1
 Reading and writing are mirror images: saving what was loaded gives the same bytes.
 """
 import os
+import sys
 import tempfile
 import warnings
 
@@ -137,6 +138,16 @@ def save_weights(net, path, upto=None):
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def partial(cfgfile, weightfile, outfile, max_layers):
+    """Darknet's partial: the first N layers' weights, with `seen` cleared (e.g. darknet53.conv.74)."""
+    from .detector import load_network      # detector.py reads weights with this module
+    net = load_network(cfgfile, weightfile, clear=True, verbose=True)
+    net.weights_header = None   # Darknet writes a fresh 0.2.0 header
+    save_weights(net, outfile, upto=max_layers)
+    print(f"Saved the weights of layers 0-{min(max_layers, len(net.layers)) - 1} to {outfile}", file=sys.stderr)
+    return 0
 
 
 def _umask():
