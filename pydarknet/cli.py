@@ -154,12 +154,8 @@ def _randweights(args):
     seed = args.value("-seed", 0, int)
     if len(args.argv) < 2:
         raise UsageError("usage: pydarknet randweights CFG OUT [-seed K]")
-    from .detector import load_network
-    from .weights import sane_random_weights, save_weights
-    net = sane_random_weights(load_network(args.argv[0]), seed)
-    save_weights(net, args.argv[1])
-    print(f"Saved random weights for {len(net.layers)} layers to {args.argv[1]}", file=sys.stderr)
-    return 0
+    from .weights import randweights
+    return randweights(args.argv[0], args.argv[1], seed)
 
 
 def _dataset(args):

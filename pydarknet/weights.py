@@ -177,3 +177,12 @@ def sane_random_weights(net, seed=0, he_fraction=0.5):
             assign(layer.rolling_mean, rng.normal(0, 0.1, layer.rolling_mean.shape))
             assign(layer.rolling_variance, rng.uniform(0.5, 1.5, layer.rolling_variance.shape))
     return net.weights_changed()
+
+
+def randweights(cfgfile, outfile, seed=0):
+    """`pydarknet randweights`: sane_random_weights for the cfg, saved to outfile (to try a cfg without training)."""
+    from .detector import load_network      # detector.py reads weights with this module
+    net = sane_random_weights(load_network(cfgfile), seed)
+    save_weights(net, outfile)
+    print(f"Saved random weights for {len(net.layers)} layers to {outfile}", file=sys.stderr)
+    return 0
