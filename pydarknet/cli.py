@@ -14,7 +14,6 @@
 
 Flags anywhere on the line, as Darknet's find_arg reads them: -threads N, -nogpu, -i N, -gpus 0,1.
 """
-import json
 import os
 import sys
 import warnings
@@ -65,99 +64,6 @@ def set_threads(n):
     n = max(1, min(int(n), numba.config.NUMBA_NUM_THREADS))
     numba.set_num_threads(n)
     threadpool_limits(n)
-
-
-def _print_detections(lines, ext_output, img_w, img_h):
-    for name, prob, left, top, right, bottom in lines:
-        if ext_output:
-            print(f"{name}: {prob * 100:.0f}%\t(left_x: {left:4.0f}   top_y: {top:4.0f}   width: {right - left:4.0f}   "
-                  f"height: {bottom - top:4.0f})")
-        else:
-            print(f"{name}: {prob * 100:.0f}%")
-
-
-def _json_record(frame_id, filename, dets, names, thresh):
-    objects = []
-    for det in dets:
-        x, y, w, h = (float(v) for v in det.bbox)
-        for k, p in enumerate(det.prob):
-            if p > thresh:
-                objects.append({"class_id": k, "name": names[k] if k < len(names) else str(k),
-                                "relative_coordinates": {"center_x": x, "center_y": y, "width": w, "height": h},
-                                "confidence": float(p)})
-    return {"frame_id": frame_id, "filename": filename, "objects": objects}
-
-
-def _image_paths(filename, prompt):
-    """The image to work on, or Darknet's prompt loop over standard input."""
-    if filename:
-        yield filename
-        return
-    while True:
-        if prompt:
-            print("Enter Image Path: ", end="", flush=True)
-        line = sys.stdin.readline()
-        if not line:
-            return
-        line = line.strip()
-        if line:
-            yield line
-
-
-def test_detector(datacfg, cfgfile, weightfile, filename, thresh, hier_thresh, outfile, ext_output=False):
-    """Darknet's test_detector: predict, print the objects, draw them into predictions.jpg (or OUT.jpg)."""
-    from .cfg import read_data, read_names
-    from .detector import class_count, detect_image, load_network
-    from .image import draw_detections, load_image_color, save_image
-
-    names = read_names(read_data(datacfg).path_of("names", "data/names.list"))
-    net = load_network(cfgfile, weightfile, verbose=True)
-    classes = class_count(net)
-    if len(names) < classes:
-        raise DarknetError(f"{datacfg}: names file has {len(names)} names, the network detects {classes} classes")
-    json_out = outfile if outfile and outfile.endswith(".json") else None
-    records = []
-    failures = 0
-    for frame_id, path in enumerate(_image_paths(filename, prompt=json_out is None), 1):
-        try:
-            im = load_image_color(path)
-        except DarknetError as e:
-            if filename:
-                raise
-            print(f"pydarknet: {e}", file=sys.stderr)
-            failures += 1
-            continue
-        dets, seconds = detect_image(net, im, thresh, hier_thresh, nms=.45)
-        print(f"{path}: Predicted in {seconds:f} seconds.")
-        lines = draw_detections(im, dets, thresh, names, classes)
-        _print_detections(lines, ext_output, im.shape[2], im.shape[1])
-        if json_out:
-            records.append(_json_record(frame_id, path, dets, names, thresh))
-        written = save_image(im, outfile if outfile and not json_out else "predictions")
-        if filename:
-            print(f"Saved {written}", file=sys.stderr)
-    if json_out:
-        _write_json(json_out, records)
-    return 1 if failures and not records and not filename else 0
-
-
-def _write_json(path, records):
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(records, f, indent=1)
-    os.replace(tmp, path)
-    print(f"Saved {len(records)} image records to {path}", file=sys.stderr)
-
-
-def partial(cfgfile, weightfile, outfile, max_layers):
-    """Darknet's partial: the first N layers' weights, with `seen` cleared (e.g. darknet53.conv.74)."""
-    from .detector import load_network
-    from .weights import save_weights
-    net = load_network(cfgfile, weightfile, clear=True, verbose=True)
-    net.weights_header = None   # Darknet writes a fresh 0.2.0 header
-    save_weights(net, outfile, upto=max_layers)
-    print(f"Saved the weights of layers 0-{min(max_layers, len(net.layers)) - 1} to {outfile}", file=sys.stderr)
-    return 0
 
 
 def _detector_evaluate(verb, args):
@@ -215,7 +121,8 @@ def _detector(args):
     if len(args.argv) < 4:
         raise UsageError("usage: pydarknet detector test DATA CFG WEIGHTS [IMG] [-thresh T]")
     data, cfg, weights = args.argv[1:4]
-    return test_detector(data, cfg, weights, args.positional(4), thresh, hier, outfile, ext_output)
+    from .predict import detect_images
+    return detect_images(data, cfg, weights, args.positional(4), thresh, hier, outfile, ext_output)
 
 
 def _detect(args):
@@ -228,7 +135,8 @@ def _detect(args):
     cfg, weights = args.argv[:2]
     coco = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "cfg", "coco.data")
     data = "cfg/coco.data" if os.path.exists("cfg/coco.data") else coco
-    return test_detector(data, cfg, weights, args.positional(2), thresh, .5, outfile, ext_output)
+    from .predict import detect_images
+    return detect_images(data, cfg, weights, args.positional(2), thresh, .5, outfile, ext_output)
 
 
 def _partial(args):
@@ -238,6 +146,7 @@ def _partial(args):
         count = int(args.argv[3])
     except ValueError:
         raise UsageError(f"partial: N must be a layer count, not '{args.argv[3]}'") from None
+    from .weights import partial
     return partial(args.argv[0], args.argv[1], args.argv[2], count)
 
 
@@ -245,12 +154,8 @@ def _randweights(args):
     seed = args.value("-seed", 0, int)
     if len(args.argv) < 2:
         raise UsageError("usage: pydarknet randweights CFG OUT [-seed K]")
-    from .detector import load_network
-    from .weights import sane_random_weights, save_weights
-    net = sane_random_weights(load_network(args.argv[0]), seed)
-    save_weights(net, args.argv[1])
-    print(f"Saved random weights for {len(net.layers)} layers to {args.argv[1]}", file=sys.stderr)
-    return 0
+    from .weights import randweights
+    return randweights(args.argv[0], args.argv[1], seed)
 
 
 def _dataset(args):

@@ -13,6 +13,7 @@ from .cfg import read_data
 from .data import DataWarning, Loader
 from .detector import load_network
 from .errors import DarknetError
+from .evaluate import detector_map
 from .weights import save_weights
 
 
@@ -168,94 +169,140 @@ def train_detector(datacfg, cfgfile, weightfile=None, clear=False, calc_map=Fals
     infinite loss stops training with a message, keeping the last good backup. `max_batches` overrides the cfg's
     (for short runs and tests). chart.png and its sidecar chart.json cover the whole run across resumes.
     """
-    out = out or sys.stdout
-    options = read_data(datacfg)
-    train_list = options.path_of("train", "data/train.list")
-    backup = options.path_of("backup", "backup")
-    os.makedirs(backup, exist_ok=True)
-    base = base_name(cfgfile)
-    print(base, file=out)
-    net = load_network(cfgfile, weightfile, clear, verbose=True)
-    if max_batches is not None:
-        net.max_batches = max_batches
-    print(f"Learning Rate: {net.learning_rate:g}, Momentum: {net.momentum:g}, Decay: {net.decay:g}", file=out)
-    imgs = net.batch * net.subdivisions
-    seed = int(time.time()) if seed is None else seed
-    print(f"Seed: {seed} (-seed {seed} repeats this run byte for byte on {repeat_conditions()})", file=out)
-    if not weightfile:
-        net.init_random(seed)       # with -seed, a new network starts from the same weights every time
-    rng = np.random.default_rng(seed)
-    head = head_layer(net)
-    loader = make_loader(net, train_list, seed, workers, start=net.current_batch())
-    if calc_map and not options.get("valid"):
-        warnings.warn(f"{datacfg}: no valid= list, so -map measures mAP on the training list {train_list} "
-                      f"(as Darknet does)", DataWarning, stacklevel=2)
-    chart = Chart(chart, net.max_batches, base) if chart else None
-    if chart and net.current_batch() > 0:
-        chart.resume(net.current_batch())
-    avg_loss = -1.0
-    count = 0
-    started, start_batch = time.time(), net.current_batch()
-    last_good = None
-    interrupted = False
-
-    def on_interrupt(signum, frame):
-        nonlocal interrupted
-        interrupted = True
-
-    previous_handler = signal.signal(signal.SIGINT, on_interrupt) if _main_thread() else None
+    run = _Training(datacfg, cfgfile, weightfile, clear, seed, max_batches, out or sys.stdout)
+    run.start(calc_map, workers, chart)
+    previous_handler = signal.signal(signal.SIGINT, run.on_interrupt) if _main_thread() else None
     try:
-        while net.current_batch() < net.max_batches and not interrupted:
-            if getattr(head, "random", 0) and count % 10 == 0:
-                dim = (int(rng.integers(10)) + 10) * 32        # Darknet: 320..608 in steps of 32
-                if net.current_batch() + 200 > net.max_batches:
-                    dim = 608
-                print(f"Resizing\n{dim}", file=out)
-                loader.set_size(dim, dim)
-                net.resize(dim, dim)
-            count += 1
-            t0 = time.time()
-            x, truth = loader.next()
-            print(f"Loaded: {time.time() - t0:f} seconds", file=out)
-            t0 = time.time()
-            loss = train_network(net, x, truth)
-            if not math.isfinite(loss):
-                kept = f"; the last good weights are in {last_good}" if last_good else ""
-                raise TrainingStopped(f"{cfgfile}: the loss became {loss} at iteration {net.current_batch()}: "
-                                      f"training stopped{kept} (lower the learning rate or check the labels)")
-            avg_loss = loss if avg_loss < 0 else avg_loss * .9 + loss * .1
-            i = net.current_batch()
-            seconds = time.time() - t0
-            rate = (i - start_batch) * imgs / max(time.time() - started, 1e-9)
-            eta = (net.max_batches - i) * imgs / max(rate, 1e-9)
-            print(f"{i}: {loss:f}, {avg_loss:f} avg, {net.current_rate():f} rate, {seconds:f} seconds, {i * imgs} "
-                  f"images, {rate:.1f} images/s, ETA {_format_eta(eta)}", file=out, flush=True)
-            if chart:
-                chart.add(i, loss, avg_loss)
-            for name in backup_names(backup, base, i):
-                save_weights(net, name)
-                last_good = name
-            if calc_map and (i % 100 == 0 or i == net.max_batches):
-                value = evaluate_map(datacfg, net, out)
-                if chart and value is not None:
-                    chart.add_map(i, value)
-            if chart:
-                chart.draw(force=i == net.max_batches)
-        if interrupted:
-            name = os.path.join(backup, f"{base}.backup")
-            save_weights(net, name)
-            print(f"Interrupted at iteration {net.current_batch()}: saved {name}", file=out, flush=True)
-            raise TrainingInterrupted(name)
-        final = os.path.join(backup, f"{base}_final.weights")
-        save_weights(net, final)
-        print(f"Saved {final}", file=out, flush=True)
-        return final
+        while run.net.current_batch() < run.net.max_batches and not run.interrupted:
+            run.iteration()
+        return run.finish()
     finally:
-        loader.close()
-        if chart and chart.iterations:
-            chart.draw(force=True)
+        run.close()
         if previous_handler is not None:
             signal.signal(signal.SIGINT, previous_handler)
+
+
+class _Training:
+    """One train_detector run, step by step: set-up, then per iteration the multi-scale resize, the train step, the
+    logged line, the backups and the -map evaluation; then the final weights (or the interrupt's backup)."""
+
+    def __init__(self, datacfg, cfgfile, weightfile, clear, seed, max_batches, out):
+        """Set-up, printing what Darknet prints before its loop: the network, its options and the seed."""
+        self.datacfg, self.cfgfile, self.out = datacfg, cfgfile, out
+        self.options = read_data(datacfg)
+        self.train_list = self.options.path_of("train", "data/train.list")
+        self.backup = self.options.path_of("backup", "backup")
+        os.makedirs(self.backup, exist_ok=True)
+        self.base = base_name(cfgfile)
+        print(self.base, file=out)
+        net = self.net = load_network(cfgfile, weightfile, clear, verbose=True)
+        if max_batches is not None:
+            net.max_batches = max_batches
+        print(f"Learning Rate: {net.learning_rate:g}, Momentum: {net.momentum:g}, Decay: {net.decay:g}", file=out)
+        self.imgs = net.batch * net.subdivisions
+        self.seed = int(time.time()) if seed is None else seed
+        print(f"Seed: {self.seed} (-seed {self.seed} repeats this run byte for byte on {repeat_conditions()})",
+              file=out)
+        if not weightfile:
+            net.init_random(self.seed)      # with -seed, a new network starts from the same weights every time
+        self.rng = np.random.default_rng(self.seed)
+        self.head = head_layer(net)
+        self.avg_loss = -1.0
+        self.count = 0
+        self.last_good = None
+        self.interrupted = False
+
+    def start(self, calc_map, workers, chart):
+        """The loader from the current batch on, the -map check and the chart (resumed with the weights)."""
+        net = self.net
+        self.loader = make_loader(net, self.train_list, self.seed, workers, start=net.current_batch())
+        self.calc_map = calc_map
+        if calc_map and not self.options.get("valid"):
+            warnings.warn(f"{self.datacfg}: no valid= list, so -map measures mAP on the training list "
+                          f"{self.train_list} (as Darknet does)", DataWarning, stacklevel=3)
+        self.chart = Chart(chart, net.max_batches, self.base) if chart else None
+        if self.chart and net.current_batch() > 0:
+            self.chart.resume(net.current_batch())
+        self.started, self.start_batch = time.time(), net.current_batch()
+
+    def on_interrupt(self, signum, frame):
+        self.interrupted = True
+
+    def iteration(self):
+        if getattr(self.head, "random", 0) and self.count % 10 == 0:
+            self.resize()
+        self.count += 1
+        loss, t0 = self.train_step()
+        i = self.log(loss, t0)
+        self.back_up(i)
+        if self.calc_map and (i % 100 == 0 or i == self.net.max_batches):
+            self.measure_map(i)
+        if self.chart:
+            self.chart.draw(force=i == self.net.max_batches)
+
+    def resize(self):
+        """Darknet's multi-scale training: a new square size, 320..608 in steps of 32 (608 near the end)."""
+        dim = (int(self.rng.integers(10)) + 10) * 32
+        if self.net.current_batch() + 200 > self.net.max_batches:
+            dim = 608
+        print(f"Resizing\n{dim}", file=self.out)
+        self.loader.set_size(dim, dim)
+        self.net.resize(dim, dim)
+
+    def train_step(self):
+        """Load a batch and train on it; returns the loss and when training started. A NaN loss stops the run."""
+        t0 = time.time()
+        x, truth = self.loader.next()
+        print(f"Loaded: {time.time() - t0:f} seconds", file=self.out)
+        t0 = time.time()
+        loss = train_network(self.net, x, truth)
+        if not math.isfinite(loss):
+            kept = f"; the last good weights are in {self.last_good}" if self.last_good else ""
+            raise TrainingStopped(f"{self.cfgfile}: the loss became {loss} at iteration {self.net.current_batch()}: "
+                                  f"training stopped{kept} (lower the learning rate or check the labels)")
+        return loss, t0
+
+    def log(self, loss, t0):
+        """Darknet's line for the iteration, with images/s and an ETA, and the chart's point; returns the
+        iteration."""
+        net = self.net
+        self.avg_loss = loss if self.avg_loss < 0 else self.avg_loss * .9 + loss * .1
+        i = net.current_batch()
+        seconds = time.time() - t0
+        rate = (i - self.start_batch) * self.imgs / max(time.time() - self.started, 1e-9)
+        eta = (net.max_batches - i) * self.imgs / max(rate, 1e-9)
+        print(f"{i}: {loss:f}, {self.avg_loss:f} avg, {net.current_rate():f} rate, {seconds:f} seconds, "
+              f"{i * self.imgs} images, {rate:.1f} images/s, ETA {_format_eta(eta)}", file=self.out, flush=True)
+        if self.chart:
+            self.chart.add(i, loss, self.avg_loss)
+        return i
+
+    def back_up(self, i):
+        for name in backup_names(self.backup, self.base, i):
+            save_weights(self.net, name)
+            self.last_good = name
+
+    def measure_map(self, i):
+        value = evaluate_map(self.datacfg, self.net, self.out)
+        if self.chart:
+            self.chart.add_map(i, value)
+
+    def finish(self):
+        """The final weights; after Ctrl-C, `<cfg>.backup` and TrainingInterrupted."""
+        if self.interrupted:
+            name = os.path.join(self.backup, f"{self.base}.backup")
+            save_weights(self.net, name)
+            print(f"Interrupted at iteration {self.net.current_batch()}: saved {name}", file=self.out, flush=True)
+            raise TrainingInterrupted(name)
+        final = os.path.join(self.backup, f"{self.base}_final.weights")
+        save_weights(self.net, final)
+        print(f"Saved {final}", file=self.out, flush=True)
+        return final
+
+    def close(self):
+        self.loader.close()
+        if self.chart and self.chart.iterations:
+            self.chart.draw(force=True)
 
 
 def _main_thread():
@@ -274,11 +321,6 @@ def train_network(net, x, truth):
 
 def evaluate_map(datacfg, net, out):
     """mAP@0.5 on the .data file's `valid` list with the network as it is (for -map)."""
-    try:
-        from .evaluate import detector_map
-    except ImportError:
-        warnings.warn("mAP evaluation is not available in this build")
-        return None
     train = net.train
     try:
         return detector_map(datacfg, net=net)["map"]

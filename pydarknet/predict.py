@@ -1,0 +1,93 @@
+"""`detector test` and `detect`: Darknet's test_detector over one image or the images typed at its prompt; prints
+the objects, draws them into predictions.jpg (or OUT.jpg), and with `-out NAME.json` writes AlexeyAB's JSON."""
+import json
+import os
+import sys
+
+from .cfg import read_data, read_names
+from .detector import class_count, detect_image, load_network
+from .errors import DarknetError
+from .image import draw_detections, load_image_color, save_image
+
+
+def print_detections(lines, ext_output, img_w, img_h):
+    for name, prob, left, top, right, bottom in lines:
+        if ext_output:
+            print(f"{name}: {prob * 100:.0f}%\t(left_x: {left:4.0f}   top_y: {top:4.0f}   width: {right - left:4.0f}   "
+                  f"height: {bottom - top:4.0f})")
+        else:
+            print(f"{name}: {prob * 100:.0f}%")
+
+
+def json_record(frame_id, filename, dets, names, thresh):
+    """One image of AlexeyAB's -out JSON: every class above thresh of every detection, relative boxes."""
+    objects = []
+    for det in dets:
+        x, y, w, h = (float(v) for v in det.bbox)
+        for k, p in enumerate(det.prob):
+            if p > thresh:
+                objects.append({"class_id": k, "name": names[k] if k < len(names) else str(k),
+                                "relative_coordinates": {"center_x": x, "center_y": y, "width": w, "height": h},
+                                "confidence": float(p)})
+    return {"frame_id": frame_id, "filename": filename, "objects": objects}
+
+
+def write_json(path, records):
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(records, f, indent=1)
+    os.replace(tmp, path)
+    print(f"Saved {len(records)} image records to {path}", file=sys.stderr)
+
+
+def image_paths(filename, prompt):
+    """The image to work on, or Darknet's prompt loop over standard input."""
+    if filename:
+        yield filename
+        return
+    while True:
+        if prompt:
+            print("Enter Image Path: ", end="", flush=True)
+        line = sys.stdin.readline()
+        if not line:
+            return
+        line = line.strip()
+        if line:
+            yield line
+
+
+def detect_images(datacfg, cfgfile, weightfile, filename, thresh, hier_thresh, outfile, ext_output=False):
+    """Darknet's test_detector: predict, print the objects, draw them into predictions.jpg (or OUT.jpg).
+
+    Without `filename` it reads image paths from standard input; an image that does not load is then reported and
+    skipped. Returns the exit code: 1 when an image typed failed to load and no JSON record was written, else 0.
+    """
+    names = read_names(read_data(datacfg).path_of("names", "data/names.list"))
+    net = load_network(cfgfile, weightfile, verbose=True)
+    classes = class_count(net)
+    if len(names) < classes:
+        raise DarknetError(f"{datacfg}: names file has {len(names)} names, the network detects {classes} classes")
+    json_out = outfile if outfile and outfile.endswith(".json") else None
+    records = []
+    failures = 0
+    for frame_id, path in enumerate(image_paths(filename, prompt=json_out is None), 1):
+        try:
+            im = load_image_color(path)
+        except DarknetError as e:
+            if filename:
+                raise
+            print(f"pydarknet: {e}", file=sys.stderr)
+            failures += 1
+            continue
+        dets, seconds = detect_image(net, im, thresh, hier_thresh, nms=.45)
+        print(f"{path}: Predicted in {seconds:f} seconds.")
+        lines = draw_detections(im, dets, thresh, names, classes)
+        print_detections(lines, ext_output, im.shape[2], im.shape[1])
+        if json_out:
+            records.append(json_record(frame_id, path, dets, names, thresh))
+        written = save_image(im, outfile if outfile and not json_out else "predictions")
+        if filename:
+            print(f"Saved {written}", file=sys.stderr)
+    if json_out:
+        write_json(json_out, records)
+    return 1 if failures and not records and not filename else 0
