@@ -411,6 +411,25 @@ def test_maxpool(tmp_path, case):
     check("maxpool", f"{size}x{size}/{stride} padding {layer.padding} dx", dx - dx0, numerical_gradient(oracle, x, d))
 
 
+
+@pytest.mark.parametrize("shape, size, stride, padding", [
+    ((3, 8, 10), 2, 2, 1), ((2, 7, 9), 2, 2, 1), ((2, 13, 13), 2, 1, 1), ((2, 9, 8), 3, 2, 2), ((1, 6, 7), 3, 2, 3),
+    ((2, 5, 5), 3, 1, 0), ((1, 4, 6), 2, 2, 0)])
+def test_maxpool_without_argmax_gives_the_same_values(shape, size, stride, padding):
+    """Inference skips the argmax and takes quicker loops; NaN, inf and ties must come out as Darknet's loop has them."""
+    rng = np.random.default_rng(21)
+    x = rng.integers(-3, 3, (2,) + shape).astype(np.float32)      # small integers: many ties
+    x.reshape(-1)[rng.choice(x.size, 5, replace=False)] = [np.nan, np.inf, -np.inf, np.nan, -np.inf]
+    x[0, 0] = np.nan                                # a plane of NaN: every window gives -FLT_MAX
+    out_h, out_w = (shape[1] + padding - size) // stride + 1, (shape[2] + padding - size) // stride + 1
+    y_fast, y_full = (np.full((2, shape[0], out_h, out_w), 7, np.float32) for _ in range(2))
+    _, argmax = cpu.maxpool_forward(x, size, stride, padding, y_full)
+    _, none = cpu.maxpool_forward(x, size, stride, padding, y_fast, with_argmax=False)
+    assert none is None
+    np.testing.assert_array_equal(y_fast, y_full)
+    np.testing.assert_array_equal(y_full, np.float32(reference.maxpool(np.float64(x), size, stride, padding)))
+    assert (y_fast[0, 0] == np.float32(-3.4028234663852886e38)).all()
+
 def test_avgpool(tmp_path):
     shape = (3, 5, 7)
     net = network(tmp_path, "[avgpool]\n", shape)

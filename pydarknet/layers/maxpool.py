@@ -35,9 +35,13 @@ class Maxpool(Layer):
 
     def forward(self, x, net):
         y = self.new_output(x.shape[0])
-        self.output, self.argmax = ops_of(x).maxpool_forward(x, self.size, self.stride, self.padding, y)
+        self.output, self.argmax = ops_of(x).maxpool_forward(x, self.size, self.stride, self.padding, y,
+                                                             with_argmax=net.train)
         return self.output
 
     def backward(self, x, dx, net):
         if dx is not None:
+            if self.argmax is None:     # forward ran for inference: find the maxima again
+                _, self.argmax = ops_of(x).maxpool_forward(x, self.size, self.stride, self.padding,
+                                                           self.new_output(x.shape[0]))
             ops_of(x).maxpool_backward(self.delta, self.argmax, self.size, self.stride, self.padding, dx)
