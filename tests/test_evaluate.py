@@ -343,6 +343,20 @@ def test_valid_batched_writes_the_same_files(dataset):
         np.testing.assert_allclose(np.array([r[1:] for r in one]), np.array([r[1:] for r in three]), atol=2e-6)
 
 
+
+def test_map_batched_is_the_map_one_at_a_time_and_training_batches_it(dataset, monkeypatch, capsys):
+    one = evaluate.detector_map("voc.data", "tiny.cfg", "tiny.weights")
+    three = evaluate.detector_map("voc.data", "tiny.cfg", "tiny.weights", batch=3)
+    assert one["detections"] == three["detections"] > 0
+    assert abs(one["map"] - three["map"]) < 1e-6 and abs(one["coco_map"] - three["coco_map"]) < 1e-6
+    # training's -map measures with the training batch
+    from pydarknet import trainer
+    net = load_network("tiny.cfg", "tiny.weights")
+    net.batch = 3
+    seen = []
+    monkeypatch.setattr(trainer, "detector_map", lambda datacfg, net, batch: seen.append(batch) or {"map": .5})
+    assert trainer.evaluate_map("voc.data", net, None) == .5 and seen == [3]
+
 def test_valid_writes_coco_json(dataset):
     written = evaluate.validate_detector("coco.data", "tiny.cfg", "tiny.weights")
     assert written == [os.path.join("results", "coco_results.json")]
