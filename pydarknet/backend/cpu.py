@@ -506,7 +506,7 @@ def convolution_workspace(channels, height, width, filters, size, stride, pad, g
     out_w = (width + 2 * pad - size) // stride + 1
     columns = channels // groups * size * size * out_h * out_w
     if winograd.applies(channels, height, width, size, stride, groups):     # 16 values per 2x2 tile
-        return max(columns, 16 * (channels + filters) * batch * ((out_h + 1) // 2) * ((out_w + 1) // 2))
+        return max(columns, winograd.workspace_size(channels, filters, batch * ((out_h + 1) // 2) * ((out_w + 1) // 2)))
     return columns
 
 
