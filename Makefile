@@ -51,12 +51,7 @@ clean:
 	rm -rf .pytest_cache .hypothesis build dist *.egg-info
 
 # The main job on the embedded dataset: generate coloured shapes, train a narrow YOLOv3-tiny from scratch on the CPU
-# (with mAP on the validation images every 100 iterations and out/chart.png), measure mAP, draw predictions.
-DEMO := out/shapes
+# (with mAP on the validation images every 100 iterations and out/chart.png), measure mAP, draw predictions; one
+# progress line, the commands' own output in out/demo.log (pydarknet/shapes_demo.py).
 demo:
-	$(PYTHON) -m pydarknet dataset shapes $(DEMO) -n 2000 -size 160 -seed 1
-	cd out && $(PYTHON) -m pydarknet detector train shapes/shapes.data ../cfg/yolov3-tiny-shapes.cfg -seed 1 -map
-	$(PYTHON) -m pydarknet detector map $(DEMO)/shapes.data cfg/yolov3-tiny-shapes.cfg \
-		$(DEMO)/backup/yolov3-tiny-shapes_final.weights
-	$(PYTHON) -m pydarknet detector test $(DEMO)/shapes.data cfg/yolov3-tiny-shapes.cfg \
-		$(DEMO)/backup/yolov3-tiny-shapes_final.weights data/shapes-sample.png -thresh .25 -out out/predictions
+	$(PYTHON) -m pydarknet.shapes_demo out

@@ -160,7 +160,7 @@ def _format_eta(seconds):
 
 
 def train_detector(datacfg, cfgfile, weightfile=None, clear=False, calc_map=False, seed=None, workers=4,
-                   max_batches=None, chart="chart.png", out=None):
+                   max_batches=None, chart="chart.png", out=None, progress=None):
     """Train as Darknet's train_detector does; returns the path of the final weights.
 
     Per iteration it prints Darknet's line (`N: loss, avg avg, rate rate, t seconds, images images`) followed by
@@ -168,8 +168,11 @@ def train_detector(datacfg, cfgfile, weightfile=None, clear=False, calc_map=Fals
     written atomically. Ctrl-C saves `<cfg>.backup` and raises TrainingInterrupted (a KeyboardInterrupt); a NaN or
     infinite loss stops training with a message, keeping the last good backup. `max_batches` overrides the cfg's
     (for short runs and tests). chart.png and its sidecar chart.json cover the whole run across resumes.
+    `progress`, when given, hears of each iteration (`iteration(i, max_batches, avg_loss, images_s, eta_s)`) and
+    each mAP (`mean_ap(i, value)`), for a caller that shows its own progress (make demo's one line).
     """
     run = _Training(datacfg, cfgfile, weightfile, clear, seed, max_batches, out or sys.stdout)
+    run.progress = progress
     run.start(calc_map, workers, chart)
     previous_handler = signal.signal(signal.SIGINT, run.on_interrupt) if _main_thread() else None
     try:
@@ -211,6 +214,7 @@ class _Training:
         self.count = 0
         self.last_good = None
         self.interrupted = False
+        self.progress = None
 
     def start(self, calc_map, workers, chart):
         """The loader from the current batch on, the -map check and the chart (resumed with the weights)."""
@@ -275,6 +279,8 @@ class _Training:
               f"{i * self.imgs} images, {rate:.1f} images/s, ETA {_format_eta(eta)}", file=self.out, flush=True)
         if self.chart:
             self.chart.add(i, loss, self.avg_loss)
+        if self.progress:
+            self.progress.iteration(i, net.max_batches, self.avg_loss, rate, eta)
         return i
 
     def back_up(self, i):
@@ -286,6 +292,8 @@ class _Training:
         value = evaluate_map(self.datacfg, self.net, self.out)
         if self.chart:
             self.chart.add_map(i, value)
+        if self.progress:
+            self.progress.mean_ap(i, value)
 
     def finish(self):
         """The final weights; after Ctrl-C, `<cfg>.backup` and TrainingInterrupted."""

@@ -1,4 +1,7 @@
 """The weights `make demo` trained, shipped in weights/, find the shapes in data/shapes-sample.png."""
+import os
+import sys
+
 import numpy as np
 
 from pydarknet import Detector
@@ -27,3 +30,50 @@ def test_shipped_weights_find_the_sample_shapes():
             matched += 1
     assert matched >= len(shapes) - 1, (found, shapes)
     assert len(found) <= len(shapes) + 2
+
+
+class FakeTerminal:
+    def __init__(self):
+        self.text = ""
+
+    def isatty(self):
+        return True
+
+    def write(self, text):
+        self.text += text
+
+    def flush(self):
+        pass
+
+
+def test_make_demo_runs_its_four_steps_with_one_progress_line(tmp_path):
+    """make demo's driver, shortened (40 images, 2 iterations): the steps' output goes to demo.log, the terminal
+    gets one line rewritten in place, and the results are where the summary says."""
+    from pydarknet import shapes_demo
+    terminal = FakeTerminal()
+    result = shapes_demo.run(tmp_path / "out", images=40, max_batches=2, line=shapes_demo.ProgressLine(terminal))
+    assert terminal.text.count("\n") == 1 and terminal.text.endswith("\n")     # one line, ended once
+    shown = terminal.text.split("\r")
+    assert [s.split("]")[1].split(":")[0].strip() for s in shown[1:]] == (
+        ["dataset", "training", "training", "training", "detector map", "detector test"])
+    assert "iteration 2/2" in terminal.text and "images/s, ETA" in terminal.text
+    log = open(result["log"]).read()
+    assert "2: " in log and " avg, " in log and "mean average precision (mAP@0.50)" in log
+    assert "Predicted in" in log
+    assert 0 <= result["map"] <= 1
+    for key in ("weights", "predictions", "chart"):
+        assert os.path.getsize(result[key]) > 0
+
+
+def test_make_demo_writes_a_line_every_so_often_into_a_file(tmp_path, capsys):
+    from pydarknet import shapes_demo
+    line = shapes_demo.ProgressLine(sys.stdout, every=3600)
+    for i in range(1, 4):
+        line.iteration(i, 3, 1.0, 10.0, 5)
+    line.show("detector map", "400 validation images")
+    out = capsys.readouterr().out
+    assert out.count("\n") == 2 and "iteration 1/3" in out and "detector map" in out and "\r" not in out
+    # a folder Darknet's label rule cannot use: one line, exit status 1
+    assert shapes_demo.main([str(tmp_path / "images" / "out")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("make demo: ") and "\n" not in err and "label" in err
