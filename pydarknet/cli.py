@@ -58,12 +58,11 @@ class Args:
 
 
 def set_threads(n):
-    """Threads for Numba's kernels and for BLAS alike."""
+    """Threads for Numba's kernels and for the GEMMs alike (backend/threads.py shares single-threaded BLAS calls
+    out over as many)."""
     import numba
-    from threadpoolctl import threadpool_limits
     n = max(1, min(int(n), numba.config.NUMBA_NUM_THREADS))
     numba.set_num_threads(n)
-    threadpool_limits(n)
 
 
 def _detector_evaluate(verb, args):

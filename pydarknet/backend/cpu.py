@@ -12,7 +12,7 @@ import numpy as np
 
 from ..activations import ELU, HARDTAN, LEAKY, LHTAN, LINEAR, LOGGY, LOGISTIC, PLSE, RAMP, RELIE, RELU, STAIR, TANH
 from ..jit import kernel
-from . import winograd
+from . import threads, winograd
 
 xp = np         # the array module these ops work on
 
@@ -240,9 +240,29 @@ def im2col(x, size, stride, pad, out_h, out_w, workspace=None):
     return col.reshape(rows, out_h * out_w)
 
 
+_PIECE_FLOPS = 4e6      # below this a GEMM is not worth sharing out
+
+
 def gemm(a, b, out=None):
-    """out = a @ b in float32 through BLAS."""
-    return np.matmul(a, b, out=out)
+    """out = a @ b in float32: single-threaded BLAS calls on pieces that threads.run shares out. The pieces cut the
+    longer of out's two sides, so that the operand every piece reads whole is the smaller one (each BLAS call packs
+    it again)."""
+    m, n = a.shape[0], b.shape[1]
+    if out is None:
+        out = np.empty((m, n), np.float32)
+    pieces = min(2 * threads.threads(), int(2.0 * m * n * a.shape[1] / _PIECE_FLOPS))
+    if pieces < 2:
+        threads.limit_blas()
+        return np.matmul(a, b, out=out)
+    if n >= m:
+        step = -(-n // pieces + 15) // 16 * 16      # multiples of 16 columns: whole cache lines
+        threads.run(lambda i: np.matmul(a, b[:, i * step:(i + 1) * step], out=out[:, i * step:(i + 1) * step]),
+                    -(-n // step))
+    else:
+        step = -(-m // pieces)
+        threads.run(lambda i: np.matmul(a[i * step:(i + 1) * step], b, out=out[i * step:(i + 1) * step]),
+                    -(-m // step))
+    return out
 
 
 @kernel(parallel=True)
