@@ -15,3 +15,7 @@ ieee_kernel = functools.partial(numba.njit, cache=True, error_model="numpy")
 
 # Image operations: IEEE division, and the GIL released so that the data loader's threads run them in parallel.
 image_kernel = functools.partial(numba.njit, cache=True, nogil=True, error_model="numpy")
+
+# Loops that run inside the pieces backend/threads.py shares out: serial, and the GIL released so that the pieces
+# run side by side.
+piece_kernel = functools.partial(numba.njit, cache=True, nogil=True)

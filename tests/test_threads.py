@@ -54,3 +54,25 @@ def test_blas_runs_on_one_thread_once_a_gemm_ran():
     cpu.gemm(np.ones((64, 64), np.float32), np.ones((64, 64), np.float32))
     blas = [pool for pool in threadpool_info() if pool["user_api"] == "blas"]
     assert blas and all(pool["num_threads"] == 1 for pool in blas)
+
+
+@pytest.mark.parametrize("shape, filters, size, stride, pad, groups", [
+    ((3, 37, 29), 5, 3, 1, 1, 1), ((4, 30, 41), 6, 3, 2, 1, 2), ((2, 23, 20), 3, 5, 3, 2, 1), ((3, 17, 9), 4, 3, 1, 0, 1),
+    ((2, 9, 40), 2, 4, 2, 3, 1)])
+def test_convolution_in_pieces_of_output_rows(monkeypatch, shape, filters, size, stride, pad, groups):
+    """Large column matrices are made piece by piece; forced on here for small awkward shapes, a row a piece."""
+    import sys
+    sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
+    import reference
+    monkeypatch.setattr(cpu, "_LARGE_COLUMNS", 1)
+    monkeypatch.setattr(cpu, "_PIECE_COLUMNS", 1)
+    monkeypatch.setattr(cpu, "_PIECE_MIN_WIDTH", 1)        # one output row a piece
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((2,) + shape).astype(np.float32)
+    w = rng.standard_normal((filters, shape[0] // groups * size * size)).astype(np.float32)
+    out_h = (shape[1] + 2 * pad - size) // stride + 1
+    out_w = (shape[2] + 2 * pad - size) // stride + 1
+    y = np.full((2, filters, out_h, out_w), np.nan, np.float32)
+    cpu.convolution_forward(x, w, size, stride, pad, groups, y)
+    exact = reference.convolution(x, w, size, stride, pad, groups)
+    np.testing.assert_allclose(y, exact, rtol=1e-4, atol=1e-5)

@@ -6,12 +6,13 @@ order. 3x3 convolutions with many channels go through winograd.py. Arithmetic fo
 promotes a float to double (exp, sqrt, `.1*x`), so do we, and round back to float32 where C stores the result.
 """
 import math
+import threading
 
 import numba
 import numpy as np
 
 from ..activations import ELU, HARDTAN, LEAKY, LHTAN, LINEAR, LOGGY, LOGISTIC, PLSE, RAMP, RELIE, RELU, STAIR, TANH
-from ..jit import kernel
+from ..jit import kernel, piece_kernel
 from . import threads, winograd
 
 xp = np         # the array module these ops work on
@@ -222,6 +223,27 @@ def _im2col(x, size, stride, pad, out_h, out_w, col):
         for i in range(out_h):
             y = h_offset + i * stride - pad
             base = (row * out_h + i) * out_w
+            if y < 0 or y >= height:
+                for j in range(out_w):
+                    col[base + j] = 0.0
+                continue
+            for j in range(out_w):
+                xx = w_offset + j * stride - pad
+                col[base + j] = x[c, y, xx] if 0 <= xx < width else np.float32(0.0)
+
+
+@piece_kernel
+def _im2col_rows(x, size, stride, pad, out_w, first, last, col):
+    """_im2col for the output rows first..last-1 only: col is (C*size*size, (last-first)*out_w)."""
+    channels, height, width = x.shape
+    n = (last - first) * out_w
+    for row in range(channels * size * size):
+        w_offset = row % size
+        h_offset = (row // size) % size
+        c = row // size // size
+        for i in range(first, last):
+            y = h_offset + i * stride - pad
+            base = row * n + (i - first) * out_w
             if y < 0 or y >= height:
                 for j in range(out_w):
                     col[base + j] = 0.0
@@ -545,12 +567,48 @@ def convolution_forward(x, weights, size, stride, pad, groups, y, workspace=None
         return winograd.convolve(x, derived["winograd"], pad, y, workspace)
     cg, ng = c // groups, filters // groups
     one_by_one = size == 1 and stride == 1 and pad == 0
+    in_pieces = not one_by_one and cg * size * size * out_h * out_w >= _LARGE_COLUMNS
     for b in range(batch):
         for g in range(groups):
             xg = x[b, g * cg:(g + 1) * cg]
+            wg, yg = weights[g * ng:(g + 1) * ng], y[b, g * ng:(g + 1) * ng].reshape(ng, -1)
+            if in_pieces:
+                _convolve_in_pieces(xg, wg, size, stride, pad, out_h, out_w, yg)
+                continue
             col = xg.reshape(cg, -1) if one_by_one else im2col(xg, size, stride, pad, out_h, out_w, workspace)
-            gemm(weights[g * ng:(g + 1) * ng], col, out=y[b, g * ng:(g + 1) * ng].reshape(ng, -1))
+            gemm(wg, col, out=yg)
     return y
+
+
+# Column matrices of this many floats and more (the early layers' 3x3 convolutions of large images: 25-50 MB) are
+# not written out whole: each piece of output rows makes its own columns, about _PIECE_COLUMNS floats that stay in
+# the core's cache, and multiplies them at once.
+_LARGE_COLUMNS = 2 << 20
+_PIECE_COLUMNS = 128 << 10
+_PIECE_MIN_WIDTH = 1024     # columns at least: packing the filters again for each piece's BLAS call then costs little
+_piece_buffers = threading.local()
+
+
+def _piece_buffer(n):
+    buffer = getattr(_piece_buffers, "columns", None)
+    if buffer is None or buffer.size < n:
+        buffer = _piece_buffers.columns = np.empty(n, np.float32)
+    return buffer[:n]
+
+
+def _convolve_in_pieces(x, weights, size, stride, pad, out_h, out_w, y):
+    """y (K, out_h*out_w) = weights @ im2col(x), made piece by piece over output rows (threads.run shares them
+    out)."""
+    rows = weights.shape[1]
+    per_piece = max(-(-_PIECE_MIN_WIDTH // out_w), _PIECE_COLUMNS // (rows * out_w), 1)
+
+    def piece(i):
+        first, last = i * per_piece, min(out_h, (i + 1) * per_piece)
+        col = _piece_buffer(rows * (last - first) * out_w)
+        _im2col_rows(x, size, stride, pad, out_w, first, last, col)
+        np.matmul(weights, col.reshape(rows, -1), out=y[:, first * out_w:last * out_w])
+
+    threads.run(piece, -(-out_h // per_piece))
 
 
 def convolution_backward(x, delta, weights, size, stride, pad, groups, weight_updates, dx, workspace=None):
