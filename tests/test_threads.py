@@ -59,14 +59,17 @@ def test_blas_runs_on_one_thread_once_a_gemm_ran():
 @pytest.mark.parametrize("shape, filters, size, stride, pad, groups", [
     ((3, 37, 29), 5, 3, 1, 1, 1), ((4, 30, 41), 6, 3, 2, 1, 2), ((2, 23, 20), 3, 5, 3, 2, 1), ((3, 17, 9), 4, 3, 1, 0, 1),
     ((2, 9, 40), 2, 4, 2, 3, 1)])
-def test_convolution_in_pieces_of_output_rows(monkeypatch, shape, filters, size, stride, pad, groups):
-    """Large column matrices are made piece by piece; forced on here for small awkward shapes, a row a piece."""
+@pytest.mark.parametrize("pieces", ["rows", "images"])
+def test_convolution_in_pieces(monkeypatch, shape, filters, size, stride, pad, groups, pieces):
+    """Images and groups are pieces; large column matrices are made piece by piece over output rows too (forced
+    on here for small awkward shapes, a row a piece)."""
     import sys
     sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
     import reference
-    monkeypatch.setattr(cpu, "_LARGE_COLUMNS", 1)
-    monkeypatch.setattr(cpu, "_PIECE_COLUMNS", 1)
-    monkeypatch.setattr(cpu, "_PIECE_MIN_WIDTH", 1)        # one output row a piece
+    if pieces == "rows":
+        monkeypatch.setattr(cpu, "_LARGE_COLUMNS", 1)
+        monkeypatch.setattr(cpu, "_PIECE_COLUMNS", 1)
+        monkeypatch.setattr(cpu, "_PIECE_MIN_WIDTH", 1)        # one output row a piece
     rng = np.random.default_rng(5)
     x = rng.standard_normal((2,) + shape).astype(np.float32)
     w = rng.standard_normal((filters, shape[0] // groups * size * size)).astype(np.float32)

@@ -567,16 +567,33 @@ def convolution_forward(x, weights, size, stride, pad, groups, y, workspace=None
         return winograd.convolve(x, derived["winograd"], pad, y, workspace)
     cg, ng = c // groups, filters // groups
     one_by_one = size == 1 and stride == 1 and pad == 0
-    in_pieces = not one_by_one and cg * size * size * out_h * out_w >= _LARGE_COLUMNS
-    for b in range(batch):
-        for g in range(groups):
-            xg = x[b, g * cg:(g + 1) * cg]
-            wg, yg = weights[g * ng:(g + 1) * ng], y[b, g * ng:(g + 1) * ng].reshape(ng, -1)
-            if in_pieces:
-                _convolve_in_pieces(xg, wg, size, stride, pad, out_h, out_w, yg)
-                continue
-            col = xg.reshape(cg, -1) if one_by_one else im2col(xg, size, stride, pad, out_h, out_w, workspace)
-            gemm(wg, col, out=yg)
+    rows = cg * size * size
+    in_pieces = not one_by_one and rows * out_h * out_w >= _LARGE_COLUMNS
+
+    def image(i):
+        """Image i // groups, group i % groups: its columns and one GEMM, on one thread."""
+        b, g = divmod(i, groups)
+        xg = x[b, g * cg:(g + 1) * cg]
+        wg, yg = weights[g * ng:(g + 1) * ng], y[b, g * ng:(g + 1) * ng].reshape(ng, -1)
+        if in_pieces:
+            _convolve_in_pieces(xg, wg, size, stride, pad, out_h, out_w, yg)
+            return
+        if one_by_one:
+            col = xg.reshape(cg, -1)
+        else:
+            col = _piece_buffer(rows * out_h * out_w).reshape(rows, -1)
+            _im2col_rows(xg, size, stride, pad, out_w, 0, out_h, col.reshape(-1))
+        np.matmul(wg, col, out=yg)
+
+    if batch * groups == 1:     # one GEMM, cut into pieces
+        xg = x[0]
+        if in_pieces:
+            _convolve_in_pieces(xg, weights, size, stride, pad, out_h, out_w, y[0].reshape(filters, -1))
+        else:
+            col = xg.reshape(c, -1) if one_by_one else im2col(xg, size, stride, pad, out_h, out_w, workspace)
+            gemm(weights, col, out=y[0].reshape(filters, -1))
+    else:                       # the images (and groups) are the pieces
+        threads.run(image, batch * groups)
     return y
 
 

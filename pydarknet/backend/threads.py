@@ -14,7 +14,7 @@ import threading
 
 import numba
 
-_state = threading.local()      # marks a worker thread: work asked for inside a piece runs there, in line
+_state = threading.local()      # `inside`: this thread is running a piece, so the work it asks for runs in line
 _lock = threading.Lock()
 _workers = []                   # the worker threads; they wait on _wake between jobs
 _wake = threading.Condition(_lock)
@@ -31,23 +31,26 @@ class _Job:
         self.done = threading.Condition(threading.Lock())
 
     def work(self):
-        """Take pieces until none is left."""
-        while True:
-            i = next(self.next)
-            if i >= self.count:
-                return
-            try:
-                self.piece(i)
-            except BaseException as e:  # noqa: BLE001  (re-raised in the caller's thread)
-                self.error = self.error or e
-            with self.done:
-                self.finished += 1
-                if self.finished == self.count:
-                    self.done.notify_all()
+        """Take pieces until none is left (work a piece asks for runs in line: no thread waits on another)."""
+        outer, _state.inside = getattr(_state, "inside", False), True
+        try:
+            while True:
+                i = next(self.next)
+                if i >= self.count:
+                    return
+                try:
+                    self.piece(i)
+                except BaseException as e:  # noqa: BLE001  (re-raised in the caller's thread)
+                    self.error = self.error or e
+                with self.done:
+                    self.finished += 1
+                    if self.finished == self.count:
+                        self.done.notify_all()
+        finally:
+            _state.inside = outer
 
 
 def _worker():
-    _state.worker = True
     while True:
         with _wake:
             while not _jobs:
@@ -77,7 +80,7 @@ def run(piece, count):
     """piece(i) for i in range(count), on this thread and the workers; returns when every piece has finished."""
     limit_blas()
     n = min(threads(), count)
-    if n <= 1 or getattr(_state, "worker", False):
+    if n <= 1 or getattr(_state, "inside", False):
         for i in range(count):
             piece(i)
         return
