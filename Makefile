@@ -11,7 +11,7 @@ GPU_EXTRA := $(if $(filter 13,$(CUDA)),gpu13,gpu)
 comma := ,
 EXTRAS := test$(if $(filter 1,$(GPU)),$(comma)$(GPU_EXTRA))
 
-.PHONY: all install nvrtc record-build test test-gpu bench bench-learn gpu-check clean demo
+.PHONY: all install nvrtc record-build test test-gpu bench bench-quick bench-learn gpu-check clean demo
 
 all: install
 
@@ -36,6 +36,10 @@ test-gpu:
 
 bench:
 	$(PYTHON) bench/run.py
+
+# a smoke run of every part (1-2 repetitions, small cases); its bench/RESULTS.md is not a measurement
+bench-quick:
+	$(PYTHON) bench/run.py --quick
 
 # On a GPU machine, from the source tree, installing nothing: every GPU test, then the GPU benchmark table
 # (per-layer error against the CPU, yolov3 forward latency and throughput, yolov3-tiny training, memory peak).

@@ -14,6 +14,7 @@ weights can trigger. After timing, `denormals` counts denormal values left in py
     python bench/bench_forward.py      # prints one line per case
     from bench.bench_forward import run, CASES
 """
+import contextlib
 import multiprocessing
 import os
 import re
@@ -37,6 +38,13 @@ CASES = [
     ("yolov3-tiny", 416, 3, 15, 30),
     ("yolov3", 416, 1, 7, 90),
     ("yolov3", 608, 1, 5, 120),
+    ("yolov2", 416, 1, 7, 60),
+    ("yolov1-tiny", 448, 2, 11, 30),     # OpenCV has no [detection] layer: its row says so
+]
+# the same cases again with one core taken by a spinning process (busy_core)
+BUSY_CASES = [
+    ("yolov3-tiny", 416, 3, 15, 30),
+    ("yolov3", 416, 1, 7, 90),
 ]
 MIN_REPEATS = 3
 PAUSE_S = 0.1   # before each timed pass, so that the other side's idle threads have gone to sleep
@@ -71,9 +79,15 @@ def opencv_net(cfg, weights):
 
 
 def _opencv_worker(conn, cfg, weights, blob):
-    """The OpenCV side, in its own process: answers each request with the milliseconds of one forward pass."""
-    net = opencv_net(cfg, weights)
-    outputs = list(net.getUnconnectedOutLayersNames())
+    """The OpenCV side, in its own process: answers each request with the milliseconds of one forward pass, after
+    a first answer that is None or the last line of OpenCV's error."""
+    try:
+        net = opencv_net(cfg, weights)
+        outputs = list(net.getUnconnectedOutLayersNames())
+    except Exception as e:
+        conn.send(str(e).strip().splitlines()[-1])
+        return
+    conn.send(None)
     while conn.recv():
         start = time.perf_counter()
         net.setInput(blob)   # the blob itself: no blobFromImage scaling or channel swap
@@ -87,6 +101,7 @@ class OpenCVProcess:
         self.conn, child = ctx.Pipe()
         self.process = ctx.Process(target=_opencv_worker, args=(child, cfg, weights, blob), daemon=True)
         self.process.start()
+        self.error = self.conn.recv()
 
     def __call__(self):
         time.sleep(PAUSE_S)
@@ -94,8 +109,28 @@ class OpenCVProcess:
         return self.conn.recv()
 
     def close(self):
-        self.conn.send(False)
+        if self.error is None:
+            self.conn.send(False)
         self.process.join(30)
+
+
+def _spin():
+    while True:
+        pass
+
+
+class busy_core:
+    """A context in which one background process spins (`while True: pass`), taking one core."""
+
+    def __enter__(self):
+        self.process = multiprocessing.get_context("spawn").Process(target=_spin, daemon=True)
+        self.process.start()
+        time.sleep(0.5)
+        return self
+
+    def __exit__(self, *exc):
+        self.process.kill()
+        self.process.join(10)
 
 
 def denormal_count(net):
@@ -107,8 +142,9 @@ def denormal_count(net):
     return count
 
 
-def run_case(name, size, warmup, repeats, budget_s, folder, seed=0, log=None):
-    """Time one case; returns a dict with both sides' times in ms (all repetitions) and their medians."""
+def run_case(name, size, warmup, repeats, budget_s, folder, seed=0, log=None, busy=False):
+    """Time one case; returns a dict with both sides' times in ms (all repetitions) and their medians; cv None and
+    cv_error OpenCV's error line when OpenCV cannot read the cfg."""
     cfg = resized_cfg(name, size, folder)
     net = Network(read_cfg(cfg), cfg)
     bench_weights(net, seed)
@@ -118,6 +154,11 @@ def run_case(name, size, warmup, repeats, budget_s, folder, seed=0, log=None):
     image = blob[0]
 
     theirs = OpenCVProcess(cfg, weights, blob)
+    cv_error = theirs.error
+    if cv_error is not None:
+        theirs.close()
+        log and log(f"  {name} {size}: OpenCV cannot read it: {theirs.error}")
+        theirs = lambda: None  # noqa: E731  (pydarknet alone)
 
     def ours():
         time.sleep(PAUSE_S)
@@ -134,32 +175,39 @@ def run_case(name, size, warmup, repeats, budget_s, folder, seed=0, log=None):
         ours_ms.append(ours())
         cv_ms.append(theirs())
         if log:
-            log(f"  {name} {size} rep {i + 1}/{repeats}: pydarknet {ours_ms[-1]:.0f} ms, OpenCV {cv_ms[-1]:.0f} ms")
+            log(f"  {name} {size} rep {i + 1}/{repeats}: pydarknet {ours_ms[-1]:.0f} ms"
+                + (f", OpenCV {cv_ms[-1]:.0f} ms" if cv_ms[-1] is not None else "")
+                + (" (one core busy)" if busy else ""))
         if i + 1 >= MIN_REPEATS and time.perf_counter() - start > budget_s:
             break
-    theirs.close()
+    if cv_error is None:
+        theirs.close()
     result = {
-        "work": f"{name} forward, {size}x{size}, batch 1",
+        "work": f"{name} forward, {size}x{size}, batch 1" + (", one core busy" if busy else ""), "busy": busy,
+        "cv_error": cv_error,
         "name": name, "size": size, "repeats": len(ours_ms),
-        "ours_ms": ours_ms, "cv_ms": cv_ms,
-        "ours": statistics.median(ours_ms), "cv": statistics.median(cv_ms),
+        "ours_ms": ours_ms, "cv_ms": [] if cv_error else cv_ms,
+        "ours": statistics.median(ours_ms), "cv": None if cv_error else statistics.median(cv_ms),
         "denormals": denormal_count(net),
         "bflops": sum(layer.bflops or 0 for layer in net.layers),
     }
-    result["ratio"] = result["ours"] / result["cv"]
+    result["ratio"] = result["ours"] / result["cv"] if result["cv"] else None
     os.unlink(weights)
     return result
 
 
-def run(cases=CASES, log=None):
-    """All cases, in order, in one temporary folder; a list of run_case dicts."""
+def run(cases=CASES, log=None, busy=False):
+    """All cases, in order, in one temporary folder; a list of run_case dicts. busy: with one core taken by a
+    spinning process, started before the first case and killed after the last."""
     with tempfile.TemporaryDirectory(prefix="pydarknet-bench-") as folder:
-        return [run_case(*case, folder, log=log) for case in cases]
+        with busy_core() if busy else contextlib.nullcontext():
+            return [run_case(*case, folder, log=log, busy=busy) for case in cases]
 
 
 def main():
     for r in run(log=print):
-        print(f"{r['work']}: pydarknet {r['ours']:.0f} ms, OpenCV {r['cv']:.0f} ms, ratio {r['ratio']:.2f}")
+        print(f"{r['work']}: pydarknet {r['ours']:.0f} ms, "
+              + (f"OpenCV {r['cv']:.0f} ms, ratio {r['ratio']:.2f}" if r["cv"] else f"OpenCV: {r['cv_error']}"))
 
 
 if __name__ == "__main__":

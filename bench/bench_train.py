@@ -69,9 +69,9 @@ def torch_available():
     return importlib.util.find_spec("torch") is not None
 
 
-def network(batch, seed=SEED):
-    """cfg/yolov3-tiny.cfg at the given batch (subdivisions 1), with sane random weights."""
-    path = os.path.join(ROOT, "cfg", f"{CFG}.cfg")
+def network(batch, seed=SEED, path=None):
+    """cfg/yolov3-tiny.cfg (or the cfg at path) at the given batch (subdivisions 1), with sane random weights."""
+    path = path or os.path.join(ROOT, "cfg", f"{CFG}.cfg")
     sections = read_cfg(path)
     sections[0].options.update(batch=str(batch), subdivisions="1")
     net = Network(sections, path)
@@ -90,9 +90,9 @@ def truth_boxes(rng, batch, max_boxes=90, classes=80):
     return truth.reshape(batch, -1)
 
 
-def inputs(batch, seed=SEED):
+def inputs(batch, seed=SEED, size=SIZE):
     rng = np.random.default_rng(seed)
-    return rng.random((batch, 3, SIZE, SIZE), dtype=np.float32), truth_boxes(rng, batch)
+    return rng.random((batch, 3, size, size), dtype=np.float32), truth_boxes(rng, batch)
 
 
 def head_outputs(net):
@@ -297,6 +297,90 @@ def run(log=None, repeats=REPEATS, warmup=WARMUP, budget_s=BUDGET_S, torch_proce
         row["ratio"] = row["ours"] / row["peer_median"] if row["peer_median"] else None
         row["target_met"] = row["ours_per_image"] < ORIGINAL_MS
     return [batch8, batch1]
+
+
+# ---- yolov3 at batch 8, and the GEMM floor -------------------------------------------------------------------
+
+BIG_CFG = "yolov3"
+BIG_REPEATS = 3
+BIG_BUDGET_S = 150
+GEMM_SHAPE = (1024, 4608, 2704)     # (M, K, N): yolov3's 3x3 convolution with 512 in, 1024 out at 52x52
+
+
+def gemm_gflops(shape=GEMM_SHAPE, tries=3):
+    """The float32 GEMM rate numpy reaches here (np.matmul, best of tries), GFLOP/s, with THREADS threads."""
+    m, k, n = shape
+    rng = np.random.default_rng(0)
+    a, b = rng.random((m, k), dtype=np.float32), rng.random((k, n), dtype=np.float32)
+    best = float("inf")
+    with threads(THREADS):
+        np.matmul(a, b)
+        for _ in range(tries):
+            start = time.perf_counter()
+            np.matmul(a, b)
+            best = min(best, time.perf_counter() - start)
+    return 2.0 * m * k * n / best / 1e9
+
+
+def run_big(log=None, repeats=BIG_REPEATS, warmup=1, budget_s=BIG_BUDGET_S, batch=BATCH, size=SIZE,
+            name=BIG_CFG):
+    """yolov3 416 training step at batch 8, pydarknet against PyTorch; one row as run()'s, with the GEMM floor:
+    three times the forward FLOPs over numpy's GEMM rate."""
+    from bench.bench_forward import resized_cfg
+    log = log or (lambda line: None)
+    with threads(THREADS), tempfile.TemporaryDirectory(prefix="pydarknet-bench-") as folder:
+        path = resized_cfg(name, size, folder)
+        net = network(batch, path=path)
+        x, truth = inputs(batch, size=size)
+        theirs, check, info, why_not = None, None, None, None
+        if torch_available():
+            weights = os.path.join(folder, f"{name}.weights")
+            save_weights(net, weights)
+            theirs = TorchProcess(path, weights, batch, THREADS)
+            info = theirs.info()
+            net.predict(x)
+            check = theirs.check(x, head_outputs(net))
+            log(f"  {name} torch translation check, relative L2: " + ", ".join(f"{c:.1e}" for c in check))
+            if not max(check) <= CHECK_RTOL:
+                theirs.close()
+                raise AssertionError(f"torch_net's translation of {name} differs from pydarknet: relative L2 {check}")
+        else:
+            why_not = f"skipped: pip install {TORCH_PIN} to compare"
+        ours, peer, costs = [], [], []
+        try:
+            for _ in range(warmup):
+                pydarknet_step(net, x, truth)
+                if theirs is not None:
+                    time.sleep(PAUSE_S)
+                    theirs.step(x, truth)
+            start = time.perf_counter()
+            for i in range(repeats):
+                ours.append(pydarknet_step(net, x, truth))
+                if theirs is not None:
+                    time.sleep(PAUSE_S)
+                    ms, cost = theirs.step(x, truth)
+                    peer.append(ms)
+                    costs.append((net.cost, cost))
+                log(f"  {name} train step rep {i + 1}/{repeats}: pydarknet batch {batch} {ours[-1]:,.0f} ms"
+                    + (f", PyTorch {peer[-1]:,.0f} ms" if peer else ""))
+                if i + 1 >= 1 and time.perf_counter() - start > budget_s:
+                    break
+        finally:
+            if theirs is not None:
+                theirs.close()
+        bflops = sum(layer.bflops or 0 for layer in net.layers)
+    rate = gemm_gflops()
+    row = {"name": name, "size": size, "repeats": len(ours), "check": check, "torch": info, "costs": costs,
+           "why_not": why_not, "work": f"{name} training step, {size}x{size}, batch {batch}", "batch": batch,
+           "ours_ms": ours, "ours": statistics.median(ours), "peer": "PyTorch " + (info["version"] if info else ""),
+           "peer_ms": peer, "side_by_side": True, "peer_median": statistics.median(peer) if peer else None,
+           "bflops": bflops, "gemm_gflops": rate, "floor_ms": 3 * bflops * batch / rate * 1e3}
+    row["ours_images_s"] = batch * 1e3 / row["ours"]
+    row["ours_per_image"] = row["ours"] / batch
+    row["peer_images_s"] = batch * 1e3 / row["peer_median"] if row["peer_median"] else None
+    row["ratio"] = row["ours"] / row["peer_median"] if row["peer_median"] else None
+    row["target_met"] = None
+    return row
 
 
 # ---- where pydarknet's step spends its time -------------------------------------------------------------------

@@ -30,3 +30,30 @@ def test_bench_learn_replaces_the_rows_it_ran_and_keeps_the_rest():
     assert rows[2].startswith("| yolov1-tiny-shapes |") and rows[2].endswith("| 10.0 min | 0.610 | >= 0.50 | met |")
     assert len(rows) == 3 and new.count("| cfg |") == 1
     assert new.rstrip().endswith("notes on the demo run\n\n| another | table |\n|---|---|\n| yolov1-tiny-shapes | kept |")
+
+
+def test_forward_table_targets_and_opencv_errors():
+    from bench import run
+    row = {"work": "w", "bflops": 5.6, "repeats": 3, "ours": 60.0, "cv": 100.0, "ratio": 0.6, "cv_error": None}
+    busy = dict(row, work="w busy", busy=True, ours=110.0, ratio=1.1)
+    bad = dict(row, work="v1", cv=None, ratio=None, cv_error="Unknown layer type: detection")
+    lines = run.forward_lines([row, dict(row, ratio=0.95), bad], ([busy], None))
+    assert lines[2].endswith("| 0.60 | met, goal met |")
+    assert lines[3].endswith("| 0.95 | not met |")               # quiet target 0.9x
+    assert "`Unknown layer type: detection`" in lines[4]
+    assert lines[5].endswith("| 1.10 | met |")                     # busy target 1.2x
+    assert run.forward_lines([row], (None, "failed: X"))[-2] == "One core busy: failed: X."
+
+
+def test_profile_table_shares_and_conv_kinds():
+    from types import SimpleNamespace
+    from bench import bench_profile
+    rows = [{"work": "w", "pass": "inference forward", "kind": "convolutional 1x1", "layers": 2, "ms": 30.0},
+            {"work": "w", "pass": "whole pass", "kind": "all", "layers": 5, "ms": 40.0, "layers_ms": 30.0}]
+    table = bench_profile.table(rows)
+    assert table[2] == "| w | inference forward | convolutional 1x1 | 2 | 30.0 | 75% |"
+    assert "outside them 10.0 ms" in table[3]
+    conv = SimpleNamespace(type="convolutional", size=3, stride=1, derived={"winograd": 0})
+    assert bench_profile.kind(conv) == "convolutional 3x3 Winograd"
+    assert bench_profile.kind(SimpleNamespace(type="convolutional", size=3, stride=2)) == "convolutional 3x3 strided"
+    assert bench_profile.kind(SimpleNamespace(type="none")) == "simplenamespace"
