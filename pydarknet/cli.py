@@ -192,8 +192,33 @@ def select_device(nogpu, index, gpus):
         backend.request_device(backend.parse_device(first, "-gpus" if gpus else "-i"))
 
 
+class _NoScipyLinalg:
+    """An import hook that turns `import scipy.linalg` down (see skip_numba_blas_probe)."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name == "scipy.linalg":
+            raise ImportError("scipy.linalg is not loaded by the pydarknet command")
+        return None
+
+
+def skip_numba_blas_probe():
+    """When Numba first compiles or loads a kernel it imports numba.np.arraymath, which imports scipy.linalg to see
+    whether np.dot can run in compiled code: 0.3-0.7 s of every command. pydarknet's kernels never call BLAS from
+    compiled code, so the command's process lets that probe fail at once. (Not done on `import pydarknet`: a
+    program's own Numba code may want np.dot.)"""
+    if "scipy.linalg" in sys.modules or "numba.np.arraymath" in sys.modules:
+        return
+    hook = _NoScipyLinalg()
+    sys.meta_path.insert(0, hook)
+    try:
+        import numba.np.arraymath  # noqa: F401
+    finally:
+        sys.meta_path.remove(hook)
+
+
 def main(argv=None):
     args = Args(sys.argv[1:] if argv is None else argv)
+    skip_numba_blas_probe()
     warnings.formatwarning = lambda message, category, *rest: f"Warning: {message}\n"
     try:
         threads = args.value("-threads", settings.threads(), int)
