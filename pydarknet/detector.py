@@ -11,7 +11,7 @@ from .errors import DarknetError
 from .image import image_from_array, letterbox_image, load_image_color, resize_image
 from .network import Network
 from .nms import do_nms_sort
-from .weights import load_weights
+from .weights import covers_every_layer, load_weights
 
 
 def load_network(cfg, weights=None, clear=False, verbose=False):
@@ -20,7 +20,9 @@ def load_network(cfg, weights=None, clear=False, verbose=False):
     verbose: print Darknet's layer table and its "Unused field" notes to stderr, as the darknet program does.
     """
     cfg = os.fsdecode(cfg)
-    net = Network(read_cfg(cfg), cfg).init_random()
+    net = Network(read_cfg(cfg), cfg)
+    if not (weights and covers_every_layer(net, weights)):     # the file overwrites every random weight
+        net.init_random()
     if verbose:
         print(net.summary(), file=sys.stderr)
         net.report_unused()

@@ -56,6 +56,19 @@ def _file_arrays(layer, transposed):
             yield array, array.shape
 
 
+def covers_every_layer(net, path):
+    """True when the weights file holds every layer's parameters, so that loading it overwrites all of them (a new
+    network's random weights need not be drawn first); False when it is shorter or cannot be read (load_weights
+    then says why)."""
+    try:
+        with open(os.fsdecode(path), "rb") as f:
+            read_header(f, path)
+            body = os.fstat(f.fileno()).st_size - f.tell()
+    except (OSError, WeightsError):
+        return False
+    return body >= 4 * sum(layer.file_floats for layer in net.layers if layer.weight_arrays())
+
+
 def load_weights(net, path, upto=None):
     """Fill the network's parameters from a Darknet .weights file, layer by layer (libdarknet's load_weights_upto).
 

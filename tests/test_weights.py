@@ -5,7 +5,7 @@ import pytest
 from pydarknet.cfg import read_cfg
 from pydarknet.errors import WeightsError
 from pydarknet.network import Network
-from pydarknet.weights import WeightsWarning, load_weights, save_weights
+from pydarknet.weights import WeightsWarning, covers_every_layer, load_weights, save_weights
 
 NETS = ["v3mini", "v2mini", "v1mini", "v1mini-nodrop", "clsmini"]
 
@@ -163,3 +163,28 @@ def test_written_weights_honour_the_umask(tmp_path, umask):
     for name in ("random.weights", "first.weights"):
         assert oct((tmp_path / name).stat().st_mode & 0o777) == oct(0o666 & ~umask), name
     assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".tmp-")]
+
+
+def test_a_file_that_covers_every_layer_skips_the_random_draw(reference, tmp_path, monkeypatch):
+    """load_network draws random weights only where the file leaves some (the draw was a third of `detect`'s
+    start-up); a partial file gets them, as before, and the same values."""
+    from pydarknet import detector
+    cfg = str(reference / "testcfg" / "v3mini.cfg")
+    full, partial = tmp_path / "full.weights", tmp_path / "partial.weights"
+    net = Network(read_cfg(cfg), cfg).init_random(3)
+    save_weights(net, full)
+    data = full.read_bytes()
+    cut = 20 + 4 * sum(layer.file_floats for layer in net.layers[:2] if layer.weight_arrays())
+    partial.write_bytes(data[:cut])
+    drawn = []
+    original = Network.init_random
+    monkeypatch.setattr(Network, "init_random", lambda self, seed=None: drawn.append(seed) or original(self, seed))
+    loaded = detector.load_network(cfg, full)
+    assert drawn == []
+    for a, b in zip(loaded.layers, net.layers):
+        for x, y in zip(a.weight_arrays(), b.weight_arrays()):
+            np.testing.assert_array_equal(x, y)
+    with pytest.warns(WeightsWarning, match="partial"):
+        detector.load_network(cfg, partial)
+    assert drawn == [None]
+    assert not covers_every_layer(net, tmp_path / "missing.weights") and covers_every_layer(net, full)
