@@ -23,5 +23,5 @@ setup(
         "test": ["pytest>=7", "hypothesis>=6", "opencv-python-headless>=4.8,<5", "pycocotools>=2.0.7",
                  "faster-coco-eval>=1.6"],
     },
-    entry_points={"console_scripts": ["pydarknet = pydarknet.cli:main"]},
+    entry_points={"console_scripts": ["pydarknet = pydarknet.cli:run"]},
 )

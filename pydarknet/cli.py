@@ -61,8 +61,10 @@ def set_threads(n):
     """Threads for Numba's kernels and for the GEMMs alike (backend/threads.py shares single-threaded BLAS calls
     out over as many)."""
     import numba
+    from .backend import threads
     n = max(1, min(int(n), numba.config.NUMBA_NUM_THREADS))
     numba.set_num_threads(n)
+    threads.limit_blas(again=True)
 
 
 def _detector_evaluate(verb, args):
@@ -192,33 +194,38 @@ def select_device(nogpu, index, gpus):
         backend.request_device(backend.parse_device(first, "-gpus" if gpus else "-i"))
 
 
-class _NoScipyLinalg:
-    """An import hook that turns `import scipy.linalg` down (see skip_numba_blas_probe)."""
+class _Refuse:
+    """An import hook that turns the imports of some modules down (see skip_numba_probes)."""
+
+    def __init__(self, names):
+        self.names = names
 
     def find_spec(self, name, path=None, target=None):
-        if name == "scipy.linalg":
-            raise ImportError("scipy.linalg is not loaded by the pydarknet command")
+        if name in self.names:
+            raise ImportError(f"{name} is not loaded by the pydarknet command")
         return None
 
 
-def skip_numba_blas_probe():
-    """When Numba first compiles or loads a kernel it imports numba.np.arraymath, which imports scipy.linalg to see
-    whether np.dot can run in compiled code: 0.3-0.7 s of every command. pydarknet's kernels never call BLAS from
-    compiled code, so the command's process lets that probe fail at once. (Not done on `import pydarknet`: a
-    program's own Numba code may want np.dot.)"""
-    if "scipy.linalg" in sys.modules or "numba.np.arraymath" in sys.modules:
+def skip_numba_probes():
+    """The first time Numba compiles or loads a kernel it sets up its typing and lowering registries, and on the
+    way imports scipy.linalg (to see whether np.dot can run in compiled code: 0.3-0.7 s) and cffi (0.06 s).
+    pydarknet's kernels use neither, so the command's process sets the registries up now with both imports turned
+    down. (Not done on `import pydarknet`: a program's own Numba code may want them.)"""
+    if "numba.np.arraymath" in sys.modules:
         return
-    hook = _NoScipyLinalg()
+    hook = _Refuse({"scipy.linalg", "cffi"} - set(sys.modules))
     sys.meta_path.insert(0, hook)
     try:
-        import numba.np.arraymath  # noqa: F401
+        from numba.core.registry import cpu_target
+        cpu_target.typing_context.refresh()
+        cpu_target.target_context.refresh()
     finally:
         sys.meta_path.remove(hook)
 
 
 def main(argv=None):
     args = Args(sys.argv[1:] if argv is None else argv)
-    skip_numba_blas_probe()
+    skip_numba_probes()
     warnings.formatwarning = lambda message, category, *rest: f"Warning: {message}\n"
     try:
         threads = args.value("-threads", settings.threads(), int)
@@ -245,3 +252,16 @@ def main(argv=None):
     except BrokenPipeError:     # output piped into `head`: stop quietly, as C programs do
         sys.stdout = open(os.devnull, "w")
         return 141
+
+
+def run():
+    """The `pydarknet` program (and `python -m pydarknet`): main(), then out of the process as soon as its output
+    is flushed. The interpreter's teardown (Numba's and LLVM's) took 0.15-0.4 s of every command, and nothing is
+    left to write by then: files are closed and weights renamed into place before main returns."""
+    code = main()
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except (BrokenPipeError, ValueError):       # a reader that went away, or a stream already closed
+        pass
+    os._exit(code)

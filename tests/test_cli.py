@@ -203,6 +203,7 @@ def test_layer_table_and_unused_fields_on_stderr(workdir):
 
 
 def test_threads_flag_sets_numba_and_blas(workdir, monkeypatch):
+    """-threads N: N threads for the kernels and the GEMM pieces; BLAS itself on one (backend/threads.py)."""
     import numba
     from threadpoolctl import threadpool_info
     monkeypatch.setattr(numba, "set_num_threads", numba.set_num_threads)
@@ -214,3 +215,20 @@ def test_threads_flag_sets_numba_and_blas(workdir, monkeypatch):
     finally:
         from pydarknet.cli import set_threads
         set_threads(before)
+
+
+def test_detect_loads_only_what_it_uses_and_exits_with_its_code(tmp_path):
+    """The command turns down Numba's scipy.linalg and cffi probes (start-up time), still detects, and its exit
+    code survives the quick exit."""
+    script = ("import sys\nfrom pydarknet import cli\n"
+              "code = cli.main(['detect', 'cfg/yolov3-tiny-shapes.cfg', 'weights/yolov3-tiny-shapes.weights', "
+              "'data/shapes-sample.png', '-thresh', '.5'])\n"
+              "print('LOADED', 'scipy.linalg' in sys.modules, 'cffi' in sys.modules, code)\n")
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    done = subprocess.run([sys.executable, "-c", script], cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert "LOADED False False 0" in done.stdout, done.stderr
+    assert "Predicted in" in done.stdout
+    done = run_cli("detect", REPO / "cfg" / "yolov3-tiny-shapes.cfg", tmp_path / "missing.weights",
+                   REPO / "data" / "shapes-sample.png", cwd=tmp_path)
+    assert done.returncode == 1 and "missing.weights" in done.stderr

@@ -32,7 +32,8 @@ def test_a_failing_piece_raises_in_the_caller_and_work_in_a_piece_runs_in_line()
     assert sorted(inner) == [(i, j) for i in range(4) for j in range(3)]
 
 
-@pytest.mark.parametrize("m, k, n", [(16, 27, 60000), (1024, 512, 49), (3, 5, 7), (257, 300, 257), (40, 9, 100003)])
+@pytest.mark.parametrize("m, k, n", [(16, 27, 60000), (1024, 512, 49), (3, 5, 7), (257, 300, 257), (40, 9, 100003),
+                                     (4, 300000, 8), (2, 200000, 33), (30, 100000, 1)])
 def test_gemm_in_pieces_is_the_product(m, k, n):
     rng = np.random.default_rng(m + n)
     a = rng.standard_normal((m, k)).astype(np.float32)

@@ -277,7 +277,7 @@ def gemm(a, b, out=None):
         threads.limit_blas()
         return np.matmul(a, b, out=out)
     if n >= m:
-        step = -(-n // pieces + 15) // 16 * 16      # multiples of 16 columns: whole cache lines
+        step = -(-(-(-n // pieces)) // 16) * 16     # n/pieces rounded up to 16 columns: whole cache lines
         threads.run(lambda i: np.matmul(a, b[:, i * step:(i + 1) * step], out=out[:, i * step:(i + 1) * step]),
                     -(-n // step))
     else:

@@ -62,10 +62,11 @@ def _worker():
                 _jobs.remove(job)
 
 
-def limit_blas():
-    """numpy's BLAS on one thread (once per process; the pieces are the parallelism)."""
+def limit_blas(again=False):
+    """Every loaded BLAS on one thread (the pieces are the parallelism): once per process, or `again` for the
+    libraries loaded since."""
     global _blas_limited
-    if _blas_limited:
+    if _blas_limited and not again:
         return
     from threadpoolctl import ThreadpoolController
     ThreadpoolController().select(user_api="blas").limit(limits=1)
