@@ -50,11 +50,11 @@ def test_gemm_in_pieces_is_the_product(m, k, n):
     assert np.isnan(wide[:, :2]).all() and np.isnan(wide[:, n + 2:]).all()
 
 
-def test_blas_runs_on_one_thread_once_a_gemm_ran():
+def test_numpys_blas_runs_on_one_thread_once_a_gemm_ran():
     from threadpoolctl import threadpool_info
     cpu.gemm(np.ones((64, 64), np.float32), np.ones((64, 64), np.float32))
-    blas = [pool for pool in threadpool_info() if pool["user_api"] == "blas"]
-    assert blas and all(pool["num_threads"] == 1 for pool in blas)
+    blas = [pool for pool in threadpool_info() if pool["user_api"] == "blas" and "numpy" in pool["filepath"]]
+    assert blas and all(pool["num_threads"] == 1 for pool in blas)      # the BLAS numpy's matmul calls
 
 
 @pytest.mark.parametrize("shape, filters, size, stride, pad, groups", [
