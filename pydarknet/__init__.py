@@ -8,9 +8,10 @@ Three ways in:
 """
 import os
 
-# Two thread pools share the cores: Numba's (OpenMP) for the kernels and OpenBLAS's for GEMM. Idle threads of
-# either spin and starve the other (every kernel ran several times slower), so both are told to sleep soon. This
-# works when pydarknet is imported before numpy has loaded OpenBLAS and before the first Numba kernel runs.
+# Two sets of threads share the cores: Numba's (OpenMP) for the kernels and backend/threads.py's for the GEMM pieces
+# (BLAS itself runs on one thread; OpenBLAS's own pool matters where a program raises that again). Idle OpenMP or
+# OpenBLAS threads would spin and starve the others, so both are told to sleep soon. This works when pydarknet is
+# imported before numpy has loaded OpenBLAS and before the first Numba kernel runs.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")   # 2^4 cycles of spinning, Darknet-like single passes
 
