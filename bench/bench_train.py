@@ -211,19 +211,16 @@ class TorchProcess:
 
 @contextlib.contextmanager
 def threads(n):
-    """numba's and the BLAS's thread counts set to n, restored afterwards."""
+    """pydarknet on n threads, as `-threads n` sets it: Numba's count, which its kernels and backend/threads.py's
+    GEMM pieces use, with BLAS itself on one thread (BLAS on n as well put n x n threads on the cores: the
+    training step took 2.5x as long). Numba's count is restored afterwards."""
     import numba
+    from pydarknet.backend import threads as gemm_threads
     before = numba.get_num_threads()
     numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+    gemm_threads.limit_blas(again=True)
     try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        limits = contextlib.nullcontext()
-    else:
-        limits = threadpool_limits(n, user_api="blas")
-    try:
-        with limits:
-            yield
+        yield
     finally:
         numba.set_num_threads(before)
 
@@ -308,12 +305,14 @@ GEMM_SHAPE = (1024, 4608, 2704)     # (M, K, N): yolov3's 3x3 convolution with 5
 
 
 def gemm_gflops(shape=GEMM_SHAPE, tries=3):
-    """The float32 GEMM rate numpy reaches here (np.matmul, best of tries), GFLOP/s, with THREADS threads."""
+    """The float32 GEMM rate numpy reaches here (np.matmul, best of tries), GFLOP/s, with its BLAS on THREADS
+    threads (for this measurement only: pydarknet's own GEMMs keep BLAS on one)."""
+    from threadpoolctl import threadpool_limits
     m, k, n = shape
     rng = np.random.default_rng(0)
     a, b = rng.random((m, k), dtype=np.float32), rng.random((k, n), dtype=np.float32)
     best = float("inf")
-    with threads(THREADS):
+    with threads(THREADS), threadpool_limits(THREADS, user_api="blas"):
         np.matmul(a, b)
         for _ in range(tries):
             start = time.perf_counter()
