@@ -213,44 +213,37 @@ def batch_stats(x):
     return mean, variance
 
 
+@kernel(inline="always")
+def _im2col_row(x, size, stride, pad, out_w, row, first, last, col):
+    """Darknet's im2col_cpu for one column-matrix row (channel, kernel y, kernel x), output rows first..last-1."""
+    channels, height, width = x.shape
+    n = (last - first) * out_w
+    w_offset = row % size
+    h_offset = (row // size) % size
+    c = row // size // size
+    for i in range(first, last):
+        y = h_offset + i * stride - pad
+        base = row * n + (i - first) * out_w
+        if y < 0 or y >= height:
+            for j in range(out_w):
+                col[base + j] = 0.0
+            continue
+        for j in range(out_w):
+            xx = w_offset + j * stride - pad
+            col[base + j] = x[c, y, xx] if 0 <= xx < width else np.float32(0.0)
+
+
 @kernel(parallel=True)
 def _im2col(x, size, stride, pad, out_h, out_w, col):
-    channels, height, width = x.shape
-    for row in numba.prange(channels * size * size):
-        w_offset = row % size
-        h_offset = (row // size) % size
-        c = row // size // size
-        for i in range(out_h):
-            y = h_offset + i * stride - pad
-            base = (row * out_h + i) * out_w
-            if y < 0 or y >= height:
-                for j in range(out_w):
-                    col[base + j] = 0.0
-                continue
-            for j in range(out_w):
-                xx = w_offset + j * stride - pad
-                col[base + j] = x[c, y, xx] if 0 <= xx < width else np.float32(0.0)
+    for row in numba.prange(x.shape[0] * size * size):
+        _im2col_row(x, size, stride, pad, out_w, row, 0, out_h, col)
 
 
 @piece_kernel
 def _im2col_rows(x, size, stride, pad, out_w, first, last, col):
-    """_im2col for the output rows first..last-1 only: col is (C*size*size, (last-first)*out_w)."""
-    channels, height, width = x.shape
-    n = (last - first) * out_w
-    for row in range(channels * size * size):
-        w_offset = row % size
-        h_offset = (row // size) % size
-        c = row // size // size
-        for i in range(first, last):
-            y = h_offset + i * stride - pad
-            base = row * n + (i - first) * out_w
-            if y < 0 or y >= height:
-                for j in range(out_w):
-                    col[base + j] = 0.0
-                continue
-            for j in range(out_w):
-                xx = w_offset + j * stride - pad
-                col[base + j] = x[c, y, xx] if 0 <= xx < width else np.float32(0.0)
+    """_im2col for the output rows first..last-1 only, on one thread: col is (C*size*size, (last-first)*out_w)."""
+    for row in range(x.shape[0] * size * size):
+        _im2col_row(x, size, stride, pad, out_w, row, first, last, col)
 
 
 def im2col(x, size, stride, pad, out_h, out_w, workspace=None):
