@@ -111,8 +111,8 @@ class Network(NetOptions):
         if self.device != "cpu":
             return None         # the GPU backend takes its buffers from CuPy's memory pool
         batch = like.shape[0]
-        size = max((layer.workspace_size(batch) for layer in self.layers if hasattr(layer, "workspace_size")),
-                   default=0)
+        size = max((layer.workspace_size(batch, self.train) for layer in self.layers
+                    if hasattr(layer, "workspace_size")), default=0)
         if self.workspace is None or self.workspace.size < size or xp_of(self.workspace) is not xp_of(like):
             self.workspace = xp_of(like).empty(max(size, 1), np.float32)
         return self.workspace

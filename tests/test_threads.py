@@ -80,3 +80,56 @@ def test_convolution_in_pieces(monkeypatch, shape, filters, size, stride, pad, g
     cpu.convolution_forward(x, w, size, stride, pad, groups, y)
     exact = reference.convolution(x, w, size, stride, pad, groups)
     np.testing.assert_allclose(y, exact, rtol=1e-4, atol=1e-5)
+
+
+def convolution_gradients(x, weights, delta, size, stride, pad, groups):
+    """In float64: the weight gradient sum over images of delta x columns^T, and the input gradient, of the
+    convolution in reference.convolution (the same patches, differentiated)."""
+    batch, c, h, w = x.shape
+    filters, (_, _, out_h, out_w) = weights.shape[0], delta.shape
+    cg, ng = c // groups, filters // groups
+    kernel = np.asarray(weights, np.float64).reshape(filters, cg, size, size)
+    padded = np.zeros((batch, c, h + 2 * pad + size, w + 2 * pad + size))
+    padded[:, :, pad:pad + h, pad:pad + w] = x
+    d = np.asarray(delta, np.float64)
+    dw, dpadded = np.zeros_like(kernel), np.zeros_like(padded)
+    for g in range(groups):
+        fs, cs = slice(g * ng, (g + 1) * ng), slice(g * cg, (g + 1) * cg)
+        for ky in range(size):
+            for kx in range(size):
+                window = (slice(None), cs, slice(ky, ky + stride * out_h, stride), slice(kx, kx + stride * out_w, stride))
+                dw[fs, :, ky, kx] = np.einsum("bfij,bcij->fc", d[:, fs], padded[window])
+                dpadded[window] += np.einsum("fc,bfij->bcij", kernel[fs, :, ky, kx], d[:, fs])
+    return dw.reshape(weights.shape), dpadded[:, :, pad:pad + h, pad:pad + w]
+
+
+@pytest.mark.parametrize("batch, shape, filters, size, stride, pad, groups, way", [
+    (5, (3, 37, 29), 5, 3, 1, 1, 1, "rows"), (5, (3, 37, 29), 5, 3, 1, 1, 1, "images"),
+    (3, (4, 30, 41), 6, 3, 2, 1, 2, "rows"), (1, (2, 23, 20), 3, 5, 3, 2, 1, "images"),
+    (6, (3, 17, 9), 4, 3, 1, 0, 1, "rows"), (4, (4, 9, 11), 6, 1, 1, 0, 2, "images"),
+    (5, (3, 12, 13), 4, 3, 1, 1, 1, "winograd"), (2, (5, 7, 6), 8, 3, 1, 1, 1, "winograd")])
+def test_convolution_backward_in_pieces(monkeypatch, batch, shape, filters, size, stride, pad, groups, way):
+    """The images are the pieces, each of a few slots summing its images' weight gradient (large column matrices
+    made a few output rows at a time, forced here; or the input gradient by Winograd): the sums, added onto what
+    weight_updates and dx held, are the float64 gradients'."""
+    if way == "rows":
+        monkeypatch.setattr(cpu, "_LARGE_COLUMNS", 1)
+        monkeypatch.setattr(cpu, "_PIECE_COLUMNS", 1)
+        monkeypatch.setattr(cpu, "_PIECE_MIN_WIDTH", 1)
+    if way == "winograd":
+        monkeypatch.setenv("PYDARKNET_WINOGRAD_MIN_CHANNELS", "1")
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((batch,) + shape).astype(np.float32)
+    w = rng.standard_normal((filters, shape[0] // groups * size * size)).astype(np.float32)
+    out_h = (shape[1] + 2 * pad - size) // stride + 1
+    out_w = (shape[2] + 2 * pad - size) // stride + 1
+    delta = rng.standard_normal((batch, filters, out_h, out_w)).astype(np.float32)
+    updates, dx = rng.standard_normal(w.shape).astype(np.float32), rng.standard_normal(x.shape).astype(np.float32)
+    before_updates, before_dx = updates.copy(), dx.copy()
+    derived = {}
+    cpu.convolution_backward(x, delta, w, size, stride, pad, groups, updates, dx, None, derived)
+    assert ("winograd gradient" in derived) == (way == "winograd")
+    dw, dx_exact = convolution_gradients(x, w, delta, size, stride, pad, groups)
+    np.testing.assert_allclose(updates, before_updates + dw, rtol=1e-4, atol=1e-4)
+    one_by_one = size == 1 and stride == 1 and pad == 0     # Darknet's beta-0 GEMM writes dx over
+    np.testing.assert_allclose(dx, dx_exact if one_by_one else before_dx + dx_exact, rtol=1e-4, atol=1e-4)

@@ -266,7 +266,7 @@ def gemm(a, b, out=None):
     if out is None:
         out = np.empty((m, n), np.float32)
     pieces = min(2 * threads.threads(), int(2.0 * m * n * a.shape[1] / _PIECE_FLOPS))
-    if pieces < 2:
+    if pieces < 2 or threads.inside():     # inside a piece the thread is already one of the parallel ones
         threads.limit_blas()
         return np.matmul(a, b, out=out)
     if n >= m:
@@ -535,14 +535,24 @@ def softmax_forward(x, n, groups, group_offset, stride, temperature, y):
 
 # ---- convolution: im2col + GEMM image by image, Winograd where it pays -----------------------------------------
 
-def convolution_workspace(channels, height, width, filters, size, stride, pad, groups, batch=1):
-    """Floats of workspace convolution_forward and _backward need: one image's columns, or Winograd's tiles."""
+def convolution_workspace(channels, height, width, filters, size, stride, pad, groups, batch=1, training=False):
+    """Floats of workspace convolution_forward (and in training _backward) needs: one image's columns, or
+    Winograd's tiles (16 values per 2x2 tile)."""
     out_h = (height + 2 * pad - size) // stride + 1
     out_w = (width + 2 * pad - size) // stride + 1
     columns = channels // groups * size * size * out_h * out_w
-    if winograd.applies(channels, height, width, size, stride, groups):     # 16 values per 2x2 tile
-        return max(columns, winograd.workspace_size(channels, filters, batch * ((out_h + 1) // 2) * ((out_w + 1) // 2)))
+    tiles = batch * ((out_h + 1) // 2) * ((out_w + 1) // 2)
+    if winograd.applies(channels, height, width, size, stride, groups):
+        columns = max(columns, winograd.workspace_size(channels, filters, tiles))
+    if training and _winograd_gradient(filters, out_h, out_w, size, stride, pad, groups):
+        columns = max(columns, winograd.workspace_size(filters, channels, tiles))
     return columns
+
+
+def _winograd_gradient(filters, out_h, out_w, size, stride, pad, groups):
+    """Whether the input gradient goes through Winograd: that of a 3x3 stride-1 convolution padded by 1 is itself
+    one (of delta, with the filters turned round), worth it where delta has enough channels."""
+    return pad == 1 and winograd.applies(filters, out_h, out_w, size, stride, groups)
 
 
 def convolution_forward(x, weights, size, stride, pad, groups, y, workspace=None, derived=None):
@@ -599,10 +609,16 @@ _PIECE_MIN_WIDTH = 1024     # columns at least: packing the filters again for ea
 _piece_buffers = threading.local()
 
 
-def _piece_buffer(n):
-    buffer = getattr(_piece_buffers, "columns", None)
+_shared_buffers = {}
+
+
+def _piece_buffer(n, name="columns", shared=False):
+    """n floats of the calling thread's buffer `name` (shared: of the one buffer all threads see), kept for the
+    next call."""
+    buffers = _shared_buffers if shared else _piece_buffers.__dict__
+    buffer = buffers.get(name)
     if buffer is None or buffer.size < n:
-        buffer = _piece_buffers.columns = np.empty(n, np.float32)
+        buffer = buffers[name] = np.empty(n, np.float32)
     return buffer[:n]
 
 
@@ -621,39 +637,80 @@ def _convolve_in_pieces(x, weights, size, stride, pad, out_h, out_w, y):
     threads.run(piece, -(-out_h // per_piece))
 
 
-def convolution_backward(x, delta, weights, size, stride, pad, groups, weight_updates, dx, workspace=None):
+def convolution_backward(x, delta, weights, size, stride, pad, groups, weight_updates, dx, workspace=None,
+                         derived=None):
     """Darknet's backward_convolutional_layer after the bias/batch-norm part: weight_updates += delta x col^T,
-    and the input gradient W^T delta through col2im into dx (None: not needed).
+    and the input gradient W^T delta through col2im into dx (None: not needed), or, for 3x3 "same" convolutions
+    with enough filters, dx += the Winograd convolution of delta with the turned filters (kept in `derived`).
+
+    The images are the pieces (one image: its GEMMs are). Each of `slots` buffers sums the weight gradient of the
+    images slot, slot + slots, ... transposed, (C*size*size, K): the GEMM runs as col delta^T, whose BLAS call on
+    one thread reaches 1.5-3x the rate of splitting the long inner dimension, and the slots are added in order at
+    the end, so the sums do not depend on which thread took which piece.
 
     Kept from Darknet: a 1x1 convolution writes its input gradient over dx instead of adding to it (its GEMM has
     beta 0), so what a shortcut or route put into that delta before is lost, as in the original.
     """
+    batch = x.shape[0]
     _, _, out_h, out_w = delta.shape
-    cg, ng = x.shape[1] // groups, weights.shape[0] // groups
+    filters, rows = weights.shape
+    cg, ng = x.shape[1] // groups, filters // groups
     one_by_one = size == 1 and stride == 1 and pad == 0
-    # the weight gradient is accumulated transposed, (C*size*size, K), and written back once: the GEMM runs as
-    # col delta^T (OpenBLAS splits delta col^T's long inner dimension across threads that then wait on each other:
-    # 760 ms instead of 8 ms for layer 2 of yolov3-tiny at 416 on two busy cores), without a strided add per image
-    # (1.1 s of yolov3-tiny's layer 12 at batch 8). The same sums in the same order as adding per image.
-    updates_t = [np.ascontiguousarray(weight_updates[g * ng:(g + 1) * ng].T) for g in range(groups)]
-    for b in range(x.shape[0]):
-        for g in range(groups):
-            d = delta[b, g * ng:(g + 1) * ng].reshape(ng, -1)
-            xg = x[b, g * cg:(g + 1) * cg]
-            col = xg.reshape(cg, -1) if one_by_one else im2col(xg, size, stride, pad, out_h, out_w, workspace)
-            updates_t[g] += gemm(col, d.T)
-            if dx is None:
-                continue
-            w = weights[g * ng:(g + 1) * ng]
-            if one_by_one:
-                gemm(w.T, d, out=dx[b, g * cg:(g + 1) * cg].reshape(cg, -1))
-            else:
-                # the image's columns are spent: their gradient goes into the same workspace
-                rows = cg * size * size
-                out = None if workspace is None else workspace[:rows * d.shape[1]].reshape(rows, -1)
-                col2im(gemm(w.T, d, out=out), size, stride, pad, dx[b, g * cg:(g + 1) * cg])
+    if dx is not None and _winograd_gradient(filters, out_h, out_w, size, stride, pad, groups):
+        derived = {} if derived is None else derived
+        if "winograd gradient" not in derived:
+            derived["winograd gradient"] = winograd.transform_turned(weights, x.shape[1])
+        winograd.convolve(delta, derived["winograd gradient"], pad, dx, workspace, add=True)
+        dx = None
+    slots = min(batch, 2 * threads.threads())
+    sums = _piece_buffer(slots * groups * rows * ng, "slots", shared=True).reshape(slots, groups, rows, ng)
+    per_piece = out_h       # output rows whose columns are made at a time (large images: a cache's worth)
+    if not one_by_one and rows * out_h * out_w >= _LARGE_COLUMNS:
+        per_piece = max(-(-_PIECE_MIN_WIDTH // out_w), _PIECE_COLUMNS // (rows * out_w), 1)
+
+    def slot(s):
+        for b in range(s, batch, slots):
+            for g in range(groups):
+                _backward_image(x[b, g * cg:(g + 1) * cg], delta[b, g * ng:(g + 1) * ng].reshape(ng, -1),
+                                weights[g * ng:(g + 1) * ng], size, stride, pad, out_w, per_piece, sums[s, g],
+                                b == s, None if dx is None else dx[b, g * cg:(g + 1) * cg], one_by_one)
+
+    threads.run(slot, slots)
+    total = sums[0]
+    for s in range(1, slots):
+        total += sums[s]
     for g in range(groups):
-        weight_updates[g * ng:(g + 1) * ng] = updates_t[g].T
+        weight_updates[g * ng:(g + 1) * ng] += total[g].T
+
+
+def _backward_image(x, d, w, size, stride, pad, out_w, per_piece, total, fresh, dx, one_by_one):
+    """One image (and group) x (C, H, W) with its delta d (K, out_h*out_w): total (C*size*size, K) += col d^T (set
+    when `fresh`), and dx += W^T d folded back by col2im (1x1: dx = W^T d); per_piece output rows at a time."""
+    rows = w.shape[1]
+    if one_by_one:
+        _add_product(x.reshape(rows, -1), d.T, total, fresh)
+        if dx is not None:
+            gemm(w.T, d, out=dx.reshape(rows, -1))
+        return
+    out_h = d.shape[1] // out_w
+    for first in range(0, out_h, per_piece):
+        last = min(out_h, first + per_piece)
+        n = (last - first) * out_w
+        col = _piece_buffer(rows * n).reshape(rows, n)
+        _im2col_rows(x, size, stride, pad, out_w, first, last, col.reshape(-1))
+        dp = d[:, first * out_w:last * out_w]
+        _add_product(col, dp.T, total, fresh and first == 0)
+        if dx is not None:
+            gradient_columns = gemm(w.T, dp, out=_piece_buffer(rows * n, "gradient").reshape(rows, n))
+            _col2im_rows(gradient_columns.reshape(-1), size, stride, pad, out_w, first, last, dx)
+
+
+def _add_product(a, b, total, fresh):
+    """total += a @ b, or total = a @ b when fresh (no product buffer to add)."""
+    if fresh:
+        gemm(a, b, out=total)
+    else:
+        total += gemm(a, b, out=_piece_buffer(total.size, "product").reshape(total.shape))
 
 
 # ---- backward ------------------------------------------------------------------------------------------------
@@ -709,22 +766,38 @@ def gradient(y, activation, delta):
     return delta
 
 
+@kernel(inline="always")
+def _col2im_row(col, size, stride, pad, out_w, row, first, last, x):
+    """Darknet's col2im_cpu for one column-matrix row, output rows first..last-1 (laid out as _im2col_row's)."""
+    channels, height, width = x.shape
+    n = (last - first) * out_w
+    w_offset = row % size
+    h_offset = (row // size) % size
+    c = row // size // size
+    for i in range(first, last):
+        yy = h_offset + i * stride - pad
+        if yy < 0 or yy >= height:
+            continue
+        base = row * n + (i - first) * out_w
+        for j in range(out_w):
+            xx = w_offset + j * stride - pad
+            if 0 <= xx < width:
+                x[c, yy, xx] += col[base + j]
+
+
 @kernel(parallel=True)
-def _col2im(col, channels, height, width, size, stride, pad, out_h, out_w, x):
-    """Darknet's col2im_cpu: add each column value back onto the pixel it came from; one channel per thread."""
-    for c in numba.prange(channels):
+def _col2im(col, size, stride, pad, out_h, out_w, x):
+    """Add each column value back onto the pixel it came from; one channel per thread."""
+    for c in numba.prange(x.shape[0]):
         for row in range(c * size * size, (c + 1) * size * size):
-            w_offset = row % size
-            h_offset = (row // size) % size
-            for i in range(out_h):
-                yy = h_offset + i * stride - pad
-                if yy < 0 or yy >= height:
-                    continue
-                base = (row * out_h + i) * out_w
-                for j in range(out_w):
-                    xx = w_offset + j * stride - pad
-                    if 0 <= xx < width:
-                        x[c, yy, xx] += col[base + j]
+            _col2im_row(col, size, stride, pad, out_w, row, 0, out_h, x)
+
+
+@piece_kernel
+def _col2im_rows(col, size, stride, pad, out_w, first, last, x):
+    """_col2im for the output rows first..last-1 only, on one thread."""
+    for row in range(x.shape[0] * size * size):
+        _col2im_row(col, size, stride, pad, out_w, row, first, last, x)
 
 
 def col2im(col, size, stride, pad, x):
@@ -732,7 +805,7 @@ def col2im(col, size, stride, pad, x):
     channels, height, width = x.shape
     out_h = (height + 2 * pad - size) // stride + 1
     out_w = (width + 2 * pad - size) // stride + 1
-    _col2im(col.reshape(-1), channels, height, width, size, stride, pad, out_h, out_w, x)
+    _col2im(col.reshape(-1), size, stride, pad, out_h, out_w, x)
     return x
 
 

@@ -132,7 +132,8 @@ class CudaOps:
                 yield (images, slice(g * kg, (g + 1) * kg), slice(g * cg, (g + 1) * cg),
                        self._columns(x[images], g, cg, size, stride, pad, out_h, out_w))
 
-    def convolution_workspace(self, channels, height, width, filters, size, stride, pad, groups, batch=1):
+    def convolution_workspace(self, channels, height, width, filters, size, stride, pad, groups, batch=1,
+                              training=False):
         """None of the network's shared workspace: the convolutions here make their own columns, per chunk."""
         return 0
 
@@ -227,7 +228,8 @@ class CudaOps:
         self._col2im(self.xp.ascontiguousarray(col), x[None], 0, channels, size, stride, pad, out_h, out_w)
         return x
 
-    def convolution_backward(self, x, delta, weights, size, stride, pad, groups, weight_updates, dx, workspace=None):
+    def convolution_backward(self, x, delta, weights, size, stride, pad, groups, weight_updates, dx, workspace=None,
+                             derived=None):
         """weight_updates += delta x columns^T; dx gets W^T delta through col2im (a 1x1 convolution overwrites
         dx, as Darknet's beta-0 GEMM does)."""
         out_h, out_w = delta.shape[2:]

@@ -77,11 +77,16 @@ def threads():
     return numba.get_num_threads()
 
 
+def inside():
+    """Whether this thread is running a piece (work it asks for then runs in line)."""
+    return getattr(_state, "inside", False)
+
+
 def run(piece, count):
     """piece(i) for i in range(count), on this thread and the workers; returns when every piece has finished."""
     limit_blas()
     n = min(threads(), count)
-    if n <= 1 or getattr(_state, "inside", False):
+    if n <= 1 or inside():
         for i in range(count):
             piece(i)
         return

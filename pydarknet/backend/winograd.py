@@ -18,6 +18,14 @@ def transform_weights(weights, channels):
     return u
 
 
+def transform_turned(weights, channels):
+    """The Winograd filters of the input gradient's convolution: every 3x3 filter turned round (180 degrees), input
+    and output channels swapped: (K, C*9) -> (16, C, K)."""
+    filters = weights.shape[0]
+    turned = weights.reshape(filters, channels, 3, 3)[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)
+    return transform_weights(np.ascontiguousarray(turned).reshape(channels, filters * 9), filters)
+
+
 @kernel(parallel=True)
 def _transform_filters(g, u):
     """U = G g G^T in double for each filter (k, c), G = [[1, 0, 0], [.5, .5, .5], [.5, -.5, .5], [0, 0, 1]]; one
@@ -78,8 +86,8 @@ def _winograd_input(x, pad, tiles_h, tiles_w, v):
 
 
 @kernel(parallel=True)
-def _winograd_output(m, tiles_h, tiles_w, y):
-    """Y = A^T M A for every tile: 2x2 outputs each, cropped at odd edges; m is (16, K, B*T)."""
+def _winograd_output(m, tiles_h, tiles_w, y, add):
+    """Y = A^T M A for every tile (added to y with `add`): 2x2 outputs each, cropped at odd edges; m is (16, K, B*T)."""
     batch, filters, out_h, out_w = y.shape
     tiles = tiles_h * tiles_w
     for bk in numba.prange(batch * filters):
@@ -96,9 +104,11 @@ def _winograd_output(m, tiles_h, tiles_w, y):
                     yy = 2 * th + i
                     if yy >= out_h:
                         break
-                    y[b, k, yy, 2 * tw] = s[i, 0] + s[i, 1] + s[i, 2]
+                    left = s[i, 0] + s[i, 1] + s[i, 2]
+                    y[b, k, yy, 2 * tw] = y[b, k, yy, 2 * tw] + left if add else left
                     if 2 * tw + 1 < out_w:
-                        y[b, k, yy, 2 * tw + 1] = s[i, 1] - s[i, 2] - s[i, 3]
+                        right = s[i, 1] - s[i, 2] - s[i, 3]
+                        y[b, k, yy, 2 * tw + 1] = y[b, k, yy, 2 * tw + 1] + right if add else right
 
 
 # Floats between the starts of two of the 16 tile planes beyond their size: planes a multiple of 4 KiB apart put
@@ -117,8 +127,9 @@ def _planes(space, rows, columns):
     return space[:16 * stride].reshape(16, stride)[:, :rows * columns].reshape(16, rows, columns)
 
 
-def convolve(x, u, pad, y, workspace=None):
-    """y = 3x3 stride-1 convolution of x (B, C, H, W) with Winograd filters u (16, K, C), into y (B, K, H', W')."""
+def convolve(x, u, pad, y, workspace=None, add=False):
+    """y = 3x3 stride-1 convolution of x (B, C, H, W) with Winograd filters u (16, K, C), into y (B, K, H', W')
+    (with `add`: y += it)."""
     batch, channels = x.shape[:2]
     filters = u.shape[1]
     out_h, out_w = y.shape[2:]
@@ -131,7 +142,7 @@ def convolve(x, u, pad, y, workspace=None):
     m = _planes(space[v_size:], filters, cols)
     _winograd_input(x, pad, tiles_h, tiles_w, v)
     threads.run(lambda i: np.matmul(u[i], v[i], out=m[i]), 16)     # the 16 tile positions' GEMMs, shared out
-    _winograd_output(m, tiles_h, tiles_w, y)
+    _winograd_output(m, tiles_h, tiles_w, y, add)
     return y
 
 

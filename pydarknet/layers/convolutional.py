@@ -71,9 +71,10 @@ class Convolutional(Layer):
         return (f"conv  {self.filters:5d} {self.size:2d} x{self.size:2d} /{self.stride:2d}  "
                 f"{w:4d} x{h:4d} x{c:4d}   ->  {ow:4d} x{oh:4d} x{oc:4d}  {self.bflops:5.3f} BFLOPs")
 
-    def workspace_size(self, batch=1):
+    def workspace_size(self, batch=1, training=False):
         c, h, w = self.in_shape
-        return cpu.convolution_workspace(c, h, w, self.filters, self.size, self.stride, self.pad, self.groups, batch)
+        return cpu.convolution_workspace(c, h, w, self.filters, self.size, self.stride, self.pad, self.groups, batch,
+                                         training)
 
     def weights_changed(self):
         """Drop what the backend derived from the weights; whoever writes the weights in place calls this."""
@@ -93,7 +94,7 @@ class Convolutional(Layer):
         ops.gradient(self.output, self.activation, self.delta)
         backward_normalize_bias(self, net)
         ops.convolution_backward(x, self.delta, self.weights, self.size, self.stride, self.pad, self.groups,
-                                 self.weight_updates, dx, net.workspace)
+                                 self.weight_updates, dx, net.workspace, self.derived)
 
     def update(self, net, rate, momentum, decay, batch):
         sgd_update(self, rate, momentum, decay, batch)

@@ -54,7 +54,7 @@ class Local(Layer):
         oc, oh, ow = self.out_shape
         return f"Local Layer: {h} x {w} x {c} image, {self.filters} filters -> {oh} x {ow} x {oc} image"
 
-    def workspace_size(self, batch=1):
+    def workspace_size(self, batch=1, training=False):
         _, out_h, out_w = self.out_shape
         return self.in_shape[0] * self.size * self.size * out_h * out_w
 
