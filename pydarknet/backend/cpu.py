@@ -282,25 +282,46 @@ def gemm(a, b, out=None):
 
 @kernel(parallel=True)
 def _maxpool(x, size, stride, pad, y, argmax):
+    """Darknet's maxpool with the flat input index of each maximum; 2x2 stride-2 windows inside the image take a
+    loop without bounds tests (the same comparisons in the same order)."""
     batch, channels, height, width = x.shape
     _, _, out_h, out_w = y.shape
     offset = -(pad // 2)
+    lowest = np.float32(-3.4028234663852886e38)     # -FLT_MAX, as Darknet's CPU pads
     for bc in numba.prange(batch * channels):
         b = bc // channels
         c = bc % channels
         base = (b * channels + c) * height * width
+        plane = x[b, c]
         for i in range(out_h):
-            for j in range(out_w):
-                best = np.float32(-3.4028234663852886e38)   # -FLT_MAX, as Darknet's CPU pads
+            j = 0
+            y0 = offset + i * stride
+            if size == 2 and stride == 2 and offset == 0 and y0 + 2 <= height:
+                top = plane[y0]
+                bottom = plane[y0 + 1]
+                row = base + y0 * width
+                for j in range(min(out_w, width // 2)):
+                    best = lowest
+                    best_i = -1
+                    if top[2 * j] > best:
+                        best, best_i = top[2 * j], row + 2 * j
+                    if top[2 * j + 1] > best:
+                        best, best_i = top[2 * j + 1], row + 2 * j + 1
+                    if bottom[2 * j] > best:
+                        best, best_i = bottom[2 * j], row + width + 2 * j
+                    if bottom[2 * j + 1] > best:
+                        best, best_i = bottom[2 * j + 1], row + width + 2 * j + 1
+                    y[b, c, i, j] = best
+                    argmax[b, c, i, j] = best_i
+                j = min(out_w, width // 2)
+            for j in range(j, out_w):
+                best = lowest
                 best_i = -1
                 for n in range(size):
-                    yy = offset + i * stride + n
+                    yy = y0 + n
                     for m in range(size):
                         xx = offset + j * stride + m
-                        if 0 <= yy < height and 0 <= xx < width:
-                            v = x[b, c, yy, xx]
-                        else:
-                            v = np.float32(-3.4028234663852886e38)
+                        v = plane[yy, xx] if 0 <= yy < height and 0 <= xx < width else lowest
                         if v > best:
                             best = v
                             best_i = base + yy * width + xx
@@ -358,13 +379,15 @@ def _maxpool_values(x, size, stride, pad, y):
                 out[i, j] = best
 
 
-def maxpool_forward(x, size, stride, pad, y, with_argmax=True):
+def maxpool_forward(x, size, stride, pad, y, with_argmax=True, argmax=None):
     """Darknet's forward_maxpool_layer into y; returns (y, the flat input index of each maximum), the index only
-    when with_argmax (backward needs it; inference does not, and skipping it makes the pass five times quicker)."""
+    when with_argmax (backward needs it; inference does not, and skipping it makes the pass five times quicker),
+    written into `argmax` (the previous call's) when its shape fits."""
     if not with_argmax:
         _maxpool_values(x, size, stride, pad, y)
         return y, None
-    argmax = np.empty(y.shape, np.int64)
+    if argmax is None or argmax.shape != y.shape:
+        argmax = np.empty(y.shape, np.int64)
     _maxpool(x, size, stride, pad, y, argmax)
     return y, argmax
 
@@ -885,30 +908,35 @@ def _batchnorm_backward(delta, x, x_norm, mean, variance, scales, bias_updates, 
     batch, channels, size = delta.shape
     n = batch * size
     for c in numba.prange(channels):
-        total = np.float32(0.0)
-        for b in range(batch):
-            s = np.float32(0.0)
-            for i in range(size):
-                s += delta[b, c, i]
-            total += s
-        bias_updates[c] += total
         if not normalize:
+            total = np.float32(0.0)
+            for b in range(batch):
+                s = np.float32(0.0)
+                for i in range(size):
+                    s += delta[b, c, i]
+                total += s
+            bias_updates[c] += total
             continue
-        s = np.float32(0.0)
-        for b in range(batch):
-            for i in range(size):
-                s += delta[b, c, i] * x_norm[b, c, i]
-        scale_updates[c] += s
+        # one pass for the four sums, each still added up in Darknet's order
         scale = scales[c]
         m = mean[c]
+        total = np.float32(0.0)
+        s = np.float32(0.0)
         mean_delta = np.float32(0.0)
         variance_delta = np.float32(0.0)
         for b in range(batch):
+            row = np.float32(0.0)
             for i in range(size):
-                d = delta[b, c, i] * scale
+                given = delta[b, c, i]
+                row += given
+                s += given * x_norm[b, c, i]
+                d = given * scale
                 delta[b, c, i] = d
                 mean_delta += d
                 variance_delta += d * (x[b, c, i] - m)
+            total += row
+        bias_updates[c] += total
+        scale_updates[c] += s
         v = np.float64(variance[c] + np.float32(.00001))
         mean_delta = np.float32(mean_delta * (-1.0 / math.sqrt(v)))
         variance_delta = np.float32(variance_delta * (-.5 * np.float64(np.float32(v) ** np.float32(-1.5))))

@@ -147,9 +147,10 @@ class CudaOps:
             y[images, group_filters] = product.reshape(-1, nb, out_h, out_w).transpose(1, 0, 2, 3)
         return y
 
-    def maxpool_forward(self, x, size, stride, pad, y, with_argmax=True):
+    def maxpool_forward(self, x, size, stride, pad, y, with_argmax=True, argmax=None):
         """Returns the argmax whatever with_argmax says: on the GPU it costs next to nothing."""
-        argmax = self.xp.empty(y.shape, np.int64)
+        if argmax is None or argmax.shape != y.shape:
+            argmax = self.xp.empty(y.shape, np.int64)
         batch, channels, height, width = x.shape
         self._launch("maxpool_kernel", y.size, x, I(batch), I(channels), I(height), I(width), I(size), I(stride),
                      I(pad), I(y.shape[2]), I(y.shape[3]), y, argmax)

@@ -26,6 +26,7 @@ class Maxpool(Layer):
         c, h, w = self.in_shape
         self.size, self.stride, self.padding = size, stride, padding
         self.out_shape = (c, (h + padding - size) // stride + 1, (w + padding - size) // stride + 1)
+        self.argmax = None      # the index of each maximum, from the last training forward (its buffer reused)
 
     def describe(self):
         c, h, w = self.in_shape
@@ -36,7 +37,7 @@ class Maxpool(Layer):
     def forward(self, x, net):
         y = self.new_output(x.shape[0])
         self.output, self.argmax = ops_of(x).maxpool_forward(x, self.size, self.stride, self.padding, y,
-                                                             with_argmax=net.train)
+                                                             with_argmax=net.train, argmax=self.argmax)
         return self.output
 
     def backward(self, x, dx, net):
