@@ -97,7 +97,8 @@ def convolution_gradients(x, weights, delta, size, stride, pad, groups):
         fs, cs = slice(g * ng, (g + 1) * ng), slice(g * cg, (g + 1) * cg)
         for ky in range(size):
             for kx in range(size):
-                window = (slice(None), cs, slice(ky, ky + stride * out_h, stride), slice(kx, kx + stride * out_w, stride))
+                rows, cols = slice(ky, ky + stride * out_h, stride), slice(kx, kx + stride * out_w, stride)
+                window = (slice(None), cs, rows, cols)
                 dw[fs, :, ky, kx] = np.einsum("bfij,bcij->fc", d[:, fs], padded[window])
                 dpadded[window] += np.einsum("fc,bfij->bcij", kernel[fs, :, ky, kx], d[:, fs])
     return dw.reshape(weights.shape), dpadded[:, :, pad:pad + h, pad:pad + w]
