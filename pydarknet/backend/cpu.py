@@ -632,24 +632,27 @@ _PIECE_MIN_WIDTH = 1024     # columns at least: packing the filters again for ea
 _piece_buffers = threading.local()
 
 
-_shared_buffers = {}
-
-
-def _piece_buffer(n, name="columns", shared=False):
-    """n floats of the calling thread's buffer `name` (shared: of the one buffer all threads see), kept for the
-    next call."""
-    buffers = _shared_buffers if shared else _piece_buffers.__dict__
+def _piece_buffer(n, name="columns"):
+    """n floats of the calling thread's buffer `name`, kept for its next call."""
+    buffers = _piece_buffers.__dict__
     buffer = buffers.get(name)
     if buffer is None or buffer.size < n:
         buffer = buffers[name] = np.empty(n, np.float32)
     return buffer[:n]
 
 
+def _rows_per_piece(rows, out_h, out_w, one_by_one):
+    """Output rows whose columns are made at a time: all of them, or for large column matrices a cache's worth."""
+    if one_by_one or rows * out_h * out_w < _LARGE_COLUMNS:
+        return out_h
+    return max(-(-_PIECE_MIN_WIDTH // out_w), _PIECE_COLUMNS // (rows * out_w), 1)
+
+
 def _convolve_in_pieces(x, weights, size, stride, pad, out_h, out_w, y):
     """y (K, out_h*out_w) = weights @ im2col(x), made piece by piece over output rows (threads.run shares them
     out)."""
     rows = weights.shape[1]
-    per_piece = max(-(-_PIECE_MIN_WIDTH // out_w), _PIECE_COLUMNS // (rows * out_w), 1)
+    per_piece = _rows_per_piece(rows, out_h, out_w, False)
 
     def piece(i):
         first, last = i * per_piece, min(out_h, (i + 1) * per_piece)
@@ -686,10 +689,8 @@ def convolution_backward(x, delta, weights, size, stride, pad, groups, weight_up
         winograd.convolve(delta, derived["winograd gradient"], pad, dx, workspace, add=True)
         dx = None
     slots = min(batch, 2 * threads.threads())
-    sums = _piece_buffer(slots * groups * rows * ng, "slots", shared=True).reshape(slots, groups, rows, ng)
-    per_piece = out_h       # output rows whose columns are made at a time (large images: a cache's worth)
-    if not one_by_one and rows * out_h * out_w >= _LARGE_COLUMNS:
-        per_piece = max(-(-_PIECE_MIN_WIDTH // out_w), _PIECE_COLUMNS // (rows * out_w), 1)
+    sums = _piece_buffer(slots * groups * rows * ng, "slots").reshape(slots, groups, rows, ng)
+    per_piece = _rows_per_piece(rows, out_h, out_w, one_by_one)
 
     def slot(s):
         for b in range(s, batch, slots):
