@@ -15,22 +15,35 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")   # 2^4 cycles of spinning, Darknet-like single passes
 
-from .detector import Detection, Detector, load_network  # noqa: E402
-from .errors import CfgError, DarknetError, ImageError, WeightsError
-from .image import letterbox_image, load_image_color
-from .libdarknet import (Metadata, backward_network, detect, do_nms_obj, do_nms_sort, forward_network,  # noqa: E402
-                         get_current_batch, get_current_rate, get_network_boxes, load_meta, load_net,
-                         network_predict, parse_network_cfg, set_batch_network, train_network_datum,
-                         update_network)
-from .network import Network
-from .weights import load_weights, save_weights
+# The names below are loaded when first used (PEP 562), so that `import pydarknet` and the command line load only
+# what they use: the detect verb never loads the training code, and nothing here loads Numba.
+_HOMES = {
+    "detector": ["Detection", "Detector", "load_network"],
+    "errors": ["CfgError", "DarknetError", "ImageError", "WeightsError"],
+    "image": ["letterbox_image", "load_image_color"],
+    "libdarknet": ["Metadata", "backward_network", "detect", "do_nms_obj", "do_nms_sort", "forward_network",
+                   "get_current_batch", "get_current_rate", "get_network_boxes", "load_meta", "load_net",
+                   "network_predict", "parse_network_cfg", "set_batch_network", "train_network_datum",
+                   "update_network"],
+    "network": ["Network"],
+    "weights": ["load_weights", "save_weights"],
+}
+_HOME_OF = {name: module for module, names in _HOMES.items() for name in names}
+
+
+def __getattr__(name):
+    module = _HOME_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module 'pydarknet' has no attribute '{name}'")
+    import importlib
+    return getattr(importlib.import_module(f".{module}", __name__), name)
+
+
+def __dir__():
+    import sys
+    return sorted(set(vars(sys.modules[__name__])) | set(_HOME_OF))
+
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "CfgError", "DarknetError", "Detection", "Detector", "ImageError", "Metadata", "Network", "WeightsError",
-    "detect", "do_nms_obj", "do_nms_sort", "get_network_boxes", "letterbox_image", "load_image_color",
-    "load_meta", "load_net", "load_network", "load_weights", "network_predict", "parse_network_cfg",
-    "save_weights", "set_batch_network", "forward_network", "backward_network", "update_network",
-    "train_network_datum", "get_current_rate", "get_current_batch",
-]
+__all__ = sorted(_HOME_OF)

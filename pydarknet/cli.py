@@ -195,7 +195,7 @@ def select_device(nogpu, index, gpus):
 
 
 class _Refuse:
-    """An import hook that turns the imports of some modules down (see skip_numba_probes)."""
+    """An import hook that turns the imports of some modules down (see refuse_unused_imports)."""
 
     def __init__(self, names):
         self.names = names
@@ -206,26 +206,24 @@ class _Refuse:
         return None
 
 
-def skip_numba_probes():
-    """The first time Numba compiles or loads a kernel it sets up its typing and lowering registries, and on the
-    way imports scipy.linalg (to see whether np.dot can run in compiled code: 0.3-0.7 s) and cffi (0.06 s).
-    pydarknet's kernels use neither, so the command's process sets the registries up now with both imports turned
-    down. (Not done on `import pydarknet`: a program's own Numba code may want them.)"""
-    if "numba.np.arraymath" in sys.modules:
+def refuse_unused_imports():
+    """Turn down, for the command's process, imports Numba makes that pydarknet's kernels do not need.
+
+    - Loading a cached kernel rebuilds the modules its code refers to; one of them (numba.np.arraymath) imports
+      scipy.linalg to see whether np.dot can run compiled (0.3-0.7 s); Numba's set-up imports cffi (0.06 s).
+    - `import numba` imports yaml (0.02 s) to read a .numba_config.yaml, which is then only needed when there is one.
+    Not done on `import pydarknet`: a program's own Numba code may want them."""
+    if any(isinstance(hook, _Refuse) for hook in sys.meta_path):
         return
-    hook = _Refuse({"scipy.linalg", "cffi"} - set(sys.modules))
-    sys.meta_path.insert(0, hook)
-    try:
-        from numba.core.registry import cpu_target
-        cpu_target.typing_context.refresh()
-        cpu_target.target_context.refresh()
-    finally:
-        sys.meta_path.remove(hook)
+    names = {"scipy.linalg", "cffi"} | (set() if os.path.exists(".numba_config.yaml") else {"yaml"})
+    sys.meta_path.insert(0, _Refuse(names - set(sys.modules)))
 
 
 def main(argv=None):
     args = Args(sys.argv[1:] if argv is None else argv)
-    skip_numba_probes()
+    refuse_unused_imports()
+    from . import jit
+    jit.light_cache_loads()
     warnings.formatwarning = lambda message, category, *rest: f"Warning: {message}\n"
     try:
         threads = args.value("-threads", settings.threads(), int)

@@ -19,3 +19,29 @@ image_kernel = functools.partial(numba.njit, cache=True, nogil=True, error_model
 # Loops that run inside the pieces backend/threads.py shares out: serial, and the GIL released so that the pieces
 # run side by side.
 piece_kernel = functools.partial(numba.njit, cache=True, nogil=True)
+
+
+def light_cache_loads():
+    """For the command's process: the first call of a kernel costs its load from the disk cache, not Numba's set-up.
+
+    - Before loading a cached kernel Numba refreshes its typing and lowering registries: it imports and installs
+      every implementation it has (0.2-0.3 s), which only compiling needs. Here a load initialises the runtime
+      only, and the full refresh runs on a cache miss, before Numba compiles.
+    Not done on `import pydarknet`: it changes Numba for the whole process."""
+    from numba.core import caching
+    from numba.core.runtime import rtsys
+    if getattr(caching.Cache.load_overload, "light", False):
+        return
+
+    def load_overload(self, sig, target_context):
+        rtsys.initialize(target_context)    # what a loaded kernel needs of the refresh: the runtime's functions
+        with self._guard_against_spurious_io_errors():
+            loaded = self._load_overload(sig, target_context)
+        if loaded is None:
+            target_context.refresh()        # Numba compiles next
+        return loaded
+
+    # the private methods this leans on; a Numba without them keeps its own loads
+    if hasattr(caching.Cache, "_guard_against_spurious_io_errors") and hasattr(caching.Cache, "_load_overload"):
+        load_overload.light = True
+        caching.Cache.load_overload = load_overload

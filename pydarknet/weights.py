@@ -30,6 +30,9 @@ def _transposed(major, minor):
     return major > 1000 or minor > 1000
 
 
+FILE_FLOAT = np.dtype("<f4")
+
+
 def read_header(f, path):
     head = f.read(12)
     if len(head) < 12:
@@ -69,6 +72,39 @@ def covers_every_layer(net, path):
     return body >= 4 * sum(layer.file_floats for layer in net.layers if layer.weight_arrays())
 
 
+def _read_layers(f, path, floats, layers, transposed):
+    """Read the layers' arrays from f, which holds `floats` more floats: straight into an array where it lies in
+    host memory as the file does (no copy of the 35-250 MB file in between), through a buffer otherwise.
+    Returns (layers loaded, floats read), or (layers loaded, None) when the file ended before a layer."""
+    offset = loaded = 0
+    with_params = [layer for layer in layers if layer.weight_arrays()]
+    for layer in with_params:
+        need = layer.file_floats
+        if offset + need > floats:
+            if offset < floats:
+                warnings.warn(f"{path}: truncated inside layer {layer.index} ({layer.type}): it holds "
+                              f"{floats - offset} of the layer's {need} floats; layers {layer.index} and "
+                              f"after keep their initial weights", WeightsWarning, stacklevel=3)
+            else:
+                warnings.warn(f"{path}: partial weights file, loaded {loaded} of {len(with_params)} layers with "
+                              f"weights; layers {layer.index} and after keep their initial weights",
+                              WeightsWarning, stacklevel=3)
+            return loaded, None
+        for array, shape in _file_arrays(layer, transposed):
+            direct = (shape == array.shape and isinstance(array, np.ndarray) and array.dtype == FILE_FLOAT
+                      and array.flags.c_contiguous)
+            values = array if direct else np.empty(shape, FILE_FLOAT)
+            if f.readinto(memoryview(values).cast("B")) != values.nbytes:
+                raise WeightsError(f"{path}: the file ended while layer {layer.index} ({layer.type}) was read")
+            offset += array.size
+            if not np.all(np.isfinite(values)):
+                raise WeightsError(f"{path}: layer {layer.index} ({layer.type}) holds NaN or infinite weights")
+            if not direct:
+                assign(array, values.T if shape != array.shape else values)
+        loaded += 1
+    return loaded, offset
+
+
 def load_weights(net, path, upto=None):
     """Fill the network's parameters from a Darknet .weights file, layer by layer (libdarknet's load_weights_upto).
 
@@ -80,43 +116,18 @@ def load_weights(net, path, upto=None):
     try:
         with open(path, "rb") as f:
             version, seen = read_header(f, path)
-            body = f.read()
+            body = os.fstat(f.fileno()).st_size - f.tell()
+            loaded, read = _read_layers(f, path, body // 4, net.layers if upto is None else net.layers[:upto],
+                                        _transposed(version[0], version[1]))
     except FileNotFoundError:
         raise WeightsError(f"{path}: weights file not found") from None
     except IsADirectoryError:
         raise WeightsError(f"{path}: is a directory, not a weights file") from None
     except OSError as e:
         raise WeightsError(f"{path}: cannot read: {e.strerror}") from None
-    transposed = _transposed(version[0], version[1])
-    floats = np.frombuffer(body[:len(body) // 4 * 4], "<f4")
-    layers = net.layers if upto is None else net.layers[:upto]
-    offset = loaded = 0
-    with_params = [layer for layer in layers if layer.weight_arrays()]
-    for layer in with_params:
-        need = layer.file_floats
-        if offset + need > floats.size:
-            if offset < floats.size:
-                warnings.warn(f"{path}: truncated inside layer {layer.index} ({layer.type}): it holds "
-                              f"{floats.size - offset} of the layer's {need} floats; layers {layer.index} and "
-                              f"after keep their initial weights", WeightsWarning, stacklevel=2)
-            else:
-                warnings.warn(f"{path}: partial weights file, loaded {loaded} of {len(with_params)} layers with "
-                              f"weights; layers {layer.index} and after keep their initial weights",
-                              WeightsWarning, stacklevel=2)
-            break
-        for array, shape in _file_arrays(layer, transposed):
-            chunk = floats[offset:offset + array.size]
-            offset += array.size
-            values = chunk.reshape(shape).T if shape != array.shape else chunk.reshape(array.shape)
-            if not np.all(np.isfinite(values)):
-                raise WeightsError(f"{path}: layer {layer.index} ({layer.type}) holds NaN or infinite weights")
-            assign(array, values)
-        loaded += 1
-    else:
-        left = len(body) - offset * 4
-        if left and upto is None:
-            warnings.warn(f"{path}: {left} bytes left over after the last layer: the file does not match this cfg "
-                          f"(a different network or number of classes?)", WeightsWarning, stacklevel=2)
+    if read is not None and body - read * 4 and upto is None:
+        warnings.warn(f"{path}: {body - read * 4} bytes left over after the last layer: the file does not match this "
+                      f"cfg (a different network or number of classes?)", WeightsWarning, stacklevel=2)
     net.seen = seen
     net.weights_header = version
     net.weights_changed()
