@@ -28,6 +28,10 @@ class Network(NetOptions):
         self.path = path
         self.sections = sections
         self.train = False
+        # True where the network will run once on these weights (the detect verb on one image): the layers then
+        # keep nothing derived from their weights, and 3x3 convolutions skip Winograd, whose filter transform
+        # (35-50 ms and 75-335 MB on yolov3-tiny and yolov3) only pays when it is used again
+        self.one_pass = False
         self.truth = None
         self.cost = None
         self.rng = np.random.default_rng()

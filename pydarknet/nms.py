@@ -9,7 +9,7 @@ The fast versions differ only in how they find the overlapping pairs: instead of
 every kept box for each class, the pairs with IoU > thresh are found once for all classes (a grid over box centres,
 by size class, with bounds that provably keep every pair; see _overlap_pairs), and each class's greedy pass walks
 that adjacency. Without a NaN key the sort is a radix sort, which gives glibc's order then. The result is identical
-to the quadratic loops, ties and NaNs included.
+to the quadratic loops, ties and NaNs included. Small inputs (QUADRATIC_PAIRS) take the quadratic loops.
 
 Darknet's NMS takes the IoU as 0 where the intersection or the union is 0 (box.iou gives NaN or inf there): see
 _suppresses.
@@ -20,7 +20,7 @@ import numpy as np
 
 from .box import intersection_and_union
 from .jit import kernel
-from .sort import msort, radix_sort_desc
+from .sort import msort, msort_stack, radix_sort_desc
 
 
 _F32 = np.float32
@@ -45,11 +45,17 @@ def _pair_suppresses(bbox, a, b, thresh):
                        thresh)
 
 
+def _live_first(objectness):
+    """do_nms_sort/do_nms_obj's first loop: (order, total), the records' order after it and how many are live."""
+    order = np.arange(objectness.shape[0])
+    return order, _zero_objectness_to_end(objectness, order)
+
+
 @kernel
-def _zero_objectness_to_end(objectness):
-    """do_nms_sort/do_nms_obj's first loop: swap each objectness==0 record with the last live one (not stable)."""
+def _zero_objectness_to_end(objectness, order):
+    """The swap loop on order (0..n-1): each objectness==0 record is swapped with the last live one (not stable).
+    Returns the number of live records."""
     n = objectness.shape[0]
-    order = np.arange(n)
     k = n - 1
     i = 0
     while i <= k:
@@ -60,7 +66,7 @@ def _zero_objectness_to_end(objectness):
             k -= 1
         else:
             i += 1
-    return order, k + 1
+    return k + 1
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -474,7 +480,7 @@ def _nms_sort_classes(prob_t, order, total, classes, indptr, indices):
         if not live:          # every key compares equal: the merge sort keeps the order, and nothing is kept
             continue
         if has_nan:
-            msort(key, order, total, tkey, tidx)
+            msort(key, order, total, tkey, tidx, np.empty((3, 128), np.int64))
         else:
             radix_sort_desc(key, order, total, ua, ub, tidx)
         # greedy pass; the graph only links live records, so "not seen yet" is "later in this order"
@@ -499,7 +505,7 @@ def _nms_obj_pass(objectness, prob, order, total, classes, indptr, indices):
     tidx = np.empty(total, np.int64)
     for i in range(total):
         key[i] = objectness[order[i]]
-    msort(key, order, total, tkey, tidx)
+    msort(key, order, total, tkey, tidx, np.empty((3, 128), np.int64))
     pos = np.full(n, -1, np.int64)
     for i in range(total):
         pos[order[i]] = i
@@ -522,36 +528,63 @@ def _check_classes(dets, classes):
     return classes
 
 
-def do_nms_sort(dets, classes, thresh):
+# Up to this many pair tests (kept records x live records, summed over the sorts) the quadratic loops run: as fast
+# there as the graph (1-5 ms for a photo's few hundred live records), and two small kernels to load instead of
+# five with the modules they need (0.1 s of a one-image detect process).
+QUADRATIC_PAIRS = 2_000_000
+
+
+def _quadratic_is_cheap(kept_per_sort, total):
+    return kept_per_sort * total <= QUADRATIC_PAIRS
+
+
+def _sort_buffers(total):
+    return np.empty(total, np.float32), np.empty(total, np.float32), np.empty(total, np.int64), msort_stack()
+
+
+def do_nms_sort(dets, classes, thresh, quadratic=None):
     """box.c do_nms_sort, in place: reorders the records and zeroes suppressed class probabilities.
 
     Records with objectness == 0 are first swapped to the end (darknet's swap loop, not a stable partition) and
     take no further part. Then, class by class, the live records are sorted by prob[k] (descending, stable, glibc's
     merge sort) and each one whose prob[k] != 0 zeroes prob[k] of every later record with IoU > thresh.
     sort_class of the live records ends at classes-1, as darknet leaves it.
+    `quadratic`: True for box.c's loops as they are, False for the overlap graph, None to choose by size.
     """
     classes = _check_classes(dets, classes)
     thresh = _F32(thresh)
-    order, total = _zero_objectness_to_end(dets.objectness)
+    order, total = _live_first(dets.objectness)
     if classes > 0 and total > 0:
-        indptr, indices = _live_graph(dets, order, total, thresh)
         prob_t = np.ascontiguousarray(dets.prob[:, :classes].T)     # one class per row: the sorts read rows
-        _nms_sort_classes(prob_t, order, total, classes, indptr, indices)
+        if quadratic is None:
+            quadratic = _quadratic_is_cheap(np.count_nonzero(prob_t), total)
+        if quadratic:
+            _nms_sort_quadratic(dets.bbox, prob_t, order, total, classes, thresh, *_sort_buffers(total))
+        else:
+            indptr, indices = _live_graph(dets, order, total, thresh)
+            _nms_sort_classes(prob_t, order, total, classes, indptr, indices)
         dets.prob[:, :classes] = prob_t.T
     dets.permute(order)
     if classes > 0:
         dets.sort_class[:total] = classes - 1
 
 
-def do_nms_obj(dets, classes, thresh):
+def do_nms_obj(dets, classes, thresh, quadratic=None):
     """box.c do_nms_obj, in place: the same swap loop, one sort by objectness (sort_class = -1 on live records), and
-    each kept record zeroes objectness and prob[0:classes] of later live records with IoU > thresh."""
+    each kept record zeroes objectness and prob[0:classes] of later live records with IoU > thresh.
+    `quadratic` as in do_nms_sort."""
     classes = _check_classes(dets, classes)
     thresh = _F32(thresh)
-    order, total = _zero_objectness_to_end(dets.objectness)
+    order, total = _live_first(dets.objectness)
     if total > 0:
-        indptr, indices = _live_graph(dets, order, total, thresh)
-        _nms_obj_pass(dets.objectness, dets.prob, order, total, classes, indptr, indices)
+        if quadratic is None:
+            quadratic = _quadratic_is_cheap(total, total)
+        if quadratic:
+            _nms_obj_quadratic(dets.bbox, dets.objectness, dets.prob, order, total, classes, thresh,
+                               *_sort_buffers(total))
+        else:
+            indptr, indices = _live_graph(dets, order, total, thresh)
+            _nms_obj_pass(dets.objectness, dets.prob, order, total, classes, indptr, indices)
     dets.permute(order)
     dets.sort_class[:total] = -1
 
@@ -560,16 +593,14 @@ def do_nms_obj(dets, classes, thresh):
 # The reference: box.c's loops as they are, quadratic
 
 @kernel
-def _nms_sort_quadratic(bbox, prob_t, order, total, classes, thresh):
-    """do_nms_sort after the swap loop, over prob_t (classes, n) and the live records order[:total]."""
-    key = np.empty(total, np.float32)
-    tkey = np.empty(total, np.float32)
-    tidx = np.empty(total, np.int64)
+def _nms_sort_quadratic(bbox, prob_t, order, total, classes, thresh, key, tkey, tidx, stack):
+    """do_nms_sort after the swap loop, over prob_t (classes, n) and the live records order[:total]; key, tkey,
+    tidx (total floats, floats, ints) and stack are msort's buffers."""
     for k in range(classes):
         p = prob_t[k]
         for i in range(total):                        # dets[i].sort_class = k
             key[i] = p[order[i]]
-        msort(key, order, total, tkey, tidx)          # qsort(dets, total, sizeof(detection), nms_comparator)
+        msort(key, order, total, tkey, tidx, stack)   # qsort(dets, total, sizeof(detection), nms_comparator)
         for i in range(total):
             a = order[i]
             if p[a] == 0:
@@ -581,14 +612,11 @@ def _nms_sort_quadratic(bbox, prob_t, order, total, classes, thresh):
 
 
 @kernel
-def _nms_obj_quadratic(bbox, objectness, prob, order, total, classes, thresh):
-    """do_nms_obj after the swap loop, over the live records order[:total]."""
-    key = np.empty(total, np.float32)
-    tkey = np.empty(total, np.float32)
-    tidx = np.empty(total, np.int64)
+def _nms_obj_quadratic(bbox, objectness, prob, order, total, classes, thresh, key, tkey, tidx, stack):
+    """do_nms_obj after the swap loop, over the live records order[:total] (msort's buffers as above)."""
     for i in range(total):                            # dets[i].sort_class = -1
         key[i] = objectness[order[i]]
-    msort(key, order, total, tkey, tidx)
+    msort(key, order, total, tkey, tidx, stack)
     for i in range(total):
         a = order[i]
         if objectness[a] == 0:
@@ -606,24 +634,9 @@ def _nms_obj_quadratic(bbox, objectness, prob, order, total, classes, thresh):
 def do_nms_sort_quadratic(dets, classes, thresh):
     """box.c do_nms_sort as it is written, in place: the same result as do_nms_sort, in time quadratic in the
     number of live records (each class tests every later record against every kept one)."""
-    classes = _check_classes(dets, classes)
-    thresh = _F32(thresh)
-    order, total = _zero_objectness_to_end(dets.objectness)
-    if classes > 0 and total > 0:
-        prob_t = np.ascontiguousarray(dets.prob[:, :classes].T)
-        _nms_sort_quadratic(dets.bbox, prob_t, order, total, classes, thresh)
-        dets.prob[:, :classes] = prob_t.T
-    dets.permute(order)
-    if classes > 0:
-        dets.sort_class[:total] = classes - 1
+    do_nms_sort(dets, classes, thresh, quadratic=True)
 
 
 def do_nms_obj_quadratic(dets, classes, thresh):
     """box.c do_nms_obj as it is written, in place: the same result as do_nms_obj, in quadratic time."""
-    classes = _check_classes(dets, classes)
-    thresh = _F32(thresh)
-    order, total = _zero_objectness_to_end(dets.objectness)
-    if total > 0:
-        _nms_obj_quadratic(dets.bbox, dets.objectness, dets.prob, order, total, classes, thresh)
-    dets.permute(order)
-    dets.sort_class[:total] = -1
+    do_nms_obj(dets, classes, thresh, quadratic=True)

@@ -64,6 +64,7 @@ def detect_images(datacfg, cfgfile, weightfile, filename, thresh, hier_thresh, o
     """
     names = read_names(read_data(datacfg).path_of("names", "data/names.list"))
     net = load_network(cfgfile, weightfile, verbose=True)
+    net.one_pass = filename is not None
     classes = class_count(net)
     if len(names) < classes:
         raise DarknetError(f"{datacfg}: names file has {len(names)} names, the network detects {classes} classes")

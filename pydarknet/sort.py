@@ -39,17 +39,22 @@ def _merge(key, idx, lo, n1, n, tkey, tidx):
         idx[lo + u] = tidx[u]
 
 
+def msort_stack():
+    """The explicit stack msort needs (made by the caller, so that kernels that take it allocate nothing)."""
+    return np.empty((3, 128), np.int64)
+
+
 @kernel
-def msort(key, idx, n, tkey, tidx):
+def msort(key, idx, n, tkey, tidx, stack):
     """glibc's qsort for these records: msort_with_tmp, a top-down merge sort (n1 = n/2) of key[:n], idx[:n].
 
     With nms_comparator it sorts descending and stably, and a NaN compares equal to everything, as in C; the merge
     tree is glibc's, so even such inconsistent comparisons come out the same. Iterative, with an explicit stack
-    (numba's cache cannot hold recursive functions).
+    (numba's cache cannot hold recursive functions): msort_stack(), 128 levels deep.
     """
-    stack_lo = np.empty(128, np.int64)
-    stack_n = np.empty(128, np.int64)
-    stack_state = np.empty(128, np.int64)
+    stack_lo = stack[0]
+    stack_n = stack[1]
+    stack_state = stack[2]
     sp = 0
     stack_lo[0] = 0
     stack_n[0] = n

@@ -365,28 +365,43 @@ THRESHOLDS = [0.0, 0.2, 0.45, 0.5, 0.75, 1.0, -0.1]
 
 @pytest.mark.parametrize("case", sorted(CASES))
 @pytest.mark.parametrize("seed", range(3))
-def test_do_nms_sort_matches_box_c(case, seed):
+@pytest.mark.parametrize("quadratic", [None, False], ids=["chosen", "graph"])
+def test_do_nms_sort_matches_box_c(case, seed, quadratic):
     rng = np.random.default_rng(1000 * seed + len(case))
     n = {"tied": 180, "spread": 400, "clustered": 300, "odd": 160, "coarse": 150, "extreme": 300}[case]
     classes = 4
     dets = CASES[case](rng, n, classes)
     for thresh in THRESHOLDS:
         got = dets.copy()
-        nms.do_nms_sort(got, classes, thresh)
+        nms.do_nms_sort(got, classes, thresh, quadratic)
         assert_identical(got, naive_do_nms_sort(dets, classes, thresh))
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
 @pytest.mark.parametrize("seed", range(3))
-def test_do_nms_obj_matches_box_c(case, seed):
+@pytest.mark.parametrize("quadratic", [None, False], ids=["chosen", "graph"])
+def test_do_nms_obj_matches_box_c(case, seed, quadratic):
     rng = np.random.default_rng(2000 * seed + len(case))
     n = {"tied": 180, "spread": 400, "clustered": 300, "odd": 160, "coarse": 150, "extreme": 300}[case]
     classes = 3
     dets = CASES[case](rng, n, classes)
     for thresh in THRESHOLDS:
         got = dets.copy()
-        nms.do_nms_obj(got, classes, thresh)
+        nms.do_nms_obj(got, classes, thresh, quadratic)
         assert_identical(got, naive_do_nms_obj(dets, classes, thresh))
+
+
+def test_nms_chooses_the_quadratic_loops_for_small_inputs_only(monkeypatch):
+    """The size rule: a few hundred records take box.c's loops, more than QUADRATIC_PAIRS pair tests the graph."""
+    ran = []
+    for name in ("_nms_sort_quadratic", "_nms_sort_classes"):
+        kernel = getattr(nms, name)
+        monkeypatch.setattr(nms, name, lambda *a, kernel=kernel, name=name: ran.append(name) or kernel(*a))
+    dets = spread_case(np.random.default_rng(3), 300, 4)
+    nms.do_nms_sort(dets.copy(), 4, .45)
+    monkeypatch.setattr(nms, "QUADRATIC_PAIRS", 1000)
+    nms.do_nms_sort(dets.copy(), 4, .45)
+    assert ran == ["_nms_sort_quadratic", "_nms_sort_classes"]
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
@@ -400,7 +415,7 @@ def test_fast_nms_matches_quadratic_reference(case, seed):
         for fast, quadratic, classes in ((nms.do_nms_sort, nms.do_nms_sort_quadratic, 4),
                                          (nms.do_nms_obj, nms.do_nms_obj_quadratic, 3)):
             got = dets.copy()
-            fast(got, classes, thresh)
+            fast(got, classes, thresh, quadratic=False)
             want = dets.copy()
             quadratic(want, classes, thresh)
             assert_identical(got, want)

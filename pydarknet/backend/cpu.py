@@ -581,13 +581,12 @@ def _winograd_gradient(filters, out_h, out_w, size, stride, pad, groups):
 def convolution_forward(x, weights, size, stride, pad, groups, y, workspace=None, derived=None):
     """y = the convolution of x (B, C, H, W) with weights (K, C/groups*size*size): Darknet's loop of im2col and
     GEMM per image and group, or Winograd; `derived` (a dict the caller empties when the weights change) keeps the
-    Winograd filters between calls."""
+    Winograd filters between calls. Without it the weights are used once, and Winograd, whose filter transform
+    pays over many calls, is not taken."""
     batch, c, height, width = x.shape
     filters = weights.shape[0]
     _, _, out_h, out_w = y.shape
-    if winograd.applies(c, height, width, size, stride, groups):
-        if derived is None:
-            derived = {}
+    if derived is not None and winograd.applies(c, height, width, size, stride, groups):
         if "winograd" not in derived:
             derived["winograd"] = winograd.transform_weights(weights, c)
         return winograd.convolve(x, derived["winograd"], pad, y, workspace)

@@ -83,7 +83,7 @@ class Convolutional(Layer):
     def forward(self, x, net):
         y = self.new_output(x.shape[0])
         ops_of(x).convolution_forward(x, self.weights, self.size, self.stride, self.pad, self.groups, y,
-                                      net.workspace, self.derived)
+                                      net.workspace, None if net.one_pass else self.derived)
         return normalize_bias_activate(self, y, net, self.activation)
 
     def backward(self, x, dx, net):
