@@ -27,8 +27,11 @@ def light_cache_loads():
     - Before loading a cached kernel Numba refreshes its typing and lowering registries: it imports and installs
       every implementation it has (0.2-0.3 s), which only compiling needs. Here a load initialises the runtime
       only, and the full refresh runs on a cache miss, before Numba compiles.
+    - Before the first call of each kernel Numba looks through every installed package for extensions (0.02-0.03
+      s); pydarknet's kernels take numpy arrays and numbers only, so here that waits for a miss too (the refresh
+      does it).
     Not done on `import pydarknet`: it changes Numba for the whole process."""
-    from numba.core import caching
+    from numba.core import caching, dispatcher
     from numba.core.runtime import rtsys
     if getattr(caching.Cache.load_overload, "light", False):
         return
@@ -45,3 +48,5 @@ def light_cache_loads():
     if hasattr(caching.Cache, "_guard_against_spurious_io_errors") and hasattr(caching.Cache, "_load_overload"):
         load_overload.light = True
         caching.Cache.load_overload = load_overload
+        if hasattr(dispatcher.Dispatcher, "_compilation_chain_init_hook"):
+            dispatcher.Dispatcher._compilation_chain_init_hook = lambda self: None

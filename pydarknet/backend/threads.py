@@ -73,6 +73,12 @@ def limit_blas(again=False):
     _blas_limited = True
 
 
+def blas_limited_by_environment():
+    """The process set OPENBLAS_NUM_THREADS=1 (and the like) before numpy loaded: limit_blas has nothing to do."""
+    global _blas_limited
+    _blas_limited = True
+
+
 def threads():
     return numba.get_num_threads()
 
