@@ -667,6 +667,7 @@ def convolution_backward(x, delta, weights, size, stride, pad, groups, weight_up
     """Darknet's backward_convolutional_layer after the bias/batch-norm part: weight_updates += delta x col^T,
     and the input gradient W^T delta through col2im into dx (None: not needed), or, for 3x3 "same" convolutions
     with enough filters, dx += the Winograd convolution of delta with the turned filters (kept in `derived`).
+    Where the forward pass takes Winograd, so does the weight gradient (winograd.filter_gradient).
 
     The images are the pieces (one image: its GEMMs are). Each of `slots` buffers sums the weight gradient of the
     images slot, slot + slots, ... transposed, (C*size*size, K): the GEMM runs as col delta^T, whose BLAS call on
@@ -687,6 +688,12 @@ def convolution_backward(x, delta, weights, size, stride, pad, groups, weight_up
             derived["winograd gradient"] = winograd.transform_turned(weights, x.shape[1])
         winograd.convolve(delta, derived["winograd gradient"], pad, dx, workspace, add=True)
         dx = None
+    if winograd.applies(x.shape[1], x.shape[2], x.shape[3], size, stride, groups):
+        winograd.filter_gradient(x, delta, pad, weight_updates, workspace,
+                                 _piece_buffer(16 * filters * x.shape[1], "filter products"))
+        if dx is None:
+            return
+        weight_updates = None           # the images below give dx only
     slots = min(batch, 2 * threads.threads())
     sums = _piece_buffer(slots * groups * rows * ng, "slots").reshape(slots, groups, rows, ng)
     per_piece = _rows_per_piece(rows, out_h, out_w, one_by_one)
@@ -695,10 +702,13 @@ def convolution_backward(x, delta, weights, size, stride, pad, groups, weight_up
         for b in range(s, batch, slots):
             for g in range(groups):
                 _backward_image(x[b, g * cg:(g + 1) * cg], delta[b, g * ng:(g + 1) * ng].reshape(ng, -1),
-                                weights[g * ng:(g + 1) * ng], size, stride, pad, out_w, per_piece, sums[s, g],
-                                b == s, None if dx is None else dx[b, g * cg:(g + 1) * cg], one_by_one)
+                                weights[g * ng:(g + 1) * ng], size, stride, pad, out_w, per_piece,
+                                None if weight_updates is None else sums[s, g], b == s,
+                                None if dx is None else dx[b, g * cg:(g + 1) * cg], one_by_one)
 
     threads.run(slot, slots)
+    if weight_updates is None:
+        return
     total = sums[0]
     for s in range(1, slots):
         total += sums[s]
@@ -708,10 +718,12 @@ def convolution_backward(x, delta, weights, size, stride, pad, groups, weight_up
 
 def _backward_image(x, d, w, size, stride, pad, out_w, per_piece, total, fresh, dx, one_by_one):
     """One image (and group) x (C, H, W) with its delta d (K, out_h*out_w): total (C*size*size, K) += col d^T (set
-    when `fresh`), and dx += W^T d folded back by col2im (1x1: dx = W^T d); per_piece output rows at a time."""
+    when `fresh`; None: not wanted), and dx += W^T d folded back by col2im (1x1: dx = W^T d); per_piece output rows
+    at a time."""
     rows = w.shape[1]
     if one_by_one:
-        _add_product(x.reshape(rows, -1), d.T, total, fresh)
+        if total is not None:
+            _add_product(x.reshape(rows, -1), d.T, total, fresh)
         if dx is not None:
             gemm(w.T, d, out=dx.reshape(rows, -1))
         return
@@ -719,10 +731,11 @@ def _backward_image(x, d, w, size, stride, pad, out_w, per_piece, total, fresh, 
     for first in range(0, out_h, per_piece):
         last = min(out_h, first + per_piece)
         n = (last - first) * out_w
-        col = _piece_buffer(rows * n).reshape(rows, n)
-        _im2col_rows(x, size, stride, pad, out_w, first, last, col.reshape(-1))
         dp = d[:, first * out_w:last * out_w]
-        _add_product(col, dp.T, total, fresh and first == 0)
+        if total is not None:
+            col = _piece_buffer(rows * n).reshape(rows, n)
+            _im2col_rows(x, size, stride, pad, out_w, first, last, col.reshape(-1))
+            _add_product(col, dp.T, total, fresh and first == 0)
         if dx is not None:
             gradient_columns = gemm(w.T, dp, out=_piece_buffer(rows * n, "gradient").reshape(rows, n))
             _col2im_rows(gradient_columns.reshape(-1), size, stride, pad, out_w, first, last, dx)

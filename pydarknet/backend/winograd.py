@@ -111,6 +111,58 @@ def _winograd_output(m, tiles_h, tiles_w, y, add):
                         y[b, k, yy, 2 * tw + 1] = y[b, k, yy, 2 * tw + 1] + right if add else right
 
 
+@kernel(parallel=True)
+def _winograd_output_gradient(delta, tiles_h, tiles_w, m):
+    """M = A dY A^T for every tile of the output gradient (2x2 each, zero beyond odd edges); m is (16, K, B*T)."""
+    batch, filters, out_h, out_w = delta.shape
+    tiles = tiles_h * tiles_w
+    for bk in numba.prange(batch * filters):
+        b = bk // filters
+        k = bk % filters
+        for th in range(tiles_h):
+            for tw in range(tiles_w):
+                y0, x0 = 2 * th, 2 * tw
+                d00 = delta[b, k, y0, x0]
+                d01 = delta[b, k, y0, x0 + 1] if x0 + 1 < out_w else np.float32(0.0)
+                d10 = delta[b, k, y0 + 1, x0] if y0 + 1 < out_h else np.float32(0.0)
+                d11 = delta[b, k, y0 + 1, x0 + 1] if y0 + 1 < out_h and x0 + 1 < out_w else np.float32(0.0)
+                col = b * tiles + th * tiles_w + tw
+                # t = A dY (rows d0 + d1, d0 - d1, -d1), then t A^T the same way along the columns
+                for i in range(4):
+                    if i == 0:
+                        t0, t1 = d00, d01
+                    elif i == 1:
+                        t0, t1 = d00 + d10, d01 + d11
+                    elif i == 2:
+                        t0, t1 = d00 - d10, d01 - d11
+                    else:
+                        t0, t1 = -d10, -d11
+                    m[i * 4 + 0, k, col] = t0
+                    m[i * 4 + 1, k, col] = t0 + t1
+                    m[i * 4 + 2, k, col] = t0 - t1
+                    m[i * 4 + 3, k, col] = -t1
+
+
+@kernel(parallel=True)
+def _add_filter_gradient(p, g):
+    """g (K, C, 3, 3) += G^T P G, in double, for the summed tile products p (16, K, C)."""
+    filters, channels = g.shape[:2]
+    for kc in numba.prange(filters * channels):
+        k = kc // channels
+        c = kc % channels
+        t = np.empty((3, 4))
+        for j in range(4):      # t = G^T P
+            p0, p1, p2, p3 = (np.float64(p[j, k, c]), np.float64(p[4 + j, k, c]), np.float64(p[8 + j, k, c]),
+                              np.float64(p[12 + j, k, c]))
+            t[0, j] = p0 + .5 * p1 + .5 * p2
+            t[1, j] = .5 * p1 - .5 * p2
+            t[2, j] = .5 * p1 + .5 * p2 + p3
+        for a in range(3):      # g += t G
+            g[k, c, a, 0] += np.float32(t[a, 0] + .5 * t[a, 1] + .5 * t[a, 2])
+            g[k, c, a, 1] += np.float32(.5 * t[a, 1] - .5 * t[a, 2])
+            g[k, c, a, 2] += np.float32(.5 * t[a, 1] + .5 * t[a, 2] + t[a, 3])
+
+
 # Floats between the starts of two of the 16 tile planes beyond their size: planes a multiple of 4 KiB apart put
 # the 16 write streams of the transforms into the same cache sets (2-3x slower at 52x52 and larger).
 PLANE_GAP = 16
@@ -144,6 +196,27 @@ def convolve(x, u, pad, y, workspace=None, add=False):
     threads.run(lambda i: np.matmul(u[i], v[i], out=m[i]), 16)     # the 16 tile positions' GEMMs, shared out
     _winograd_output(m, tiles_h, tiles_w, y, add)
     return y
+
+
+def filter_gradient(x, delta, pad, weight_updates, workspace=None, products=None):
+    """weight_updates (K, C*9) += the filter gradient of the 3x3 stride-1 convolution of x (B, C, H, W) whose output
+    gradient is delta (B, K, H', W'): G^T [sum over tiles of (A dY A^T) (B^T d B)^T] G, one GEMM (K x tiles x C) per
+    tile position; `products` (16*K*C floats) holds their sums."""
+    batch, channels = x.shape[:2]
+    filters = delta.shape[1]
+    out_h, out_w = delta.shape[2:]
+    tiles_h, tiles_w = (out_h + 1) // 2, (out_w + 1) // 2
+    cols = batch * tiles_h * tiles_w
+    need = workspace_size(channels, filters, cols)
+    space = np.empty(need, np.float32) if workspace is None or workspace.size < need else workspace
+    v = _planes(space, channels, cols)
+    m = _planes(space[16 * (channels * cols + PLANE_GAP):], filters, cols)
+    p = (np.empty(16 * filters * channels, np.float32) if products is None else products).reshape(16, filters,
+                                                                                               channels)
+    _winograd_input(x, pad, tiles_h, tiles_w, v)
+    _winograd_output_gradient(delta, tiles_h, tiles_w, m)
+    threads.run(lambda i: np.matmul(m[i], v[i].T, out=p[i]), 16)
+    _add_filter_gradient(p, weight_updates.reshape(filters, channels, 3, 3))
 
 
 def applies(channels, height, width, size, stride, groups):
