@@ -666,8 +666,9 @@ def convolution_backward(x, delta, weights, size, stride, pad, groups, weight_up
                          derived=None):
     """Darknet's backward_convolutional_layer after the bias/batch-norm part: weight_updates += delta x col^T,
     and the input gradient W^T delta through col2im into dx (None: not needed), or, for 3x3 "same" convolutions
-    with enough filters, dx += the Winograd convolution of delta with the turned filters (kept in `derived`).
-    Where the forward pass takes Winograd, so does the weight gradient (winograd.filter_gradient).
+    with enough filters, dx += the Winograd convolution of delta with the turned filters (read from the forward's
+    Winograd filters in `derived`). Where the forward pass takes Winograd, so does the weight gradient
+    (winograd.filter_gradient).
 
     The images are the pieces (one image: its GEMMs are). Each of `slots` buffers sums the weight gradient of the
     images slot, slot + slots, ... transposed, (C*size*size, K): the GEMM runs as col delta^T, whose BLAS call on
@@ -684,9 +685,9 @@ def convolution_backward(x, delta, weights, size, stride, pad, groups, weight_up
     one_by_one = size == 1 and stride == 1 and pad == 0
     if dx is not None and _winograd_gradient(filters, out_h, out_w, size, stride, pad, groups):
         derived = {} if derived is None else derived
-        if "winograd gradient" not in derived:
-            derived["winograd gradient"] = winograd.transform_turned(weights, x.shape[1])
-        winograd.convolve(delta, derived["winograd gradient"], pad, dx, workspace, add=True)
+        if "winograd" not in derived:       # the forward's, where it took Winograd
+            derived["winograd"] = winograd.transform_weights(weights, x.shape[1])
+        winograd.convolve(delta, derived["winograd"], pad, dx, workspace, add=True, turned=True)
         dx = None
     if winograd.applies(x.shape[1], x.shape[2], x.shape[3], size, stride, groups):
         winograd.filter_gradient(x, delta, pad, weight_updates, workspace,

@@ -12,41 +12,59 @@ from . import threads
 
 
 def transform_weights(weights, channels):
-    """U = G g G^T for every 3x3 filter: (K, C*9) -> (16, K, C), ready for one GEMM per tile position."""
-    u = np.empty((16, weights.shape[0], channels), np.float32)
+    """U = G g G^T for every 3x3 filter: (K, C*9) -> (16, K, C), ready for one GEMM per tile position (its planes
+    PLANE_GAP floats apart, as the tiles')."""
+    u = _planes(np.empty(16 * (weights.shape[0] * channels + PLANE_GAP), np.float32), weights.shape[0], channels)
     _transform_filters(weights.reshape(weights.shape[0], channels, 3, 3), u)
     return u
 
 
-def transform_turned(weights, channels):
-    """The Winograd filters of the input gradient's convolution: every 3x3 filter turned round (180 degrees), input
-    and output channels swapped: (K, C*9) -> (16, C, K)."""
-    filters = weights.shape[0]
-    turned = weights.reshape(filters, channels, 3, 3)[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)
-    return transform_weights(np.ascontiguousarray(turned).reshape(channels, filters * 9), filters)
+# The input gradient of a 3x3 "same" convolution is the convolution of delta with each filter turned round (180
+# degrees), input and output channels swapped. G J = P G, with J the reversal of 3 and P the swap of rows 0 and 3
+# of 4, so the turned filters' Winograd form is U's, its tile positions (i, j) read at (TURN[i], TURN[j]) and each
+# (K, C) plane transposed: convolve(..., turned=True) reads U so, and no second transform is made.
+TURN = (3, 1, 2, 0)
+TURNED_PLANES = tuple(TURN[i] * 4 + TURN[j] for i in range(4) for j in range(4))
+
+
+@kernel(inline="always")
+def _g(a, b, c):
+    """G (a, b, c): G = [[1, 0, 0], [.5, .5, .5], [.5, -.5, .5], [0, 0, 1]]."""
+    return a, .5 * a + .5 * b + .5 * c, .5 * a - .5 * b + .5 * c, c
 
 
 @kernel(parallel=True)
 def _transform_filters(g, u):
-    """U = G g G^T in double for each filter (k, c), G = [[1, 0, 0], [.5, .5, .5], [.5, -.5, .5], [0, 0, 1]]; one
-    pass over the weights (numpy's einsum took 0.1-0.3 s a layer, in every command's first forward)."""
+    """U = G g G^T in double for each filter (k, c), into u (16, K, C); one pass over the weights, in registers
+    (numpy's einsum took 0.1-0.3 s a layer, in every command's first forward and every training step)."""
     filters, channels = g.shape[:2]
     for kc in numba.prange(filters * channels):
         k = kc // channels
         c = kc % channels
-        t = np.empty((4, 3))
-        for j in range(3):      # t = G g
-            g0, g1, g2 = np.float64(g[k, c, 0, j]), np.float64(g[k, c, 1, j]), np.float64(g[k, c, 2, j])
-            t[0, j] = g0
-            t[1, j] = .5 * g0 + .5 * g1 + .5 * g2
-            t[2, j] = .5 * g0 - .5 * g1 + .5 * g2
-            t[3, j] = g2
-        for i in range(4):      # u = t G^T
-            t0, t1, t2 = t[i, 0], t[i, 1], t[i, 2]
-            u[i * 4 + 0, k, c] = np.float32(t0)
-            u[i * 4 + 1, k, c] = np.float32(.5 * t0 + .5 * t1 + .5 * t2)
-            u[i * 4 + 2, k, c] = np.float32(.5 * t0 - .5 * t1 + .5 * t2)
-            u[i * 4 + 3, k, c] = np.float32(t2)
+        f = g[k, c]
+        t0 = _g(np.float64(f[0, 0]), np.float64(f[1, 0]), np.float64(f[2, 0]))     # t = G g, by columns
+        t1 = _g(np.float64(f[0, 1]), np.float64(f[1, 1]), np.float64(f[2, 1]))
+        t2 = _g(np.float64(f[0, 2]), np.float64(f[1, 2]), np.float64(f[2, 2]))
+        for i in range(4):                                                           # u = t G^T, by rows
+            r = _g(t0[i], t1[i], t2[i])
+            u[i * 4 + 0, k, c] = np.float32(r[0])
+            u[i * 4 + 1, k, c] = np.float32(r[1])
+            u[i * 4 + 2, k, c] = np.float32(r[2])
+            u[i * 4 + 3, k, c] = np.float32(r[3])
+
+
+@kernel(inline="always")
+def _bt(a, b, c, d):
+    """B^T (a, b, c, d): B^T = [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]]."""
+    return a - c, b + c, c - b, b - d
+
+
+@kernel(inline="always")
+def _pixel(x, b, c, yy, xx):
+    """x[b, c, yy, xx], zero outside the image."""
+    if 0 <= yy < x.shape[2] and 0 <= xx < x.shape[3]:
+        return x[b, c, yy, xx]
+    return np.float32(0.0)
 
 
 @kernel(parallel=True)
@@ -54,35 +72,36 @@ def _winograd_input(x, pad, tiles_h, tiles_w, v):
     """V = B^T d B for every 4x4 input tile (stride 2), zero outside the image; v is (16, C, B*T)."""
     batch, channels, height, width = x.shape
     tiles = tiles_h * tiles_w
-    d = np.empty((4, 4), np.float32)
     for bc in numba.prange(batch * channels):
         b = bc // channels
         c = bc % channels
-        d = np.empty((4, 4), np.float32)
-        t = np.empty((4, 4), np.float32)
         for th in range(tiles_h):
+            y0 = 2 * th - pad
+            rows_inside = y0 >= 0 and y0 + 4 <= height
             for tw in range(tiles_w):
-                y0 = 2 * th - pad
                 x0 = 2 * tw - pad
-                for i in range(4):
-                    yy = y0 + i
-                    for j in range(4):
-                        xx = x0 + j
-                        if 0 <= yy < height and 0 <= xx < width:
-                            d[i, j] = x[b, c, yy, xx]
-                        else:
-                            d[i, j] = 0.0
-                for j in range(4):       # t = B^T d
-                    t[0, j] = d[0, j] - d[2, j]
-                    t[1, j] = d[1, j] + d[2, j]
-                    t[2, j] = d[2, j] - d[1, j]
-                    t[3, j] = d[1, j] - d[3, j]
+                if rows_inside and x0 >= 0 and x0 + 4 <= width:      # most tiles: no bounds to test
+                    p = x[b, c, y0:y0 + 4, x0:x0 + 4]
+                    c0 = _bt(p[0, 0], p[1, 0], p[2, 0], p[3, 0])             # t = B^T d, by columns
+                    c1 = _bt(p[0, 1], p[1, 1], p[2, 1], p[3, 1])
+                    c2 = _bt(p[0, 2], p[1, 2], p[2, 2], p[3, 2])
+                    c3 = _bt(p[0, 3], p[1, 3], p[2, 3], p[3, 3])
+                else:
+                    c0 = _bt(_pixel(x, b, c, y0, x0), _pixel(x, b, c, y0 + 1, x0), _pixel(x, b, c, y0 + 2, x0),
+                             _pixel(x, b, c, y0 + 3, x0))
+                    c1 = _bt(_pixel(x, b, c, y0, x0 + 1), _pixel(x, b, c, y0 + 1, x0 + 1),
+                             _pixel(x, b, c, y0 + 2, x0 + 1), _pixel(x, b, c, y0 + 3, x0 + 1))
+                    c2 = _bt(_pixel(x, b, c, y0, x0 + 2), _pixel(x, b, c, y0 + 1, x0 + 2),
+                             _pixel(x, b, c, y0 + 2, x0 + 2), _pixel(x, b, c, y0 + 3, x0 + 2))
+                    c3 = _bt(_pixel(x, b, c, y0, x0 + 3), _pixel(x, b, c, y0 + 1, x0 + 3),
+                             _pixel(x, b, c, y0 + 2, x0 + 3), _pixel(x, b, c, y0 + 3, x0 + 3))
                 col = b * tiles + th * tiles_w + tw
-                for i in range(4):       # v = t B
-                    v[i * 4 + 0, c, col] = t[i, 0] - t[i, 2]
-                    v[i * 4 + 1, c, col] = t[i, 1] + t[i, 2]
-                    v[i * 4 + 2, c, col] = t[i, 2] - t[i, 1]
-                    v[i * 4 + 3, c, col] = t[i, 1] - t[i, 3]
+                for i in range(4):                                           # v = t B, by rows
+                    r = _bt(c0[i], c1[i], c2[i], c3[i])
+                    v[i * 4 + 0, c, col] = r[0]
+                    v[i * 4 + 1, c, col] = r[1]
+                    v[i * 4 + 2, c, col] = r[2]
+                    v[i * 4 + 3, c, col] = r[3]
 
 
 @kernel(parallel=True)
@@ -179,11 +198,11 @@ def _planes(space, rows, columns):
     return space[:16 * stride].reshape(16, stride)[:, :rows * columns].reshape(16, rows, columns)
 
 
-def convolve(x, u, pad, y, workspace=None, add=False):
+def convolve(x, u, pad, y, workspace=None, add=False, turned=False):
     """y = 3x3 stride-1 convolution of x (B, C, H, W) with Winograd filters u (16, K, C), into y (B, K, H', W')
-    (with `add`: y += it)."""
+    (with `add`: y += it). `turned`: with the filters turned round instead, u being (16, C, K) (see TURN)."""
     batch, channels = x.shape[:2]
-    filters = u.shape[1]
+    filters = u.shape[2] if turned else u.shape[1]
     out_h, out_w = y.shape[2:]
     tiles_h, tiles_w = (out_h + 1) // 2, (out_w + 1) // 2
     cols = batch * tiles_h * tiles_w
@@ -193,7 +212,10 @@ def convolve(x, u, pad, y, workspace=None, add=False):
     v = _planes(space, channels, cols)
     m = _planes(space[v_size:], filters, cols)
     _winograd_input(x, pad, tiles_h, tiles_w, v)
-    threads.run(lambda i: np.matmul(u[i], v[i], out=m[i]), 16)     # the 16 tile positions' GEMMs, shared out
+    if turned:
+        threads.run(lambda i: np.matmul(u[TURNED_PLANES[i]].T, v[i], out=m[i]), 16)
+    else:
+        threads.run(lambda i: np.matmul(u[i], v[i], out=m[i]), 16)     # the 16 tile positions' GEMMs, shared out
     _winograd_output(m, tiles_h, tiles_w, y, add)
     return y
 
