@@ -212,7 +212,7 @@ def refuse_unused_imports():
     - Loading a cached kernel rebuilds the modules its code refers to; one of them (numba.np.arraymath) imports
       scipy.linalg to see whether np.dot can run compiled (0.3-0.7 s); Numba's set-up imports cffi (0.06 s).
     - `import numba` imports yaml (0.02 s) to read a .numba_config.yaml, which is then only needed when there is one.
-    Not done on `import pydarknet`: a program's own Numba code may want them."""
+    Not done on `import pydarknet` or in main(): a program's own Numba code may want them."""
     if any(isinstance(hook, _Refuse) for hook in sys.meta_path):
         return
     names = {"scipy.linalg", "cffi"} | (set() if os.path.exists(".numba_config.yaml") else {"yaml"})
@@ -224,8 +224,10 @@ def refuse_unused_imports():
 BLAS_THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
-def main(argv=None):
-    args = Args(sys.argv[1:] if argv is None else argv)
+def prepare_process():
+    """What the command's own process does before it loads numpy and Numba (run() does it; main(), which tests
+    and programs call in their own processes, does not): refuse_unused_imports, BLAS on one thread from the start,
+    and jit.light_cache_loads."""
     refuse_unused_imports()
     blas_by_environment = "numpy" not in sys.modules and not any(v in os.environ for v in BLAS_THREAD_VARIABLES)
     if blas_by_environment:
@@ -235,6 +237,10 @@ def main(argv=None):
     jit.light_cache_loads()
     if blas_by_environment:
         gemm_threads.blas_limited_by_environment()
+
+
+def main(argv=None):
+    args = Args(sys.argv[1:] if argv is None else argv)
     warnings.formatwarning = lambda message, category, *rest: f"Warning: {message}\n"
     try:
         threads = args.value("-threads", settings.threads(), int)
@@ -264,9 +270,10 @@ def main(argv=None):
 
 
 def run():
-    """The `pydarknet` program (and `python -m pydarknet`): main(), then out of the process as soon as its output
-    is flushed. The interpreter's teardown (Numba's and LLVM's) took 0.15-0.4 s of every command, and nothing is
+    """The `pydarknet` program (and `python -m pydarknet`): prepare_process(), main(), then out of the process as
+    soon as its output is flushed. The interpreter's teardown (Numba's and LLVM's) took 0.15-0.4 s of every command, and nothing is
     left to write by then: files are closed and weights renamed into place before main returns."""
+    prepare_process()
     code = main()
     try:
         sys.stdout.flush()
