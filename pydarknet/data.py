@@ -532,6 +532,7 @@ class Loader:
         if batch < 1 or workers < 1 or prefetch < 1:
             raise ValueError("batch, workers and prefetch must be >= 1")
         self.kind = kind
+        self.images = len(paths)    # in the list (AlexeyAB's train_images_num)
         self.batch = batch
         self.classes = classes
         self.side = side

@@ -265,3 +265,21 @@ def test_an_empty_train_list_is_named(dataset, tmp_path):
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1] == f"pydarknet: error: {empty}: no training images: the train " \
                                                        f"list is empty"
+
+
+def test_map_schedule_is_alexeyabs():
+    """-map every 4 epochs, at least 100 iterations apart, not before burn_in; counted from where a run starts."""
+    from pydarknet.trainer import next_map_at
+
+    def schedule(images, batch, burn_in, max_batches, start=0):
+        at, points = next_map_at(start, images, batch, burn_in), []
+        for i in range(start + 1, max_batches + 1):
+            if i >= at or i == max_batches:
+                points.append(i)
+                at = next_map_at(i, images, batch, burn_in)
+        return points
+
+    assert schedule(1600, 16, 100, 2000) == [400, 800, 1200, 1600, 2000]     # make demo's run
+    assert schedule(40, 4, 0, 350) == [100, 200, 300, 350]                   # 4 epochs = 40 < the 100 minimum
+    assert schedule(1600, 16, 1000, 2000) == [1000, 1400, 1800, 2000]
+    assert schedule(1600, 16, 100, 2000, start=1500) == [1900, 2000]          # a resumed run
