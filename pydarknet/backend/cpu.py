@@ -696,7 +696,8 @@ def convolution_backward(x, delta, weights, size, stride, pad, groups, weight_up
             return
         weight_updates = None           # the images below give dx only
     slots = min(batch, 2 * threads.threads())
-    sums = _piece_buffer(slots * groups * rows * ng, "slots").reshape(slots, groups, rows, ng)
+    sums = None if weight_updates is None else _piece_buffer(slots * groups * rows * ng, "slots").reshape(
+        slots, groups, rows, ng)
     per_piece = _rows_per_piece(rows, out_h, out_w, one_by_one)
 
     def slot(s):
@@ -704,11 +705,11 @@ def convolution_backward(x, delta, weights, size, stride, pad, groups, weight_up
             for g in range(groups):
                 _backward_image(x[b, g * cg:(g + 1) * cg], delta[b, g * ng:(g + 1) * ng].reshape(ng, -1),
                                 weights[g * ng:(g + 1) * ng], size, stride, pad, out_w, per_piece,
-                                None if weight_updates is None else sums[s, g], b == s,
+                                None if sums is None else sums[s, g], b == s,
                                 None if dx is None else dx[b, g * cg:(g + 1) * cg], one_by_one)
 
     threads.run(slot, slots)
-    if weight_updates is None:
+    if sums is None:
         return
     total = sums[0]
     for s in range(1, slots):
