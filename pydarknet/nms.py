@@ -20,7 +20,7 @@ import numpy as np
 
 from .box import intersection_and_union
 from .jit import kernel
-from .sort import msort, msort_stack, radix_sort_desc
+from .sort import MSORT_DEPTH, msort, msort_stack, radix_sort_desc
 
 
 _F32 = np.float32
@@ -480,7 +480,7 @@ def _nms_sort_classes(prob_t, order, total, classes, indptr, indices):
         if not live:          # every key compares equal: the merge sort keeps the order, and nothing is kept
             continue
         if has_nan:
-            msort(key, order, total, tkey, tidx, np.empty((3, 128), np.int64))
+            msort(key, order, total, tkey, tidx, np.empty((3, MSORT_DEPTH), np.int64))
         else:
             radix_sort_desc(key, order, total, ua, ub, tidx)
         # greedy pass; the graph only links live records, so "not seen yet" is "later in this order"
@@ -505,7 +505,7 @@ def _nms_obj_pass(objectness, prob, order, total, classes, indptr, indices):
     tidx = np.empty(total, np.int64)
     for i in range(total):
         key[i] = objectness[order[i]]
-    msort(key, order, total, tkey, tidx, np.empty((3, 128), np.int64))
+    msort(key, order, total, tkey, tidx, np.empty((3, MSORT_DEPTH), np.int64))
     pos = np.full(n, -1, np.int64)
     for i in range(total):
         pos[order[i]] = i

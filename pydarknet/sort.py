@@ -39,9 +39,12 @@ def _merge(key, idx, lo, n1, n, tkey, tidx):
         idx[lo + u] = tidx[u]
 
 
+MSORT_DEPTH = 128      # levels of msort's explicit stack: enough for any n below 2**127
+
+
 def msort_stack():
     """The explicit stack msort needs (made by the caller, so that kernels that take it allocate nothing)."""
-    return np.empty((3, 128), np.int64)
+    return np.empty((3, MSORT_DEPTH), np.int64)
 
 
 @kernel
@@ -50,7 +53,7 @@ def msort(key, idx, n, tkey, tidx, stack):
 
     With nms_comparator it sorts descending and stably, and a NaN compares equal to everything, as in C; the merge
     tree is glibc's, so even such inconsistent comparisons come out the same. Iterative, with an explicit stack
-    (numba's cache cannot hold recursive functions): msort_stack(), 128 levels deep.
+    (numba's cache cannot hold recursive functions): msort_stack(), MSORT_DEPTH levels deep.
     """
     stack_lo = stack[0]
     stack_n = stack[1]

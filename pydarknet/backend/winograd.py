@@ -198,19 +198,24 @@ def _planes(space, rows, columns):
     return space[:16 * stride].reshape(16, stride)[:, :rows * columns].reshape(16, rows, columns)
 
 
-def convolve(x, u, pad, y, workspace=None, add=False, turned=False):
-    """y = 3x3 stride-1 convolution of x (B, C, H, W) with Winograd filters u (16, K, C), into y (B, K, H', W')
-    (with `add`: y += it). `turned`: with the filters turned round instead, u being (16, C, K) (see TURN)."""
+def _tile_planes(x, filters, out_shape, workspace):
+    """(tiles_h, tiles_w, v, m) for x (B, C, H, W) and an output of `filters` channels, out_shape (H', W'): the
+    input tiles' planes v (16, C, B*T) and the output tiles' m (16, filters, B*T), in workspace when it fits."""
     batch, channels = x.shape[:2]
-    filters = u.shape[2] if turned else u.shape[1]
-    out_h, out_w = y.shape[2:]
-    tiles_h, tiles_w = (out_h + 1) // 2, (out_w + 1) // 2
+    tiles_h, tiles_w = (out_shape[0] + 1) // 2, (out_shape[1] + 1) // 2
     cols = batch * tiles_h * tiles_w
     need = workspace_size(channels, filters, cols)
     space = np.empty(need, np.float32) if workspace is None or workspace.size < need else workspace
-    v_size = 16 * (channels * cols + PLANE_GAP)
     v = _planes(space, channels, cols)
-    m = _planes(space[v_size:], filters, cols)
+    m = _planes(space[16 * (channels * cols + PLANE_GAP):], filters, cols)
+    return tiles_h, tiles_w, v, m
+
+
+def convolve(x, u, pad, y, workspace=None, add=False, turned=False):
+    """y = 3x3 stride-1 convolution of x (B, C, H, W) with Winograd filters u (16, K, C), into y (B, K, H', W')
+    (with `add`: y += it). `turned`: with the filters of u turned round instead (see TURN), u being the forward's
+    U (16, C', C) of a convolution from C channels to the C' channels x has, and y having C."""
+    tiles_h, tiles_w, v, m = _tile_planes(x, u.shape[2] if turned else u.shape[1], y.shape[2:], workspace)
     _winograd_input(x, pad, tiles_h, tiles_w, v)
     if turned:
         threads.run(lambda i: np.matmul(u[TURNED_PLANES[i]].T, v[i], out=m[i]), 16)
@@ -224,15 +229,8 @@ def filter_gradient(x, delta, pad, weight_updates, workspace=None, products=None
     """weight_updates (K, C*9) += the filter gradient of the 3x3 stride-1 convolution of x (B, C, H, W) whose output
     gradient is delta (B, K, H', W'): G^T [sum over tiles of (A dY A^T) (B^T d B)^T] G, one GEMM (K x tiles x C) per
     tile position; `products` (16*K*C floats) holds their sums."""
-    batch, channels = x.shape[:2]
-    filters = delta.shape[1]
-    out_h, out_w = delta.shape[2:]
-    tiles_h, tiles_w = (out_h + 1) // 2, (out_w + 1) // 2
-    cols = batch * tiles_h * tiles_w
-    need = workspace_size(channels, filters, cols)
-    space = np.empty(need, np.float32) if workspace is None or workspace.size < need else workspace
-    v = _planes(space, channels, cols)
-    m = _planes(space[16 * (channels * cols + PLANE_GAP):], filters, cols)
+    channels, filters = x.shape[1], delta.shape[1]
+    tiles_h, tiles_w, v, m = _tile_planes(x, filters, delta.shape[2:], workspace)
     p = (np.empty(16 * filters * channels, np.float32) if products is None else products).reshape(16, filters,
                                                                                                channels)
     _winograd_input(x, pad, tiles_h, tiles_w, v)
