@@ -1,7 +1,8 @@
 """The Numba decorator policies; every module compiles its loops with one of these.
 
 All cache their machine code on disk (`cache=True`: no JIT delay in every command; `make clean` clears it).
-fastmath stays off: it assumes no NaNs and infinities, which max pooling's -inf padding and the NaN-loss stop need.
+fastmath stays off, but for vector_kernel's two flags: full fastmath assumes no NaNs and infinities, which max
+pooling's -inf padding and the NaN-loss stop need.
 """
 import functools
 
@@ -19,6 +20,11 @@ image_kernel = functools.partial(numba.njit, cache=True, nogil=True, error_model
 # Loops that run inside the pieces backend/threads.py shares out: serial, and the GIL released so that the pieces
 # run side by side.
 piece_kernel = functools.partial(numba.njit, cache=True, nogil=True)
+
+# Pieces whose inner loops must become vector code (backend/direct.py): sums may be reordered and multiply-adds
+# fused, so float32 results move within rounding; NaNs and infinities are still honoured (no nnan, ninf).
+VECTOR_MATH = {"contract", "reassoc"}
+vector_kernel = functools.partial(numba.njit, cache=True, nogil=True, fastmath=VECTOR_MATH)
 
 
 def light_cache_loads():

@@ -6,6 +6,8 @@ test or a script can change one at any time.
     PYDARKNET_GPU_MATH                fp32 | tf32: cuBLAS's math mode on a GPU
     PYDARKNET_WINOGRAD_MIN_CHANNELS   3x3 stride-1 convolutions with at least this many input channels use Winograd
                                       on the CPU (a huge value turns it off)
+    PYDARKNET_DIRECT_MAX_CHANNELS     3x3 stride-1 pad-1 convolutions with at most this many input channels
+                                      convolve directly on the CPU, without im2col (0 turns it off)
 """
 import os
 
@@ -26,9 +28,17 @@ def gpu_math():
     return os.environ.get("PYDARKNET_GPU_MATH", "fp32")
 
 
-def winograd_min_channels():
-    text = os.environ.get("PYDARKNET_WINOGRAD_MIN_CHANNELS", "64")
+def _channels(name, default):
+    text = os.environ.get(name, default)
     try:
         return int(text)
     except ValueError:
-        raise DarknetError(f"PYDARKNET_WINOGRAD_MIN_CHANNELS={text}: not a whole number of channels") from None
+        raise DarknetError(f"{name}={text}: not a whole number of channels") from None
+
+
+def winograd_min_channels():
+    return _channels("PYDARKNET_WINOGRAD_MIN_CHANNELS", "64")
+
+
+def direct_max_channels():
+    return _channels("PYDARKNET_DIRECT_MAX_CHANNELS", "32")

@@ -63,10 +63,11 @@ def test_numpys_blas_runs_on_one_thread_once_a_gemm_ran():
 @pytest.mark.parametrize("pieces", ["rows", "images"])
 def test_convolution_in_pieces(monkeypatch, shape, filters, size, stride, pad, groups, pieces):
     """Images and groups are pieces; large column matrices are made piece by piece over output rows too (forced
-    on here for small awkward shapes, a row a piece)."""
+    on here for small awkward shapes, a row a piece). im2col throughout: the direct 3x3 path is turned off."""
     import sys
     sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
     import reference
+    monkeypatch.setenv("PYDARKNET_DIRECT_MAX_CHANNELS", "0")
     if pieces == "rows":
         monkeypatch.setattr(cpu, "_LARGE_COLUMNS", 1)
         monkeypatch.setattr(cpu, "_PIECE_COLUMNS", 1)
@@ -109,11 +110,16 @@ def convolution_gradients(x, weights, delta, size, stride, pad, groups):
     (3, (4, 30, 41), 6, 3, 2, 1, 2, "rows"), (1, (2, 23, 20), 3, 5, 3, 2, 1, "images"),
     (6, (3, 17, 9), 4, 3, 1, 0, 1, "rows"), (4, (4, 9, 11), 6, 1, 1, 0, 2, "images"),
     (5, (3, 12, 13), 4, 3, 1, 1, 1, "winograd"), (2, (5, 7, 6), 8, 3, 1, 1, 1, "winograd"),
-    (3, (4, 11, 8), 5, 3, 1, 0, 1, "winograd"), (2, (6, 9, 9), 3, 3, 1, 2, 1, "winograd")])
+    (3, (4, 11, 8), 5, 3, 1, 0, 1, "winograd"), (2, (6, 9, 9), 3, 3, 1, 2, 1, "winograd"),
+    (5, (3, 37, 29), 5, 3, 1, 1, 1, "direct"), (1, (2, 23, 70), 7, 3, 1, 1, 1, "direct"),
+    (3, (16, 1, 1), 4, 3, 1, 1, 1, "direct")])
 def test_convolution_backward_in_pieces(monkeypatch, batch, shape, filters, size, stride, pad, groups, way):
     """The images are the pieces, each of a few slots summing its images' weight gradient (large column matrices
     made a few output rows at a time, forced here; or by Winograd, the weight gradient, and the input gradient where
-    pad is 1): the sums, added onto what weight_updates and dx held, are the float64 gradients'."""
+    pad is 1; or by the direct 3x3 loops): the sums, added onto what weight_updates and dx held, are the float64
+    gradients'."""
+    if way != "direct":
+        monkeypatch.setenv("PYDARKNET_DIRECT_MAX_CHANNELS", "0")
     if way == "rows":
         monkeypatch.setattr(cpu, "_LARGE_COLUMNS", 1)
         monkeypatch.setattr(cpu, "_PIECE_COLUMNS", 1)

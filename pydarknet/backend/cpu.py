@@ -13,7 +13,7 @@ import numpy as np
 
 from ..activations import ELU, HARDTAN, LEAKY, LHTAN, LINEAR, LOGGY, LOGISTIC, PLSE, RAMP, RELIE, RELU, STAIR, TANH
 from ..jit import kernel, piece_kernel
-from . import threads, winograd
+from . import direct, threads, winograd
 
 xp = np         # the array module these ops work on
 
@@ -590,6 +590,8 @@ def convolution_forward(x, weights, size, stride, pad, groups, y, workspace=None
         if "winograd" not in derived:
             derived["winograd"] = winograd.transform_weights(weights, c)
         return winograd.convolve(x, derived["winograd"], pad, y, workspace)
+    if direct.applies(c, size, stride, pad, groups):
+        return direct.convolve(x, weights, y)
     cg, ng = c // groups, filters // groups
     one_by_one = size == 1 and stride == 1 and pad == 0
     rows = cg * size * size
@@ -683,13 +685,17 @@ def convolution_backward(x, delta, weights, size, stride, pad, groups, weight_up
     filters, rows = weights.shape
     cg, ng = x.shape[1] // groups, filters // groups
     one_by_one = size == 1 and stride == 1 and pad == 0
+    winograd_weights = winograd.applies(x.shape[1], x.shape[2], x.shape[3], size, stride, groups)
+    if not winograd_weights and direct.applies(x.shape[1], size, stride, pad, groups):
+        direct.backward(x, delta, weights, weight_updates, dx)
+        return
     if dx is not None and _winograd_gradient(filters, out_h, out_w, size, stride, pad, groups):
         derived = {} if derived is None else derived
         if "winograd" not in derived:       # the forward's, where it took Winograd
             derived["winograd"] = winograd.transform_weights(weights, x.shape[1])
         winograd.convolve(delta, derived["winograd"], pad, dx, workspace, add=True, turned=True)
         dx = None
-    if winograd.applies(x.shape[1], x.shape[2], x.shape[3], size, stride, groups):
+    if winograd_weights:
         winograd.filter_gradient(x, delta, pad, weight_updates, workspace,
                                  _piece_buffer(16 * filters * x.shape[1], "filter products"))
         if dx is None:

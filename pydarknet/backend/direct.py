@@ -1,0 +1,245 @@
+"""Direct 3x3 convolution (stride 1, pad 1) for layers with few input channels: no column matrix.
+
+Why: with 3-16 input channels im2col writes 27-144 column rows that the GEMM then reads once, and its short inner
+dimension leaves BLAS at 15-30 GFLOP/s on one core here; the loops below reach 40-50 (the yolov3-tiny-shapes
+demo's first layers, yolov3-tiny's at 416). Each image is copied once, zero-padded, into rows Wp = W + 2 floats
+long, so that a 3x3 window is nine fixed offsets from a pixel's index and one flat loop covers a band of rows
+(two columns of each row are computed and dropped). The weight gradient and the input gradient use the same
+layout: delta padded the same way is both the factor of the filter sums and the input of the turned convolution
+that gives dx (input and output channels swapped, each filter turned 180 degrees).
+
+CPU-only, and not an op of the backend interface (ops.py): cpu.convolution_forward and _backward call it where
+`applies` says so. Sums run in a different order from Darknet's GEMM: equal within float32 rounding.
+"""
+import threading
+
+import numba
+import numpy as np
+
+from .. import settings
+from ..jit import kernel, vector_kernel
+from . import threads
+
+_BAND_FLOATS = 2048     # outputs per channel made at a time: 4 channels' bands stay in the core's L1 cache
+_buffers = threading.local()
+
+
+def applies(channels, size, stride, pad, groups):
+    """Few input channels (PYDARKNET_DIRECT_MAX_CHANNELS): there the column matrix costs more than it saves."""
+    return size == 3 and stride == 1 and pad == 1 and groups == 1 and channels <= settings.direct_max_channels()
+
+
+def _buffer(name, n):
+    """n floats of the calling thread's buffer `name`, kept for its next call."""
+    buffer = _buffers.__dict__.get(name)
+    if buffer is None or buffer.size < n:
+        buffer = _buffers.__dict__[name] = np.empty(n, np.float32)
+    return buffer[:n]
+
+
+def _padded_size(height, width):
+    """Floats of one padded channel: H + 2 rows of W + 2, and one more row that the dropped columns of the last
+    band read into."""
+    return (height + 3) * (width + 2)
+
+
+@kernel(parallel=True)
+def _pad(x, out):
+    """out (B, C, L): each channel of x (B, C, H, W) inside a border of zeros, rows W + 2 floats long."""
+    batch, channels, height, width = x.shape
+    wp = width + 2
+    for bc in numba.prange(batch * channels):
+        b = bc // channels
+        c = bc % channels
+        plane = out[b, c]
+        plane[:wp] = 0.0
+        for i in range(height):
+            row = plane[(i + 1) * wp:(i + 2) * wp]
+            row[0] = 0.0
+            row[1:width + 1] = x[b, c, i]
+            row[width + 1] = 0.0
+        plane[(height + 1) * wp:] = 0.0
+
+
+@vector_kernel(inline="always")
+def _taps(v, w, p0, p1, p2, p3, p4, p5, p6, p7, p8):
+    """v + the 3x3 window p0..p8 weighted by w (9 floats), added one after the other (fused multiply-adds)."""
+    v += w[0] * p0
+    v += w[1] * p1
+    v += w[2] * p2
+    v += w[3] * p3
+    v += w[4] * p4
+    v += w[5] * p5
+    v += w[6] * p6
+    v += w[7] * p7
+    v += w[8] * p8
+    return v
+
+
+@kernel(inline="always")
+def _filter(w, k, c):
+    """Filter (k, c) of w (K, C, 3, 3) as 9 floats, row by row."""
+    g = w[k, c]
+    return g[0, 0], g[0, 1], g[0, 2], g[1, 0], g[1, 1], g[1, 2], g[2, 0], g[2, 1], g[2, 2]
+
+
+@vector_kernel
+def _convolve_band(xp, wp, w, y, band, first, last, add):
+    """y (K, H, W) rows first..last-1 = (with `add`: +=) the convolution of the padded image xp (C, L) with w
+    (K, C, 3, 3); band (4, >= rows * wp) holds four channels' outputs at a time."""
+    filters, height, width = y.shape
+    channels = xp.shape[0]
+    n = (last - first) * wp
+    start = first * wp
+    for k0 in range(0, filters, 4):
+        count = min(4, filters - k0)
+        o0, o1, o2, o3 = band[0, :n], band[1, :n], band[2, :n], band[3, :n]
+        o0[:] = 0.0
+        o1[:] = 0.0
+        o2[:] = 0.0
+        o3[:] = 0.0
+        for c in range(channels):
+            r0 = xp[c, start:start + n + 2]
+            r1 = xp[c, start + wp:start + wp + n + 2]
+            r2 = xp[c, start + 2 * wp:start + 2 * wp + n + 2]
+            w0 = _filter(w, k0, c)       # a missing channel of the last group of four repeats the first
+            w1 = _filter(w, k0 + 1 if count > 1 else k0, c)
+            w2 = _filter(w, k0 + 2 if count > 2 else k0, c)
+            w3 = _filter(w, k0 + 3 if count > 3 else k0, c)
+            for f in range(n):
+                p0, p1, p2 = r0[f], r0[f + 1], r0[f + 2]
+                p3, p4, p5 = r1[f], r1[f + 1], r1[f + 2]
+                p6, p7, p8 = r2[f], r2[f + 1], r2[f + 2]
+                o0[f] = _taps(o0[f], w0, p0, p1, p2, p3, p4, p5, p6, p7, p8)
+                o1[f] = _taps(o1[f], w1, p0, p1, p2, p3, p4, p5, p6, p7, p8)
+                o2[f] = _taps(o2[f], w2, p0, p1, p2, p3, p4, p5, p6, p7, p8)
+                o3[f] = _taps(o3[f], w3, p0, p1, p2, p3, p4, p5, p6, p7, p8)
+        for q in range(count):
+            o = band[q]
+            for i in range(first, last):
+                out = y[k0 + q, i]
+                row = o[(i - first) * wp:(i - first) * wp + width]
+                for j in range(width):
+                    out[j] = out[j] + row[j] if add else row[j]
+
+
+@vector_kernel
+def _add_filter_sums(xp, dp, wp, n, sums):
+    """sums (K, C, 9) += for each filter tap, the sum over the image of delta times the input it saw: dp is delta
+    padded as xp (K, L), so delta at output index f (rows wp long) is dp[wp + 1 + f], and zero in the two dropped
+    columns."""
+    filters, channels = dp.shape[0], xp.shape[0]
+    for k0 in range(0, filters, 2):
+        k1 = min(k0 + 1, filters - 1)       # an odd last filter is summed twice and added once
+        d0 = dp[k0, wp + 1:wp + 1 + n]
+        d1 = dp[k1, wp + 1:wp + 1 + n]
+        for c in range(channels):
+            r0 = xp[c, 0:n + 2]
+            r1 = xp[c, wp:wp + n + 2]
+            r2 = xp[c, 2 * wp:2 * wp + n + 2]
+            a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = a8 = np.float32(0.0)
+            b0 = b1 = b2 = b3 = b4 = b5 = b6 = b7 = b8 = np.float32(0.0)
+            for f in range(n):
+                p0, p1, p2 = r0[f], r0[f + 1], r0[f + 2]
+                p3, p4, p5 = r1[f], r1[f + 1], r1[f + 2]
+                p6, p7, p8 = r2[f], r2[f + 1], r2[f + 2]
+                d = d0[f]
+                a0 += d * p0
+                a1 += d * p1
+                a2 += d * p2
+                a3 += d * p3
+                a4 += d * p4
+                a5 += d * p5
+                a6 += d * p6
+                a7 += d * p7
+                a8 += d * p8
+                d = d1[f]
+                b0 += d * p0
+                b1 += d * p1
+                b2 += d * p2
+                b3 += d * p3
+                b4 += d * p4
+                b5 += d * p5
+                b6 += d * p6
+                b7 += d * p7
+                b8 += d * p8
+            s = sums[k0, c]
+            s[0] += a0
+            s[1] += a1
+            s[2] += a2
+            s[3] += a3
+            s[4] += a4
+            s[5] += a5
+            s[6] += a6
+            s[7] += a7
+            s[8] += a8
+            if k1 != k0:
+                s = sums[k1, c]
+                s[0] += b0
+                s[1] += b1
+                s[2] += b2
+                s[3] += b3
+                s[4] += b4
+                s[5] += b5
+                s[6] += b6
+                s[7] += b7
+                s[8] += b8
+
+
+def _padded(x, name):
+    """x (B, C, H, W) padded into the calling thread's buffer `name`: (B, C, L)."""
+    batch, channels, height, width = x.shape
+    out = _buffer(name, batch * channels * _padded_size(height, width)).reshape(batch, channels, -1)
+    _pad(x, out)
+    return out
+
+
+def _convolve(xp, w, y, add):
+    """y (B, K, H, W) = (+=) the convolution of padded images xp (B, C, L) with w (K, C, 3, 3), the images, or for
+    fewer images than threads bands of rows, shared out as pieces."""
+    batch, _, height, width = y.shape
+    wp = width + 2
+    rows = max(1, _BAND_FLOATS // wp)
+    bands = -(-height // rows)
+    per_image = 1 if batch >= 2 * threads.threads() else min(bands, -(-2 * threads.threads() // batch))
+    step = -(-bands // per_image) * rows
+
+    def piece(i):
+        b, part = divmod(i, per_image)
+        band = _buffer("band", 4 * rows * wp).reshape(4, -1)
+        for first in range(part * step, min(height, (part + 1) * step), rows):
+            _convolve_band(xp[b], wp, w, y[b], band, first, min(height, first + rows), add)
+
+    threads.run(piece, batch * per_image)
+    return y
+
+
+def convolve(x, weights, y):
+    """y (B, K, H, W) = the 3x3 convolution (stride 1, pad 1) of x (B, C, H, W) with weights (K, C*9)."""
+    return _convolve(_padded(x, "input"), weights.reshape(weights.shape[0], x.shape[1], 3, 3), y, False)
+
+
+def backward(x, delta, weights, weight_updates, dx):
+    """weight_updates (K, C*9) += the filter gradient; dx (None: not needed) += the input gradient, the
+    convolution of delta with the filters turned round. The images are summed in `slots` buffers (images s,
+    s + slots, ...), added in order at the end, so the sums do not depend on which thread took which image."""
+    batch, channels, height, width = x.shape
+    filters = weights.shape[0]
+    xp, dp = _padded(x, "input"), _padded(delta, "delta")
+    n = height * (width + 2)
+    slots = min(batch, 2 * threads.threads())
+    sums = _buffer("filter sums", slots * filters * channels * 9).reshape(slots, filters, channels, 9)
+    sums[:] = 0.0
+
+    def slot(s):
+        for b in range(s, batch, slots):
+            _add_filter_sums(xp[b], dp[b], width + 2, n, sums[s])
+
+    threads.run(slot, slots)
+    total = sums[0]
+    for s in range(1, slots):
+        total += sums[s]
+    weight_updates += total.reshape(weight_updates.shape)
+    if dx is not None:
+        turned = np.ascontiguousarray(weights.reshape(filters, channels, 3, 3)[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
+        _convolve(dp, turned, dx, True)

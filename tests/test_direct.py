@@ -1,0 +1,60 @@
+"""backend/direct.py: 3x3 stride-1 pad-1 convolutions with few input channels, without im2col, against float64."""
+import numpy as np
+import pytest
+
+import reference
+from pydarknet.backend import cpu, direct
+from test_threads import convolution_gradients
+
+# (batch, channels, height, width, filters): odd sizes, filters not a multiple of 4 nor of 2, one pixel, one image
+# whose rows are cut into bands for the threads, wide rows longer than a band
+SHAPES = [(2, 3, 7, 9, 5), (3, 16, 12, 11, 8), (1, 5, 1, 1, 3), (1, 3, 61, 17, 16), (2, 2, 5, 1100, 9),
+          (4, 32, 6, 6, 1)]
+
+
+@pytest.mark.parametrize("batch, channels, height, width, filters", SHAPES)
+def test_direct_forward_is_the_convolution(batch, channels, height, width, filters):
+    rng = np.random.default_rng(channels * height + width)
+    x = rng.standard_normal((batch, channels, height, width)).astype(np.float32)
+    w = rng.standard_normal((filters, channels * 9)).astype(np.float32)
+    y = np.full((batch, filters, height, width), np.nan, np.float32)
+    assert direct.applies(channels, 3, 1, 1, 1)
+    cpu.convolution_forward(x, w, 3, 1, 1, 1, y)
+    np.testing.assert_allclose(y, reference.convolution(x, w, 3, 1, 1, 1), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("batch, channels, height, width, filters", SHAPES)
+@pytest.mark.parametrize("with_dx", [True, False])
+def test_direct_backward_adds_the_gradients(batch, channels, height, width, filters, with_dx):
+    rng = np.random.default_rng(filters + width)
+    x = rng.standard_normal((batch, channels, height, width)).astype(np.float32)
+    w = rng.standard_normal((filters, channels * 9)).astype(np.float32)
+    delta = rng.standard_normal((batch, filters, height, width)).astype(np.float32)
+    updates = rng.standard_normal(w.shape).astype(np.float32)
+    dx = rng.standard_normal(x.shape).astype(np.float32)
+    before_updates, before_dx = updates.copy(), dx.copy()
+    cpu.convolution_backward(x, delta, w, 3, 1, 1, 1, updates, dx if with_dx else None)
+    dw, dx_exact = convolution_gradients(x, w, delta, 3, 1, 1, 1)
+    np.testing.assert_allclose(updates, before_updates + dw, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(dx, before_dx + dx_exact if with_dx else before_dx, rtol=1e-4, atol=1e-4)
+
+
+def test_direct_takes_few_channels_and_the_setting(monkeypatch):
+    assert direct.applies(32, 3, 1, 1, 1) and not direct.applies(33, 3, 1, 1, 1)
+    assert not any(direct.applies(3, *other) for other in [(1, 1, 0, 1), (3, 2, 1, 1), (3, 1, 0, 1), (3, 1, 1, 3)])
+    monkeypatch.setenv("PYDARKNET_DIRECT_MAX_CHANNELS", "0")
+    assert not direct.applies(3, 3, 1, 1, 1)
+
+
+def test_direct_is_what_the_forward_runs(monkeypatch):
+    """With the direct loops replaced by a marker, a 3-channel 3x3 convolution's output is the marker: the path is
+    taken; turned off by the setting, im2col gives the convolution."""
+    x = np.ones((1, 3, 5, 5), np.float32)
+    w = np.ones((2, 27), np.float32)
+    y = np.zeros((1, 2, 5, 5), np.float32)
+    monkeypatch.setattr(direct, "convolve", lambda x, weights, y: y.fill(-7.0))
+    cpu.convolution_forward(x, w, 3, 1, 1, 1, y)
+    assert (y == -7).all()
+    monkeypatch.setenv("PYDARKNET_DIRECT_MAX_CHANNELS", "0")
+    cpu.convolution_forward(x, w, 3, 1, 1, 1, y)
+    assert y[0, 0, 2, 2] == 27 and y[0, 0, 0, 0] == 12
