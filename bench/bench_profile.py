@@ -1,7 +1,7 @@
 """Profile: where pydarknet's time goes, by layer type and pass, for a yolov3-tiny 416 batch-8 training step and a
 batch-1 inference. Each layer's forward, backward, update (and zero_delta) is wrapped with a timer; the medians over
 the steps after a warm-up are summed by kind. Convolutions are split by kind: 3x3 Winograd (the layer holds
-Winograd-transformed weights after its forward pass), 3x3 im2col, 1x1, strided.
+Winograd-transformed weights after its forward pass), 3x3 direct (few input channels), 3x3 im2col, 1x1, strided.
 
     python bench/bench_profile.py            # prints the table
     from bench.bench_profile import run      # run(log=None, steps=3) -> rows for bench/run.py
@@ -17,6 +17,7 @@ ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 sys.path.insert(0, ROOT)
 
 from bench.bench_train import inputs, network, threads, PAUSE_S, THREADS  # noqa: E402
+from pydarknet.backend import direct  # noqa: E402
 
 PASSES = ("inference forward", "training forward", "backward", "update")
 
@@ -32,6 +33,8 @@ def kind(layer):
         return "convolutional 1x1"
     if "winograd" in (getattr(layer, "derived", None) or {}):
         return f"convolutional {size}x{size} Winograd"
+    if direct.applies(layer.in_shape[0], size, stride, layer.pad, layer.groups):
+        return f"convolutional {size}x{size} direct"
     return f"convolutional {size}x{size} im2col"
 
 

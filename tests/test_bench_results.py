@@ -55,5 +55,8 @@ def test_profile_table_shares_and_conv_kinds():
     assert "outside them 10.0 ms" in table[3]
     conv = SimpleNamespace(type="convolutional", size=3, stride=1, derived={"winograd": 0})
     assert bench_profile.kind(conv) == "convolutional 3x3 Winograd"
+    small = dict(type="convolutional", size=3, stride=1, derived={}, pad=1, groups=1)
+    assert bench_profile.kind(SimpleNamespace(in_shape=(16, 80, 80), **small)) == "convolutional 3x3 direct"
+    assert bench_profile.kind(SimpleNamespace(in_shape=(48, 80, 80), **small)) == "convolutional 3x3 im2col"
     assert bench_profile.kind(SimpleNamespace(type="convolutional", size=3, stride=2)) == "convolutional 3x3 strided"
     assert bench_profile.kind(SimpleNamespace(type="none")) == "simplenamespace"

@@ -6,7 +6,6 @@ order. 3x3 convolutions with many channels go through winograd.py. Arithmetic fo
 promotes a float to double (exp, sqrt, `.1*x`), so do we, and round back to float32 where C stores the result.
 """
 import math
-import threading
 
 import numba
 import numpy as np
@@ -581,9 +580,9 @@ def _winograd_gradient(filters, out_h, out_w, size, stride, pad, groups):
 
 def convolution_forward(x, weights, size, stride, pad, groups, y, workspace=None, derived=None):
     """y = the convolution of x (B, C, H, W) with weights (K, C/groups*size*size): Darknet's loop of im2col and
-    GEMM per image and group, or Winograd; `derived` (a dict the caller empties when the weights change) keeps the
-    Winograd filters between calls. Without it the weights are used once, and Winograd, whose filter transform
-    pays over many calls, is not taken."""
+    GEMM per image and group, or Winograd, or for few input channels direct 3x3 loops (direct.py). `derived` (a
+    dict the caller empties when the weights change) keeps the Winograd filters between calls. Without it the
+    weights are used once, and Winograd, whose filter transform pays over many calls, is not taken."""
     batch, c, height, width = x.shape
     filters = weights.shape[0]
     _, _, out_h, out_w = y.shape
@@ -609,7 +608,7 @@ def convolution_forward(x, weights, size, stride, pad, groups, y, workspace=None
         if one_by_one:
             col = xg.reshape(cg, -1)
         else:
-            col = _piece_buffer(rows * out_h * out_w).reshape(rows, -1)
+            col = threads.buffer(rows * out_h * out_w).reshape(rows, -1)
             _im2col_rows(xg, size, stride, pad, out_w, 0, out_h, col.reshape(-1))
         np.matmul(wg, col, out=yg)
 
@@ -631,16 +630,6 @@ def convolution_forward(x, weights, size, stride, pad, groups, y, workspace=None
 _LARGE_COLUMNS = 2 << 20
 _PIECE_COLUMNS = 128 << 10
 _PIECE_MIN_WIDTH = 1024     # columns at least: packing the filters again for each piece's BLAS call then costs little
-_piece_buffers = threading.local()
-
-
-def _piece_buffer(n, name="columns"):
-    """n floats of the calling thread's buffer `name`, kept for its next call."""
-    buffers = _piece_buffers.__dict__
-    buffer = buffers.get(name)
-    if buffer is None or buffer.size < n:
-        buffer = buffers[name] = np.empty(n, np.float32)
-    return buffer[:n]
 
 
 def _rows_per_piece(rows, out_h, out_w, one_by_one):
@@ -658,7 +647,7 @@ def _convolve_in_pieces(x, weights, size, stride, pad, out_h, out_w, y):
 
     def piece(i):
         first, last = i * per_piece, min(out_h, (i + 1) * per_piece)
-        col = _piece_buffer(rows * (last - first) * out_w)
+        col = threads.buffer(rows * (last - first) * out_w)
         _im2col_rows(x, size, stride, pad, out_w, first, last, col)
         np.matmul(weights, col.reshape(rows, -1), out=y[:, first * out_w:last * out_w])
 
@@ -671,7 +660,7 @@ def convolution_backward(x, delta, weights, size, stride, pad, groups, weight_up
     and the input gradient W^T delta through col2im into dx (None: not needed), or, for 3x3 "same" convolutions
     with enough filters, dx += the Winograd convolution of delta with the turned filters (read from the forward's
     Winograd filters in `derived`). Where the forward pass takes Winograd, so does the weight gradient
-    (winograd.filter_gradient).
+    (winograd.filter_gradient); where it convolves directly (few input channels), both gradients do (direct.py).
 
     The images are the pieces (one image: its GEMMs are). Each of `slots` buffers sums the weight gradient of the
     images slot, slot + slots, ... transposed, (C*size*size, K): the GEMM runs as col delta^T, whose BLAS call on
@@ -698,12 +687,12 @@ def convolution_backward(x, delta, weights, size, stride, pad, groups, weight_up
         dx = None
     if winograd_weights:
         winograd.filter_gradient(x, delta, pad, weight_updates, workspace,
-                                 _piece_buffer(16 * filters * x.shape[1], "filter products"))
+                                 threads.buffer(16 * filters * x.shape[1], "filter products"))
         if dx is None:
             return
         weight_updates = None           # the images below give dx only
     slots = min(batch, 2 * threads.threads())
-    sums = None if weight_updates is None else _piece_buffer(slots * groups * rows * ng, "slots").reshape(
+    sums = None if weight_updates is None else threads.buffer(slots * groups * rows * ng, "slots").reshape(
         slots, groups, rows, ng)
     per_piece = _rows_per_piece(rows, out_h, out_w, one_by_one)
 
@@ -742,11 +731,11 @@ def _backward_image(x, d, w, size, stride, pad, out_w, per_piece, total, fresh, 
         n = (last - first) * out_w
         dp = d[:, first * out_w:last * out_w]
         if total is not None:
-            col = _piece_buffer(rows * n).reshape(rows, n)
+            col = threads.buffer(rows * n).reshape(rows, n)
             _im2col_rows(x, size, stride, pad, out_w, first, last, col.reshape(-1))
             _add_product(col, dp.T, total, fresh and first == 0)
         if dx is not None:
-            gradient_columns = gemm(w.T, dp, out=_piece_buffer(rows * n, "gradient").reshape(rows, n))
+            gradient_columns = gemm(w.T, dp, out=threads.buffer(rows * n, "gradient").reshape(rows, n))
             _col2im_rows(gradient_columns.reshape(-1), size, stride, pad, out_w, first, last, dx)
 
 
@@ -755,7 +744,7 @@ def _add_product(a, b, total, fresh):
     if fresh:
         gemm(a, b, out=total)
     else:
-        total += gemm(a, b, out=_piece_buffer(total.size, "product").reshape(total.shape))
+        total += gemm(a, b, out=threads.buffer(total.size, "product").reshape(total.shape))
 
 
 # ---- backward ------------------------------------------------------------------------------------------------

@@ -11,8 +11,6 @@ that gives dx (input and output channels swapped, each filter turned 180 degrees
 CPU-only, and not an op of the backend interface (ops.py): cpu.convolution_forward and _backward call it where
 `applies` says so. Sums run in a different order from Darknet's GEMM: equal within float32 rounding.
 """
-import threading
-
 import numba
 import numpy as np
 
@@ -21,20 +19,11 @@ from ..jit import kernel, vector_kernel
 from . import threads
 
 _BAND_FLOATS = 2048     # outputs per channel made at a time: 4 channels' bands stay in the core's L1 cache
-_buffers = threading.local()
 
 
 def applies(channels, size, stride, pad, groups):
     """Few input channels (PYDARKNET_DIRECT_MAX_CHANNELS): there the column matrix costs more than it saves."""
     return size == 3 and stride == 1 and pad == 1 and groups == 1 and channels <= settings.direct_max_channels()
-
-
-def _buffer(name, n):
-    """n floats of the calling thread's buffer `name`, kept for its next call."""
-    buffer = _buffers.__dict__.get(name)
-    if buffer is None or buffer.size < n:
-        buffer = _buffers.__dict__[name] = np.empty(n, np.float32)
-    return buffer[:n]
 
 
 def _padded_size(height, width):
@@ -189,7 +178,7 @@ def _add_filter_sums(xp, dp, wp, n, sums):
 def _padded(x, name):
     """x (B, C, H, W) padded into the calling thread's buffer `name`: (B, C, L)."""
     batch, channels, height, width = x.shape
-    out = _buffer(name, batch * channels * _padded_size(height, width)).reshape(batch, channels, -1)
+    out = threads.buffer(batch * channels * _padded_size(height, width), name).reshape(batch, channels, -1)
     _pad(x, out)
     return out
 
@@ -206,7 +195,7 @@ def _convolve(xp, w, y, add):
 
     def piece(i):
         b, part = divmod(i, per_image)
-        band = _buffer("band", 4 * rows * wp).reshape(4, -1)
+        band = threads.buffer(4 * rows * wp, "band").reshape(4, -1)
         for first in range(part * step, min(height, (part + 1) * step), rows):
             _convolve_band(xp[b], wp, w, y[b], band, first, min(height, first + rows), add)
 
@@ -228,7 +217,7 @@ def backward(x, delta, weights, weight_updates, dx):
     xp, dp = _padded(x, "input"), _padded(delta, "delta")
     n = height * (width + 2)
     slots = min(batch, 2 * threads.threads())
-    sums = _buffer("filter sums", slots * filters * channels * 9).reshape(slots, filters, channels, 9)
+    sums = threads.buffer(slots * filters * channels * 9, "filter sums").reshape(slots, filters, channels, 9)
     sums[:] = 0.0
 
     def slot(s):
@@ -241,5 +230,5 @@ def backward(x, delta, weights, weight_updates, dx):
         total += sums[s]
     weight_updates += total.reshape(weight_updates.shape)
     if dx is not None:
-        turned = np.ascontiguousarray(weights.reshape(filters, channels, 3, 3)[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
-        _convolve(dp, turned, dx, True)
+        filters_turned = weights.reshape(filters, channels, 3, 3)[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)
+        _convolve(dp, np.ascontiguousarray(filters_turned), dx, True)

@@ -83,6 +83,16 @@ def threads():
     return numba.get_num_threads()
 
 
+def buffer(n, name="columns"):
+    """n floats of the calling thread's buffer `name`, kept for its next call (a piece's scratch space)."""
+    import numpy as np
+    buffers = _state.__dict__.setdefault("buffers", {})
+    kept = buffers.get(name)
+    if kept is None or kept.size < n:
+        kept = buffers[name] = np.empty(n, np.float32)
+    return kept[:n]
+
+
 def inside():
     """Whether this thread is running a piece (work it asks for then runs in line)."""
     return getattr(_state, "inside", False)
