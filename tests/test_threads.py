@@ -141,3 +141,12 @@ def test_convolution_backward_in_pieces(monkeypatch, batch, shape, filters, size
     np.testing.assert_allclose(updates, before_updates + dw, rtol=1e-4, atol=1e-4)
     one_by_one = size == 1 and stride == 1 and pad == 0     # Darknet's beta-0 GEMM writes dx over
     np.testing.assert_allclose(dx, dx_exact if one_by_one else before_dx + dx_exact, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("size", [1, 65535, 65537, 3 << 16])
+def test_zero_clears_every_element_in_pieces(size):
+    x = np.arange(1, size + 1, dtype=np.float32)
+    assert cpu.zero(x) is x and not x.any()
+    wide = np.ones((3, size + 2), np.float32)
+    cpu.zero(wide[:, 1:-1])                     # a strided view: only its elements
+    assert not wide[:, 1:-1].any() and (wide[:, [0, -1]] == 1).all()

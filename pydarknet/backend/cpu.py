@@ -899,10 +899,24 @@ def upsample_backward(delta, stride, scale, reverse, dx):
     if reverse:
         _upsample(delta, stride, np.float32(scale), dx)
     else:
-        batch, c, h, w = dx.shape
-        blocks = delta.reshape(batch, c, h, stride, w, stride)
-        dx += np.float32(scale) * blocks.sum(axis=(3, 5), dtype=np.float32)
+        _add_block_sums(delta, stride, np.float32(scale), dx)
     return dx
+
+
+@kernel(parallel=True)
+def _add_block_sums(delta, stride, scale, dx):
+    """upsample_cpu backward: dx += scale * each delta of the block, one term at a time in Darknet's order."""
+    batch, channels, height, width = dx.shape
+    for bc in numba.prange(batch * channels):
+        b = bc // channels
+        c = bc % channels
+        for i in range(height):
+            for j in range(width):
+                v = dx[b, c, i, j]
+                for n in range(stride):
+                    for m in range(stride):
+                        v += scale * delta[b, c, i * stride + n, j * stride + m]
+                dx[b, c, i, j] = v
 
 
 def reorg_backward(delta, stride, reverse, dx):
@@ -978,6 +992,25 @@ def _flush_array(x):
     for i in numba.prange(x.size):
         if -_FLT_MIN < x[i] < _FLT_MIN:
             x[i] = 0.0
+
+
+@kernel(parallel=True)
+def _zero_array(x):
+    n = x.size
+    for piece in numba.prange((n + _ZERO_PIECE - 1) // _ZERO_PIECE):
+        x[piece * _ZERO_PIECE:min(n, (piece + 1) * _ZERO_PIECE)] = 0.0
+
+
+_ZERO_PIECE = 1 << 16
+
+
+def zero(x):
+    """In place: x = 0, on every thread (numpy's fill is one thread's memset: 2-3x slower on 26 MB deltas)."""
+    if x.flags.c_contiguous:
+        _zero_array(x.reshape(-1))
+    else:
+        x[...] = 0
+    return x
 
 
 def flush(x):

@@ -35,4 +35,5 @@ __all__ = [
     "reorg_backward",           # dx = reorg of delta the other way
     "batchnorm_backward",       # bias_updates, scale_updates += their sums; delta becomes the input gradient
     "flush",                    # x's denormal values set to zero (CPU; nothing to do on a GPU)
+    "zero",                     # x = 0 in place (each layer's delta before a training pass)
 ]

@@ -193,7 +193,7 @@ class Layer:
         if getattr(self, "delta", None) is None or self.delta.shape != shape:
             self.delta = (np if self.host_delta else self.xp).zeros(shape, np.float32)
         else:
-            self.delta[...] = 0
+            ops_of(self.delta).zero(self.delta)
         return self.delta
 
     def new_output(self, batch, shape=None):
