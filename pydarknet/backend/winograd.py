@@ -53,55 +53,50 @@ def _transform_filters(g, u):
             u[i * 4 + 3, k, c] = np.float32(r[3])
 
 
-@kernel(inline="always")
-def _bt(a, b, c, d):
-    """B^T (a, b, c, d): B^T = [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]]."""
-    return a - c, b + c, c - b, b - d
-
-
-@kernel(inline="always")
-def _pixel(x, b, c, yy, xx):
-    """x[b, c, yy, xx], zero outside the image."""
-    if 0 <= yy < x.shape[2] and 0 <= xx < x.shape[3]:
-        return x[b, c, yy, xx]
-    return np.float32(0.0)
-
-
 @kernel(parallel=True)
 def _winograd_input(x, pad, tiles_h, tiles_w, v):
-    """V = B^T d B for every 4x4 input tile (stride 2), zero outside the image; v is (16, C, B*T)."""
+    """V = B^T d B for every 4x4 input tile (stride 2), zero outside the image; v is (16, C, B*T). A row of tiles at
+    a time: its 4 input rows (zero-padded) give B^T d for every column at once, then B along the row, tile by tile
+    (straight loops that become vector code; B^T = [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]])."""
     batch, channels, height, width = x.shape
     tiles = tiles_h * tiles_w
+    span = 2 * tiles_w + 2          # the padded columns a row of tiles reads
+    inside_from, inside_to = max(0, pad), min(span, width + pad)
     for bc in numba.prange(batch * channels):
         b = bc // channels
         c = bc % channels
+        d = np.zeros((4, span), np.float32)
+        t = np.empty((4, span), np.float32)
         for th in range(tiles_h):
-            y0 = 2 * th - pad
-            rows_inside = y0 >= 0 and y0 + 4 <= height
-            for tw in range(tiles_w):
-                x0 = 2 * tw - pad
-                if rows_inside and x0 >= 0 and x0 + 4 <= width:      # most tiles: no bounds to test
-                    p = x[b, c, y0:y0 + 4, x0:x0 + 4]
-                    c0 = _bt(p[0, 0], p[1, 0], p[2, 0], p[3, 0])             # t = B^T d, by columns
-                    c1 = _bt(p[0, 1], p[1, 1], p[2, 1], p[3, 1])
-                    c2 = _bt(p[0, 2], p[1, 2], p[2, 2], p[3, 2])
-                    c3 = _bt(p[0, 3], p[1, 3], p[2, 3], p[3, 3])
+            for r in range(4):
+                yy = 2 * th - pad + r
+                row = d[r]
+                if 0 <= yy < height:
+                    source = x[b, c, yy]
+                    for xx in range(inside_from, inside_to):
+                        row[xx] = source[xx - pad]
                 else:
-                    c0 = _bt(_pixel(x, b, c, y0, x0), _pixel(x, b, c, y0 + 1, x0), _pixel(x, b, c, y0 + 2, x0),
-                             _pixel(x, b, c, y0 + 3, x0))
-                    c1 = _bt(_pixel(x, b, c, y0, x0 + 1), _pixel(x, b, c, y0 + 1, x0 + 1),
-                             _pixel(x, b, c, y0 + 2, x0 + 1), _pixel(x, b, c, y0 + 3, x0 + 1))
-                    c2 = _bt(_pixel(x, b, c, y0, x0 + 2), _pixel(x, b, c, y0 + 1, x0 + 2),
-                             _pixel(x, b, c, y0 + 2, x0 + 2), _pixel(x, b, c, y0 + 3, x0 + 2))
-                    c3 = _bt(_pixel(x, b, c, y0, x0 + 3), _pixel(x, b, c, y0 + 1, x0 + 3),
-                             _pixel(x, b, c, y0 + 2, x0 + 3), _pixel(x, b, c, y0 + 3, x0 + 3))
-                col = b * tiles + th * tiles_w + tw
-                for i in range(4):                                           # v = t B, by rows
-                    r = _bt(c0[i], c1[i], c2[i], c3[i])
-                    v[i * 4 + 0, c, col] = r[0]
-                    v[i * 4 + 1, c, col] = r[1]
-                    v[i * 4 + 2, c, col] = r[2]
-                    v[i * 4 + 3, c, col] = r[3]
+                    row[:] = 0.0
+            d0, d1, d2, d3 = d[0], d[1], d[2], d[3]
+            t0, t1, t2, t3 = t[0], t[1], t[2], t[3]
+            for xx in range(span):          # t = B^T d
+                t0[xx] = d0[xx] - d2[xx]
+                t1[xx] = d1[xx] + d2[xx]
+                t2[xx] = d2[xx] - d1[xx]
+                t3[xx] = d1[xx] - d3[xx]
+            first = b * tiles + th * tiles_w
+            for i in range(4):              # v = t B
+                ti = t[i]
+                v0 = v[i * 4 + 0, c, first:first + tiles_w]
+                v1 = v[i * 4 + 1, c, first:first + tiles_w]
+                v2 = v[i * 4 + 2, c, first:first + tiles_w]
+                v3 = v[i * 4 + 3, c, first:first + tiles_w]
+                for tw in range(tiles_w):
+                    e, f, g, h = ti[2 * tw], ti[2 * tw + 1], ti[2 * tw + 2], ti[2 * tw + 3]
+                    v0[tw] = e - g
+                    v1[tw] = f + g
+                    v2[tw] = g - f
+                    v3[tw] = f - h
 
 
 @kernel(parallel=True)
@@ -132,34 +127,42 @@ def _winograd_output(m, tiles_h, tiles_w, y, add):
 
 @kernel(parallel=True)
 def _winograd_output_gradient(delta, tiles_h, tiles_w, m):
-    """M = A dY A^T for every tile of the output gradient (2x2 each, zero beyond odd edges); m is (16, K, B*T)."""
+    """M = A dY A^T for every tile of the output gradient (2x2 each, zero beyond odd edges); m is (16, K, B*T). A row
+    of tiles at a time: its two delta rows, zero-padded to whole tiles, then each plane over the whole row."""
     batch, filters, out_h, out_w = delta.shape
     tiles = tiles_h * tiles_w
     for bk in numba.prange(batch * filters):
         b = bk // filters
         k = bk % filters
+        d = np.zeros((2, 2 * tiles_w), np.float32)
+        t = np.empty((4, 2, tiles_w), np.float32)
         for th in range(tiles_h):
+            for r in range(2):
+                yy = 2 * th + r
+                if yy < out_h:
+                    d[r, :out_w] = delta[b, k, yy]
+                else:
+                    d[r, :] = 0.0
+            top, bottom = d[0], d[1]
+            # t = A dY: rows d0, d0 + d1, d0 - d1, -d1, for the left and right column of each tile
             for tw in range(tiles_w):
-                y0, x0 = 2 * th, 2 * tw
-                d00 = delta[b, k, y0, x0]
-                d01 = delta[b, k, y0, x0 + 1] if x0 + 1 < out_w else np.float32(0.0)
-                d10 = delta[b, k, y0 + 1, x0] if y0 + 1 < out_h else np.float32(0.0)
-                d11 = delta[b, k, y0 + 1, x0 + 1] if y0 + 1 < out_h and x0 + 1 < out_w else np.float32(0.0)
-                col = b * tiles + th * tiles_w + tw
-                # t = A dY (rows d0 + d1, d0 - d1, -d1), then t A^T the same way along the columns
-                for i in range(4):
-                    if i == 0:
-                        t0, t1 = d00, d01
-                    elif i == 1:
-                        t0, t1 = d00 + d10, d01 + d11
-                    elif i == 2:
-                        t0, t1 = d00 - d10, d01 - d11
-                    else:
-                        t0, t1 = -d10, -d11
-                    m[i * 4 + 0, k, col] = t0
-                    m[i * 4 + 1, k, col] = t0 + t1
-                    m[i * 4 + 2, k, col] = t0 - t1
-                    m[i * 4 + 3, k, col] = -t1
+                d00, d01, d10, d11 = top[2 * tw], top[2 * tw + 1], bottom[2 * tw], bottom[2 * tw + 1]
+                t[0, 0, tw], t[0, 1, tw] = d00, d01
+                t[1, 0, tw], t[1, 1, tw] = d00 + d10, d01 + d11
+                t[2, 0, tw], t[2, 1, tw] = d00 - d10, d01 - d11
+                t[3, 0, tw], t[3, 1, tw] = -d10, -d11
+            first = b * tiles + th * tiles_w
+            for i in range(4):          # then t A^T the same way along the columns
+                t0, t1 = t[i, 0], t[i, 1]
+                m0 = m[i * 4 + 0, k, first:first + tiles_w]
+                m1 = m[i * 4 + 1, k, first:first + tiles_w]
+                m2 = m[i * 4 + 2, k, first:first + tiles_w]
+                m3 = m[i * 4 + 3, k, first:first + tiles_w]
+                for tw in range(tiles_w):
+                    m0[tw] = t0[tw]
+                    m1[tw] = t0[tw] + t1[tw]
+                    m2[tw] = t0[tw] - t1[tw]
+                    m3[tw] = -t1[tw]
 
 
 @kernel(parallel=True)
