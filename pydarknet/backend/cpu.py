@@ -422,14 +422,16 @@ def _upsample(x, stride, scale, y):
 
 
 @kernel(parallel=True)
-def _downsample(x, stride, scale, y):
+def _downsample(x, stride, scale, y, add):
+    """y (+)= scale * each x of its stride x stride block, one term at a time in Darknet's order (upsample_cpu
+    summing down: the reverse upsample's forward, and the upsample's backward with `add`)."""
     batch, channels, out_h, out_w = y.shape
     for bc in numba.prange(batch * channels):
         b = bc // channels
         c = bc % channels
         for i in range(out_h):
             for j in range(out_w):
-                s = np.float32(0.0)
+                s = y[b, c, i, j] if add else np.float32(0.0)
                 for n in range(stride):
                     for m in range(stride):
                         s += scale * x[b, c, i * stride + n, j * stride + m]
@@ -439,7 +441,7 @@ def _downsample(x, stride, scale, y):
 def upsample_forward(x, stride, scale, reverse, y):
     """Darknet's upsample_cpu: nearest-neighbour x stride, or with reverse the scaled sum over each block."""
     if reverse:
-        _downsample(x, stride, np.float32(scale), y)
+        _downsample(x, stride, np.float32(scale), y, False)
     else:
         _upsample(x, stride, np.float32(scale), y)
     return y
@@ -899,24 +901,8 @@ def upsample_backward(delta, stride, scale, reverse, dx):
     if reverse:
         _upsample(delta, stride, np.float32(scale), dx)
     else:
-        _add_block_sums(delta, stride, np.float32(scale), dx)
+        _downsample(delta, stride, np.float32(scale), dx, True)
     return dx
-
-
-@kernel(parallel=True)
-def _add_block_sums(delta, stride, scale, dx):
-    """upsample_cpu backward: dx += scale * each delta of the block, one term at a time in Darknet's order."""
-    batch, channels, height, width = dx.shape
-    for bc in numba.prange(batch * channels):
-        b = bc // channels
-        c = bc % channels
-        for i in range(height):
-            for j in range(width):
-                v = dx[b, c, i, j]
-                for n in range(stride):
-                    for m in range(stride):
-                        v += scale * delta[b, c, i * stride + n, j * stride + m]
-                dx[b, c, i, j] = v
 
 
 def reorg_backward(delta, stride, reverse, dx):

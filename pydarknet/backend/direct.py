@@ -112,12 +112,20 @@ def _convolve_band(xp, wp, w, y, band, first, last, add):
                     out[j] = out[j] + row[j] if add else row[j]
 
 
+@vector_kernel(inline="always")
+def _window_sums(s, d, p0, p1, p2, p3, p4, p5, p6, p7, p8):
+    """The 9 running sums s (a tuple) plus d times the window p0..p8."""
+    return (s[0] + d * p0, s[1] + d * p1, s[2] + d * p2, s[3] + d * p3, s[4] + d * p4, s[5] + d * p5,
+            s[6] + d * p6, s[7] + d * p7, s[8] + d * p8)
+
+
 @vector_kernel
 def _add_filter_sums(xp, dp, wp, n, sums):
     """sums (K, C, 9) += for each filter tap, the sum over the image of delta times the input it saw: dp is delta
     padded as xp (K, L), so delta at output index f (rows wp long) is dp[wp + 1 + f], and zero in the two dropped
-    columns."""
+    columns. Two filters at a time share the input's loads."""
     filters, channels = dp.shape[0], xp.shape[0]
+    zero = np.float32(0.0)
     for k0 in range(0, filters, 2):
         k1 = min(k0 + 1, filters - 1)       # an odd last filter is summed twice and added once
         d0 = dp[k0, wp + 1:wp + 1 + n]
@@ -126,53 +134,18 @@ def _add_filter_sums(xp, dp, wp, n, sums):
             r0 = xp[c, 0:n + 2]
             r1 = xp[c, wp:wp + n + 2]
             r2 = xp[c, 2 * wp:2 * wp + n + 2]
-            a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = a8 = np.float32(0.0)
-            b0 = b1 = b2 = b3 = b4 = b5 = b6 = b7 = b8 = np.float32(0.0)
+            a = (zero, zero, zero, zero, zero, zero, zero, zero, zero)
+            b = a
             for f in range(n):
                 p0, p1, p2 = r0[f], r0[f + 1], r0[f + 2]
                 p3, p4, p5 = r1[f], r1[f + 1], r1[f + 2]
                 p6, p7, p8 = r2[f], r2[f + 1], r2[f + 2]
-                d = d0[f]
-                a0 += d * p0
-                a1 += d * p1
-                a2 += d * p2
-                a3 += d * p3
-                a4 += d * p4
-                a5 += d * p5
-                a6 += d * p6
-                a7 += d * p7
-                a8 += d * p8
-                d = d1[f]
-                b0 += d * p0
-                b1 += d * p1
-                b2 += d * p2
-                b3 += d * p3
-                b4 += d * p4
-                b5 += d * p5
-                b6 += d * p6
-                b7 += d * p7
-                b8 += d * p8
-            s = sums[k0, c]
-            s[0] += a0
-            s[1] += a1
-            s[2] += a2
-            s[3] += a3
-            s[4] += a4
-            s[5] += a5
-            s[6] += a6
-            s[7] += a7
-            s[8] += a8
-            if k1 != k0:
-                s = sums[k1, c]
-                s[0] += b0
-                s[1] += b1
-                s[2] += b2
-                s[3] += b3
-                s[4] += b4
-                s[5] += b5
-                s[6] += b6
-                s[7] += b7
-                s[8] += b8
+                a = _window_sums(a, d0[f], p0, p1, p2, p3, p4, p5, p6, p7, p8)
+                b = _window_sums(b, d1[f], p0, p1, p2, p3, p4, p5, p6, p7, p8)
+            for t in range(9):
+                sums[k0, c, t] += a[t]
+                if k1 != k0:
+                    sums[k1, c, t] += b[t]
 
 
 def _padded(x, name):
