@@ -62,6 +62,15 @@ def test_same_seed_same_files_other_seed_other_files(tmp_path):
     assert all(a[k] != c[k] for k in a if k.startswith(("images/", "labels/")))
 
 
+def test_images_are_stored_pngs_of_the_drawn_pixels(tmp_path):
+    """Uncompressed (training decodes each one again and again), yet PNG, lossless: the pixels sample() drew."""
+    shapes.generate(tmp_path, n=2, size=64, seed=5)
+    path = tmp_path / "images" / "00001.png"
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size >= 64 * 64 * 3
+    drawn, _ = shapes.sample(5, 1, 64, shapes.SHAPES)
+    assert np.array_equal(cv2.imread(str(path)), drawn)
+
+
 def test_image_k_does_not_depend_on_n(tmp_path):
     shapes.generate(tmp_path / "few", n=3, size=64, seed=1)
     shapes.generate(tmp_path / "more", n=5, size=64, seed=1)
