@@ -13,6 +13,7 @@ import itertools
 import threading
 
 import numba
+import numpy as np
 
 _state = threading.local()      # `inside`: this thread is running a piece, so the work it asks for runs in line
 _lock = threading.Lock()
@@ -85,7 +86,6 @@ def threads():
 
 def buffer(n, name="columns"):
     """n floats of the calling thread's buffer `name`, kept for its next call (a piece's scratch space)."""
-    import numpy as np
     buffers = _state.__dict__.setdefault("buffers", {})
     kept = buffers.get(name)
     if kept is None or kept.size < n:
