@@ -13,7 +13,8 @@ setup(
         "numba>=0.57",
         "opencv-python-headless>=4.8",
         "threadpoolctl>=3.1",
-        "matplotlib>=3.5",          # the training chart
+        "matplotlib>=3.5",          # the training chart, calc_anchors -show
+        "tqdm>=4.60",               # progress bars of the dataset tools
     ],
     extras_require={
         # CuPy and NVRTC: the GPU backend, and on machines without a GPU the tests that compile its CUDA sources

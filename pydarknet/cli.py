@@ -9,7 +9,11 @@
     pydarknet detector map DATA CFG WEIGHTS [-thresh T] [-iou_thresh I]
     pydarknet partial CFG WEIGHTS OUT N
     pydarknet randweights CFG OUT [-seed K]   (sane random weights, for trying a cfg without training)
+    pydarknet detector calc_anchors DATA -width W -height H [-num_of_clusters K] [-show] [-seed S]
     pydarknet dataset shapes OUTDIR [-n N] [-size S] [-seed K]   (a small detection dataset, no download)
+    pydarknet dataset from-voc VOCDEVKIT OUTDIR [-names FILE] [-difficult]
+    pydarknet dataset from-coco INSTANCES.json IMAGEDIR OUTDIR [-list train|valid]
+    pydarknet dataset check DATA [CFG] [-fast]
     pydarknet yolo train|test|valid CFG [WEIGHTS] [IMG]   (Darknet's v1 verbs, on cfg/voc.data)
 
 Flags anywhere on the line, as Darknet's find_arg reads them: -threads N, -nogpu, -i N, -gpus 0,1.
@@ -111,6 +115,9 @@ def _detector(args):
         return _detector_evaluate(verb, args)
     if verb == "train":
         return _detector_train(args)
+    if verb == "calc_anchors":
+        from .anchors import command
+        return command(args)
     if verb != "test":
         raise UsageError(f"unknown detector command '{verb}' (pydarknet -h lists the commands)")
     thresh = args.value("-thresh", .5, float)
@@ -160,10 +167,17 @@ def _randweights(args):
 
 
 def _dataset(args):
-    if args.positional(0) != "shapes":
-        raise UsageError("usage: pydarknet dataset shapes OUTDIR [-n N] [-size S] [-seed K]")
-    from .shapes import main as shapes_main
-    return shapes_main(args.argv[1:])
+    verb = args.positional(0)
+    if verb == "shapes":
+        from .shapes import main as shapes_main
+        return shapes_main(args.argv[1:])
+    if verb in ("from-voc", "from-coco"):
+        from . import dataset
+        return (dataset.from_voc_command if verb == "from-voc" else dataset.from_coco_command)(args)
+    if verb == "check":
+        from .check import command
+        return command(args)
+    raise UsageError("usage: pydarknet dataset shapes|from-voc|from-coco|check ... (pydarknet -h lists them)")
 
 
 def _yolo(args):
