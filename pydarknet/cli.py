@@ -2,7 +2,7 @@
 
     pydarknet detect CFG WEIGHTS [IMG] [-thresh T]
     pydarknet detector test DATA CFG WEIGHTS [IMG] [-thresh T] [-hier H] [-out NAME|result.json]
-                                                  [-ext_output] [-dont_show]
+                                                  [-ext_output] [-dont_show] [-save_labels]
     pydarknet detector train DATA CFG [WEIGHTS] [-clear] [-map] [-seed K] [-max_batches N] [-workers N]
     pydarknet detector valid DATA CFG WEIGHTS [-out PREFIX]     (results/comp4_det_test_<class>.txt or coco json)
     pydarknet detector recall DATA CFG WEIGHTS
@@ -124,13 +124,14 @@ def _detector(args):
     hier = args.value("-hier", .5, float)
     outfile = args.value("-out", None)
     ext_output = args.flag("-ext_output")
+    save_labels = args.flag("-save_labels")
     args.flag("-dont_show")          # no window is ever opened; accepted for AlexeyAB's scripts
     args.flag("-fullscreen")
     if len(args.argv) < 4:
-        raise UsageError("usage: pydarknet detector test DATA CFG WEIGHTS [IMG] [-thresh T]")
+        raise UsageError("usage: pydarknet detector test DATA CFG WEIGHTS [IMG] [-thresh T] [-save_labels]")
     data, cfg, weights = args.argv[1:4]
     from .predict import detect_images
-    return detect_images(data, cfg, weights, args.positional(4), thresh, hier, outfile, ext_output)
+    return detect_images(data, cfg, weights, args.positional(4), thresh, hier, outfile, ext_output, save_labels)
 
 
 def _detect(args):

@@ -4,6 +4,9 @@ import json
 import os
 import sys
 
+import numpy as np
+
+from . import files
 from .cfg import read_data, read_names
 from .detector import class_count, detect_image, load_network
 from .errors import DarknetError
@@ -56,8 +59,28 @@ def image_paths(filename, prompt):
             yield line
 
 
-def detect_images(datacfg, cfgfile, weightfile, filename, thresh, hier_thresh, outfile, ext_output=False):
-    """Darknet's test_detector: predict, print the objects, draw them into predictions.jpg (or OUT.jpg).
+def label_lines(dets, thresh):
+    """AlexeyAB's -save_labels lines: per detection its best class above thresh, `%d %2.4f %2.4f %2.4f %2.4f` of
+    the relative box. Our departure: the box is first clipped to the image (a box cut to nothing is left out), so
+    that `dataset check` and `detector train` take the file as it is."""
+    lines = []
+    for det in dets:
+        prob = np.where(det.prob > thresh, det.prob, 0)
+        if not prob.any():
+            continue
+        x, y, w, h = (float(v) for v in det.bbox)
+        left, right = max(x - w / 2, 0.0), min(x + w / 2, 1.0)
+        top, bottom = max(y - h / 2, 0.0), min(y + h / 2, 1.0)
+        if right > left and bottom > top:
+            lines.append(f"{int(np.argmax(prob))} {(left + right) / 2:2.4f} {(top + bottom) / 2:2.4f} "
+                         f"{right - left:2.4f} {bottom - top:2.4f}")
+    return lines
+
+
+def detect_images(datacfg, cfgfile, weightfile, filename, thresh, hier_thresh, outfile, ext_output=False,
+                  save_labels=False):
+    """Darknet's test_detector: predict, print the objects, draw them into predictions.jpg (or OUT.jpg); with
+    `save_labels` (AlexeyAB's -save_labels) also a label file per image, where data.label_path points.
 
     Without `filename` it reads image paths from standard input; an image that does not load is then reported and
     skipped. Returns the exit code: 1 when an image typed failed to load and no JSON record was written, else 0.
@@ -86,6 +109,14 @@ def detect_images(datacfg, cfgfile, weightfile, filename, thresh, hier_thresh, o
         print_detections(lines, ext_output, im.shape[2], im.shape[1])
         if json_out:
             records.append(json_record(frame_id, path, dets, names, thresh))
+        if save_labels:
+            from .data import label_path    # data.py is the training loader: loaded only when asked for
+            labels = label_path(path)
+            if labels == path:
+                raise DarknetError(f"{path}: -save_labels needs an image extension label_path knows "
+                                   f"(.jpg, .png, .jpeg, .bmp)")
+            files.write_lines(labels, label_lines(dets, thresh))
+            print(f"Saved {labels}", file=sys.stderr)
         written = save_image(im, outfile if outfile and not json_out else "predictions")
         if filename:
             print(f"Saved {written}", file=sys.stderr)

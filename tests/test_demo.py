@@ -77,3 +77,32 @@ def test_make_demo_writes_a_line_every_so_often_into_a_file(tmp_path, capsys):
     assert shapes_demo.main([str(tmp_path / "images" / "out")]) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("make demo: ") and "\n" not in err and "label" in err
+
+
+def test_save_labels_writes_the_sample_shapes_as_label_lines(tmp_path):
+    """detector test -save_labels on a copy of the sample: one label file beside it (label_path's .png -> .txt),
+    AlexeyAB's number format, boxes inside the image, and they are the sample's objects."""
+    import re
+    import shutil
+    from pydarknet.shapes import SHAPES
+    from tests.conftest import run_cli
+    image, shapes = sample(12345, 7, size=320)
+    folder = tmp_path / "pictures"
+    folder.mkdir()
+    shutil.copy(REPO / "data" / "shapes-sample.png", folder / "sample.png")
+    result = run_cli("detector", "test", REPO / "cfg" / "shapes.data", REPO / "cfg" / "yolov3-tiny-shapes.cfg",
+                     REPO / "weights" / "yolov3-tiny-shapes.weights", folder / "sample.png", "-thresh", ".5",
+                     "-save_labels", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    lines = (folder / "sample.txt").read_text().splitlines()
+    assert lines and all(re.fullmatch(r"\d \d\.\d{4} \d\.\d{4} \d\.\d{4} \d\.\d{4}", line) for line in lines), lines
+    size = image.shape[0]
+    found = []
+    for line in lines:
+        k, x, y, w, h = line.split()
+        x, y, w, h = (float(v) * size for v in (x, y, w, h))
+        assert 0 <= x - w / 2 + 1e-3 and x + w / 2 - 1e-3 <= size and 0 <= y - h / 2 + 1e-3 and y + h / 2 - 1e-3 <= size
+        found.append((SHAPES[int(k)], (x - w / 2, y - h / 2, x + w / 2, y + h / 2)))
+    matched = sum(any(name == shape.name and iou(box, shape.box) > .5 for name, box in found) for shape in shapes)
+    assert matched >= len(shapes) - 1, (found, shapes)
+    assert len(found) <= len(shapes) + 2
