@@ -1,6 +1,6 @@
 """Darknet's command line: the same verbs, arguments and flags, and what AlexeyAB's fork added for users.
 
-    pydarknet detect CFG WEIGHTS [IMG] [-thresh T]
+    pydarknet detect CFG WEIGHTS [IMG] [-thresh T] [-save_labels]
     pydarknet detector test DATA CFG WEIGHTS [IMG] [-thresh T] [-hier H] [-out NAME|result.json]
                                                   [-ext_output] [-dont_show] [-save_labels]
     pydarknet detector train DATA CFG [WEIGHTS] [-clear] [-map] [-seed K] [-max_batches N] [-workers N]
@@ -17,6 +17,8 @@
     pydarknet yolo train|test|valid CFG [WEIGHTS] [IMG]   (Darknet's v1 verbs, on cfg/voc.data)
 
 Flags anywhere on the line, as Darknet's find_arg reads them: -threads N, -nogpu, -i N, -gpus 0,1.
+`pydarknet CMD [VERB] --help` lists a command's flags and their defaults (-h stays Darknet's integer where a
+command reads one).
 """
 import os
 import sys
@@ -32,19 +34,50 @@ class UsageError(DarknetError):
     pass
 
 
-class Args:
-    """Darknet's find_arg/find_int_arg/find_float_arg/find_char_arg: flags are removed from argv as they are read."""
+# AlexeyAB's flags that pydarknet does not implement, with how many values each takes: they are reported and
+# dropped, so that a value is never read as a file name.
+UNSUPPORTED_FLAGS = {"-benchmark": 0, "-benchmark_layers": 0, "-letter_box": 0, "-show_imgs": 0,
+                     "-check_mistakes": 0, "-dontuse_opencv": 0, "-mjpeg_port": 1, "-json_port": 1,
+                     "-avgframes": 1, "-http_post_host": 1, "-time_limit_sec": 1, "-out_filename": 1, "-prefix": 1,
+                     "-points": 1, "-c": 1, "-s": 1}
+GLOBAL_FLAGS = (("-threads", "N (PYDARKNET_THREADS, else the cores)"), ("-nogpu", "off (a switch)"), ("-i", "N (GPU 0)"),
+                ("-gpus", "LIST (GPU 0)"))
 
-    def __init__(self, argv):
+
+class Args:
+    """Darknet's find_arg/find_int_arg/find_float_arg/find_char_arg: flags are removed from argv as they are read.
+
+    With `listing`, nothing is parsed: each flag a command asks for is recorded in `asked` (name, default) and
+    its default returned, which is how `--help` lists a command's flags from the code that reads them."""
+
+    def __init__(self, argv, listing=False):
         self.argv = list(argv)
+        self.listing, self.asked = listing, []
+
+    def drop_unsupported(self):
+        """Remove AlexeyAB's flags pydarknet does not implement, each with its values; returns the warnings."""
+        notes = []
+        for name, count in UNSUPPORTED_FLAGS.items():
+            while name in self.argv:
+                i = self.argv.index(name)
+                words = self.argv[i:i + 1 + count]
+                del self.argv[i:i + 1 + count]
+                notes.append(f"ignoring {' '.join(words)}: not supported")
+        return notes
 
     def flag(self, name):
+        if self.listing:
+            self.asked.append((name, "off (a switch)"))
+            return False
         if name in self.argv:
             self.argv.remove(name)
             return True
         return False
 
     def value(self, name, default, convert=str):
+        if self.listing:
+            self.asked.append((name, "none" if default is None else default))
+            return default
         if name not in self.argv:
             return default
         i = self.argv.index(name)
@@ -138,14 +171,15 @@ def _detect(args):
     thresh = args.value("-thresh", .5, float)
     outfile = args.value("-out", None)
     ext_output = args.flag("-ext_output")
+    save_labels = args.flag("-save_labels")
     args.flag("-dont_show")
     if len(args.argv) < 2:
-        raise UsageError("usage: pydarknet detect CFG WEIGHTS [IMG] [-thresh T]")
+        raise UsageError("usage: pydarknet detect CFG WEIGHTS [IMG] [-thresh T] [-save_labels]")
     cfg, weights = args.argv[:2]
     coco = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "cfg", "coco.data")
     data = "cfg/coco.data" if os.path.exists("cfg/coco.data") else coco
     from .predict import detect_images
-    return detect_images(data, cfg, weights, args.positional(2), thresh, .5, outfile, ext_output)
+    return detect_images(data, cfg, weights, args.positional(2), thresh, .5, outfile, ext_output, save_labels)
 
 
 def _partial(args):
@@ -254,10 +288,34 @@ def prepare_process():
         gemm_threads.blas_limited_by_environment()
 
 
+def command_help(name, command, args):
+    """`--help`: the command's usage line and every flag it reads, with its default (see Args's listing)."""
+    args.argv = args.argv[:1] if name in ("detector", "dataset", "yolo") else []     # keep only the verb
+    args.listing = True
+    usage = f"usage: pydarknet {name} ..."
+    try:
+        command(args)
+    except DarknetError as e:       # the command stops at its missing arguments, having read its flags
+        usage = str(e)
+    print(usage)
+    print("flags (default):")
+    for flag, default in args.asked:
+        print(f"  {flag:<18} {default}")
+    for flag, default in GLOBAL_FLAGS:
+        print(f"  {flag:<18} {default}")
+    print("AlexeyAB's flags accepted and ignored (values they take): " +
+          ", ".join(f"{flag} {count}" for flag, count in UNSUPPORTED_FLAGS.items()))
+    return 0
+
+
 def main(argv=None):
-    args = Args(sys.argv[1:] if argv is None else argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    asks_help = "--help" in words and words[:2] != ["dataset", "shapes"]       # shapes prints its own help
+    args = Args([w for w in words if w != "--help"] if asks_help else words)
     warnings.formatwarning = lambda message, category, *rest: f"Warning: {message}\n"
     try:
+        for note in args.drop_unsupported():
+            print(f"pydarknet: {note}", file=sys.stderr)
         threads = args.value("-threads", settings.threads(), int)
         select_device(args.flag("-nogpu"), args.value("-i", None), args.value("-gpus", None))
         if threads:
@@ -268,8 +326,8 @@ def main(argv=None):
                 print(USAGE)
                 return 0 if args.positional(0) else 2
             raise UsageError(f"unknown command '{args.positional(0)}' (pydarknet -h lists the commands)")
-        args.argv.pop(0)
-        return command(args)
+        name = args.argv.pop(0)
+        return command_help(name, command, args) if asks_help else command(args)
     except UsageError as e:
         print(f"pydarknet: {e}", file=sys.stderr)
         return 2

@@ -235,3 +235,31 @@ def test_detect_loads_only_what_it_uses_and_exits_with_its_code(tmp_path):
     done = run_cli("detect", REPO / "cfg" / "yolov3-tiny-shapes.cfg", tmp_path / "missing.weights",
                    REPO / "data" / "shapes-sample.png", cwd=tmp_path)
     assert done.returncode == 1 and "missing.weights" in done.stderr
+
+
+@pytest.mark.parametrize("words, flags", [
+    (["detector", "test"], {"-thresh": "0.5", "-hier": "0.5", "-save_labels": "off (a switch)", "-out": "none"}),
+    (["detector", "train"], {"-workers": "4", "-map": "off (a switch)", "-chart": "chart.png"}),
+    (["detector", "map"], {"-thresh": "0.25", "-iou_thresh": "0.5"}),
+    (["dataset", "from-coco"], {"-list": "train"}),
+    (["detect"], {"-thresh": "0.5", "-ext_output": "off (a switch)"}),
+])
+def test_help_lists_each_commands_flags_with_their_defaults(tmp_path, words, flags):
+    """`CMD --help` lists the flags the command's own code reads, so the list cannot drift from what it parses."""
+    result = run_cli(*words, "--help", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"usage: pydarknet {' '.join(words)}")
+    listed = dict(line.split(None, 1) for line in result.stdout.splitlines() if line.startswith("  -"))
+    for flag, default in flags.items():
+        assert listed.get(flag) == default, (flag, result.stdout)
+    assert "-threads" in listed and "-mjpeg_port 1" in result.stdout
+
+
+def test_alexeyabs_unsupported_flags_are_reported_and_their_values_not_read_as_files(tmp_path):
+    result = run_cli("detector", "test", REPO / "cfg" / "shapes.data", REPO / "cfg" / "yolov3-tiny-shapes.cfg",
+                     REPO / "weights" / "yolov3-tiny-shapes.weights", "-mjpeg_port", "8090", "-letter_box",
+                     REPO / "data" / "shapes-sample.png", "-dont_show", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "ignoring -mjpeg_port 8090: not supported" in result.stderr
+    assert "ignoring -letter_box: not supported" in result.stderr
+    assert (tmp_path / "predictions.jpg").exists() and "circle" in result.stdout + result.stderr
