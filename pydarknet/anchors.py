@@ -79,7 +79,7 @@ def read_box_sizes(train_list, classes=1):
     """Relative (w, h) of every box of a train list's label files, and the boxes per class (at least `classes`
     counters, more when a label names a higher class, as AlexeyAB's counter grows)."""
     from tqdm import tqdm
-    from .data import _parse_boxes, label_path, read_list
+    from .data import parse_boxes, label_path, read_list
     paths = read_list(train_list)
     if not paths:
         raise AnchorsError(f"{train_list}: the train list names no images")
@@ -89,7 +89,7 @@ def read_box_sizes(train_list, classes=1):
         if lpath == path or not os.path.exists(lpath):
             missing.append(lpath)
             continue
-        boxes, messages = _parse_boxes(lpath)
+        boxes, messages = parse_boxes(lpath)
         if messages:    # each ends with what the loader does about it ("; line skipped"); here it is fatal
             raise AnchorsError(messages[0].rsplit("; ", 1)[0])
         found.append(boxes)

@@ -100,19 +100,20 @@ def label_path(image_path, kind="detection"):
     return s
 
 
-def _parse_boxes(path, classes=None):
-    """read_boxes's body: (boxes, messages) instead of warnings, so worker threads can hand them over."""
+def parse_boxes(path, classes=None, line_numbers=False):
+    """read_boxes's body: (boxes, messages) instead of warnings, so worker threads (and `dataset check`,
+    `calc_anchors`) can hand them over; with `line_numbers`, also each box's line in the file."""
     path = os.fsdecode(path)
     messages = []
     try:
         with open(path, encoding="utf-8-sig") as f:     # a byte-order mark is not part of line 1
             lines = f.read().splitlines()
     except FileNotFoundError:
-        return np.zeros((0, 5), F32), [f"Couldn't open label file {path}: no such file; the image has no boxes"]
+        return _no_boxes(f"Couldn't open label file {path}: no such file; the image has no boxes", line_numbers)
     except (OSError, UnicodeDecodeError) as e:
         reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
-        return np.zeros((0, 5), F32), [f"Couldn't read label file {path}: {reason}; the image has no boxes"]
-    rows = []
+        return _no_boxes(f"Couldn't read label file {path}: {reason}; the image has no boxes", line_numbers)
+    rows, numbers = [], []
     for number, line in enumerate(lines, 1):
         fields = line.split()
         if not fields:
@@ -139,9 +140,15 @@ def _parse_boxes(path, classes=None):
             messages.append(f"{where}: class {cls} out of range{limit}; line skipped")
             continue
         rows.append((x, y, w, h, cls))
+        numbers.append(number)
     # fscanf's %f stores floats: the values are rounded to float32 once, as Darknet holds them.
     boxes = np.array(rows, dtype=F32).reshape(-1, 5)
-    return boxes, messages
+    return (boxes, messages, numbers) if line_numbers else (boxes, messages)
+
+
+def _no_boxes(message, line_numbers):
+    empty = np.zeros((0, 5), F32)
+    return (empty, [message], []) if line_numbers else (empty, [message])
 
 
 def read_boxes(path, classes=None):
@@ -152,7 +159,7 @@ def read_boxes(path, classes=None):
     coordinates that are not finite numbers) is reported as a DataWarning naming file:line and
     skipped; the other lines are kept. A missing or unreadable file gives no boxes and a warning.
     """
-    boxes, messages = _parse_boxes(path, classes)
+    boxes, messages = parse_boxes(path, classes)
     for message in messages:
         warnings.warn(message, DataWarning, stacklevel=2)
     return boxes
@@ -461,7 +468,7 @@ class _Sampler:
             messages.append(f"{path}: no label-file rule for this extension (Darknet's: .jpg .png .JPG .JPEG; "
                             f"also .jpeg .bmp); the image has no boxes")
             return np.zeros((0, 5), F32)
-        boxes, problems = _parse_boxes(lpath, self.classes)
+        boxes, problems = parse_boxes(lpath, self.classes)
         messages.extend(problems)
         return boxes
 

@@ -10,6 +10,7 @@ import warnings
 import numpy as np
 
 from .cfg import read_data
+from .check import check_lists, summary
 from .data import DataWarning, Loader
 from .detector import load_network
 from .errors import DarknetError
@@ -227,6 +228,7 @@ class _Training:
         """The loader from the current batch on, the -map check and the chart (resumed with the weights)."""
         net = self.net
         self.loader = make_loader(net, self.train_list, self.seed, workers, start=net.current_batch())
+        self.check_dataset(calc_map)
         self.calc_map = calc_map
         self.next_map = next_map_at(net.current_batch(), self.loader.images, self.imgs, net.burn_in)
         if calc_map and not self.options.get("valid"):
@@ -236,6 +238,13 @@ class _Training:
         if self.chart and net.current_batch() > 0:
             self.chart.resume(net.current_batch())
         self.started, self.start_batch = time.time(), net.current_batch()
+
+    def check_dataset(self, calc_map):
+        """`dataset check -fast` on the lists it uses before the first iteration: how many problems and where they
+        are listed (training goes on, as Darknet's does, skipping what the loader cannot use)."""
+        keys = ("train", "valid") if calc_map and os.path.exists(self.options.path_of("valid", "")) else ("train",)
+        problems = check_lists(self.datacfg, self.cfgfile, fast=True, out=None, progress=False, keys=keys)
+        print(f"dataset check -fast: {summary(problems, fast=False)}", file=self.out, flush=True)
 
     def on_interrupt(self, signum, frame):
         self.interrupted = True

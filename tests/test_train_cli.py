@@ -13,6 +13,7 @@ import time
 import numpy as np
 import pytest
 
+from pydarknet.cfg import read_data
 from pydarknet.cli import main
 from pydarknet.shapes import generate
 from pydarknet.weights import read_header
@@ -283,3 +284,17 @@ def test_map_schedule_is_alexeyabs():
     assert schedule(40, 4, 0, 350) == [100, 200, 300, 350]                   # 4 epochs = 40 < the 100 minimum
     assert schedule(1600, 16, 1000, 2000) == [1000, 1400, 1800, 2000]
     assert schedule(1600, 16, 100, 2000, start=1500) == [1900, 2000]          # a resumed run
+
+
+def test_train_checks_its_lists_first_and_says_where_the_problems_are(dataset, tmp_path):
+    """detector train runs `dataset check -fast` on its lists, prints the count, writes the lists, and trains."""
+    images = [line for line in open(read_data(dataset)["train"]).read().splitlines() if line]
+    broken = tmp_path / "train.txt"
+    broken.write_text("\n".join(images + [str(tmp_path / "gone.png")]) + "\n")
+    result = run_cli("detector", "train", data_file(dataset, tmp_path, train=broken), write_cfg(tmp_path),
+                     "-max_batches", "1", "-seed", "1", "-workers", "1", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    line = next(line for line in result.stdout.splitlines() if line.startswith("dataset check -fast: "))
+    assert "1 problems (image missing: 1)" in line and str(tmp_path / "bad.list") in line
+    assert (tmp_path / "bad.list").read_text() == f"{tmp_path / 'gone.png'}\n"
+    assert iterations(result.stdout)[0][0] == 1
