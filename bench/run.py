@@ -298,7 +298,7 @@ def big_lines(big):
 
 
 def cpu_section(rows, nms, train, started, load_before, load_after, machine, busy=((), None), process=(None, "not run"),
-                big=(None, "not run"), profile=(None, "not run"), quick_run=False):
+                big=(None, "not run"), profile=(None, "not run"), tools=(None, "not run"), quick_run=False):
     seconds, nms_note = nms
     out = [SECTION, "",
            f"Measured {started:%Y-%m-%d %H:%M} UTC by `make bench` (`python bench/run.py`)"
@@ -336,7 +336,20 @@ def cpu_section(rows, nms, train, started, load_before, load_after, machine, bus
     out.append("")
     out += train_lines(train, big)
     out += [""] + profile_lines(profile)
+    out += [""] + tools_lines(tools)
     return "\n".join(out) + "\n"
+
+
+def tools_lines(tools):
+    """The dataset tools' row: `dataset check -fast` on many label files, against issue 12's 30 s."""
+    from bench.bench_check import TARGET_S
+    result, why = tools
+    if result is None:
+        return [f"Dataset tools: {why}."]
+    met = "met" if result["seconds"] <= TARGET_S else "NOT met"
+    return [f"Dataset tools: `pydarknet dataset check DATA -fast` on {result['files']:,} label files of 5 lines "
+            f"(`bench/bench_check.py`, the whole process; {result['problems']} planted problems reported): "
+            f"**{result['seconds']:.1f} s** (target <= {TARGET_S:.0f} s: {met})."]
 
 
 def main():
@@ -375,8 +388,10 @@ def main():
     big = guarded("yolov3 training step, and the GEMM floor", bench_train.run_big, log=log,
                   **(dict(repeats=1, warmup=0, batch=2) if fast else {}))
     profile = guarded("profile", bench_profile.run, log=log, **(dict(steps=1, batch=2) if fast else {}))
+    from bench import bench_check
+    tools = guarded("dataset check", bench_check.run, log=log, **(dict(files=10_000) if fast else {}))
     section = cpu_section(rows, nms, train, started, load_before, load_average(), machine_lines(), busy=busy,
-                          process=process, big=big, profile=profile, quick_run=fast)
+                          process=process, big=big, profile=profile, tools=tools, quick_run=fast)
     write_section(section, RESULTS, first=True)
     print(f"wrote {os.path.relpath(RESULTS)}")
 

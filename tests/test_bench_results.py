@@ -60,3 +60,10 @@ def test_profile_table_shares_and_conv_kinds():
     assert bench_profile.kind(SimpleNamespace(in_shape=(48, 80, 80), **small)) == "convolutional 3x3 im2col"
     assert bench_profile.kind(SimpleNamespace(type="convolutional", size=3, stride=2)) == "convolutional 3x3 strided"
     assert bench_profile.kind(SimpleNamespace(type="none")) == "simplenamespace"
+
+
+def test_dataset_tools_line_says_whether_the_target_is_met():
+    from bench.run import tools_lines
+    assert "**7.1 s** (target <= 30 s: met)" in tools_lines(({"files": 100_000, "seconds": 7.06, "problems": 5}, None))[0]
+    assert "NOT met" in tools_lines(({"files": 100_000, "seconds": 31.0, "problems": 5}, None))[0]
+    assert tools_lines((None, "failed: OSError: disk full")) == ["Dataset tools: failed: OSError: disk full."]
