@@ -40,8 +40,8 @@ UNSUPPORTED_FLAGS = {"-benchmark": 0, "-benchmark_layers": 0, "-letter_box": 0, 
                      "-check_mistakes": 0, "-dontuse_opencv": 0, "-mjpeg_port": 1, "-json_port": 1,
                      "-avgframes": 1, "-http_post_host": 1, "-time_limit_sec": 1, "-out_filename": 1, "-prefix": 1,
                      "-points": 1, "-c": 1, "-s": 1}
-GLOBAL_FLAGS = (("-threads", "N (PYDARKNET_THREADS, else the cores)"), ("-nogpu", "off (a switch)"), ("-i", "N (GPU 0)"),
-                ("-gpus", "LIST (GPU 0)"))
+GLOBAL_FLAGS = (("-threads", "N (PYDARKNET_THREADS, else the cores)"), ("-nogpu", "off (a switch)"),
+                ("-i", "N (GPU 0)"), ("-gpus", "LIST (GPU 0)"))
 
 
 class Args:

@@ -64,6 +64,7 @@ def test_profile_table_shares_and_conv_kinds():
 
 def test_dataset_tools_line_says_whether_the_target_is_met():
     from bench.run import tools_lines
-    assert "**7.1 s** (target <= 30 s: met)" in tools_lines(({"files": 100_000, "seconds": 7.06, "problems": 5}, None))[0]
+    line = tools_lines(({"files": 100_000, "seconds": 7.06, "problems": 5}, None))[0]
+    assert "100,000 label files" in line and "**7.1 s** (target <= 30 s: met)" in line
     assert "NOT met" in tools_lines(({"files": 100_000, "seconds": 31.0, "problems": 5}, None))[0]
     assert tools_lines((None, "failed: OSError: disk full")) == ["Dataset tools: failed: OSError: disk full."]

@@ -242,7 +242,8 @@ def test_detect_loads_only_what_it_uses_and_exits_with_its_code(tmp_path):
     (["detector", "train"], {"-workers": "4", "-map": "off (a switch)", "-chart": "chart.png"}),
     (["detector", "map"], {"-thresh": "0.25", "-iou_thresh": "0.5"}),
     (["dataset", "from-coco"], {"-list": "train"}),
-    (["detector", "calc_anchors"], {"-num_of_clusters": "5", "-seed": "0", "-width": "none", "-show": "off (a switch)"}),
+    (["detector", "calc_anchors"], {"-num_of_clusters": "5", "-seed": "0", "-width": "none",
+                                    "-show": "off (a switch)"}),
     (["detect"], {"-thresh": "0.5", "-ext_output": "off (a switch)"}),
 ])
 def test_help_lists_each_commands_flags_with_their_defaults(tmp_path, words, flags):
