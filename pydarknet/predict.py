@@ -1,7 +1,6 @@
 """`detector test` and `detect`: Darknet's test_detector over one image or the images typed at its prompt; prints
 the objects, draws them into predictions.jpg (or OUT.jpg), and with `-out NAME.json` writes AlexeyAB's JSON."""
 import json
-import os
 import sys
 
 import numpy as np
@@ -36,10 +35,8 @@ def json_record(frame_id, filename, dets, names, thresh):
 
 
 def write_json(path, records):
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
+    with files.replacing(path) as tmp, open(tmp, "w") as f:
         json.dump(records, f, indent=1)
-    os.replace(tmp, path)
     print(f"Saved {len(records)} image records to {path}", file=sys.stderr)
 
 

@@ -9,6 +9,7 @@ import warnings
 
 import numpy as np
 
+from . import files
 from .cfg import read_data
 from .check import check_lists, summary
 from .data import DataWarning, Loader
@@ -108,11 +109,9 @@ class Chart:
         self.maps = maps + self.maps
 
     def save_history(self):
-        tmp = self.history + ".tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
+        with files.replacing(self.history) as tmp, open(tmp, "w", encoding="utf-8") as f:
             json.dump({"title": self.title, "iterations": self.iterations, "losses": self.losses,
                        "averages": self.averages, "maps": self.maps}, f)
-        os.replace(tmp, self.history)
 
     def draw(self, force=False):
         if not force and time.time() - self.last_draw < 10:
@@ -144,10 +143,9 @@ class Chart:
         ax.legend(loc="upper left")
         ax.set_title(f"{self.title}: loss per iteration")
         fig.tight_layout()
-        tmp = self.path + ".tmp.png"
-        fig.savefig(tmp)
+        with files.replacing(self.path) as tmp:
+            fig.savefig(tmp, format=os.path.splitext(self.path)[1][1:] or "png")
         plt.close(fig)
-        os.replace(tmp, self.path)
 
 
 def repeat_conditions():
