@@ -20,9 +20,11 @@ setup(
         # CuPy and NVRTC: the GPU backend, and on machines without a GPU the tests that compile its CUDA sources
         "gpu": ["cupy-cuda12x", "nvidia-cuda-nvrtc-cu12"],
         "gpu13": ["cupy-cuda13x"],
+        # `pydarknet export`: onnx writes the graph, onnxruntime runs it
+        "export": ["onnx>=1.14", "onnxruntime>=1.16"],
         # OpenCV 5 dropped the Darknet importer the cross-check tests need
         "test": ["pytest>=7", "hypothesis>=6", "opencv-python-headless>=4.8,<5", "pycocotools>=2.0.7",
-                 "faster-coco-eval>=1.6"],
+                 "faster-coco-eval>=1.6", "onnx>=1.14", "onnxruntime>=1.16"],
     },
     entry_points={"console_scripts": ["pydarknet = pydarknet.cli:run"]},
 )

@@ -3,25 +3,31 @@ import dataclasses
 import os
 import sys
 import time
+import warnings
 
 import numpy as np
 
 from .cfg import read_cfg, read_data, read_names
-from .errors import DarknetError
+from .errors import DarknetError, WeightsError
 from .image import image_from_array, letterbox_image, load_image_color, resize_image
 from .network import Network
 from .nms import do_nms_sort
 from .weights import covers_every_layer, load_weights
 
 
-def load_network(cfg, weights=None, clear=False, verbose=False):
+def load_network(cfg, weights=None, clear=False, verbose=False, complete=False):
     """libdarknet's load_network: parse the cfg, load the weights if given; `clear` resets `seen`.
 
     verbose: print Darknet's layer table and its "Unused field" notes to stderr, as the darknet program does.
+    complete: for the commands that must not run on random weights (export, demo), a weights file that does not
+    hold every layer's weights (truncated, a partial file, another cfg's) is an error, not a warning.
     """
     cfg = os.fsdecode(cfg)
     net = Network(read_cfg(cfg), cfg)
-    if not (weights and covers_every_layer(net, weights)):     # the file overwrites every random weight
+    covered = bool(weights) and covers_every_layer(net, weights)    # the file overwrites every random weight
+    if complete and not covered:
+        refuse_incomplete(net, weights)
+    if not covered:
         net.init_random()
     if verbose:
         print(net.summary(), file=sys.stderr)
@@ -31,6 +37,17 @@ def load_network(cfg, weights=None, clear=False, verbose=False):
     if clear:
         net.seen = 0
     return net
+
+
+def refuse_incomplete(net, weights):
+    """The error for a weights file that leaves layers of `net` without weights (load_weights's own, where the
+    file cannot be read at all)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        load_weights(net, weights)
+    need = sum(layer.file_floats for layer in net.layers if layer.weight_arrays())
+    raise WeightsError(f"{os.fsdecode(weights)}: holds fewer than the {need:,} weights {net.path} needs (truncated, "
+                       f"a partial file, or for another cfg)")
 
 
 def class_count(net):
