@@ -9,6 +9,7 @@
     pydarknet detector map DATA CFG WEIGHTS [-thresh T] [-iou_thresh I]
     pydarknet partial CFG WEIGHTS OUT N
     pydarknet randweights CFG OUT [-seed K]   (sane random weights, for trying a cfg without training)
+    pydarknet export CFG WEIGHTS OUT.onnx [-batch N] [-decode]   (ONNX, opset 13: pip install 'pydarknet[export]')
     pydarknet detector calc_anchors DATA -width W -height H [-num_of_clusters K] [-show] [-seed S]
     pydarknet dataset shapes OUTDIR [-n N] [-size S] [-seed K]   (a small detection dataset, no download)
     pydarknet dataset from-voc VOCDEVKIT OUTDIR [-names FILE] [-difficult]
@@ -201,6 +202,11 @@ def _randweights(args):
     return randweights(args.argv[0], args.argv[1], seed)
 
 
+def _export(args):
+    from .export import command
+    return command(args)
+
+
 def _dataset(args):
     verb = args.positional(0)
     if verb == "shapes":
@@ -227,7 +233,7 @@ def _yolo(args):
 
 
 COMMANDS = {"detector": _detector, "detect": _detect, "partial": _partial, "randweights": _randweights,
-            "dataset": _dataset, "yolo": _yolo}
+            "export": _export, "dataset": _dataset, "yolo": _yolo}
 
 
 def select_device(nogpu, index, gpus):
