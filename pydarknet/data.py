@@ -39,12 +39,12 @@ import warnings
 import numpy as np
 
 from pydarknet.errors import DarknetError, ImageError
-from pydarknet.image import (crop_image, distort_image, fill_image, flip_image, load_image_color, make_image,
-                             place_image, resize_image)
+from pydarknet.image import (center_crop_image, crop_image, distort_image, fill_image, flip_image, load_image_color,
+                             make_image, place_image, resize_image, rotate_crop_image)
 
 F32 = np.float32
 
-KINDS = ("detection", "region")
+KINDS = ("detection", "region", "classification")
 
 
 class DataWarning(UserWarning):
@@ -435,6 +435,62 @@ def region_sample(im, boxes, w, h, jitter, hue, saturation, exposure, rng, class
 
 # ---------------------------------------------------------------- the batch loader
 
+# ---------------------------------------------------------------- classification (load_data_augment)
+
+@dataclasses.dataclass(frozen=True)
+class Crop:
+    """The classifier's augmentation settings from [net]: crop sizes min..max (min_ratio*w, max_ratio*w), angle,
+    aspect, and center (a centred crop instead of the random one)."""
+    min: int
+    max: int
+    angle: float = 0.
+    aspect: float = 1.
+    center: int = 0
+
+
+def class_truth(path, labels):
+    """fill_truth: 1 for every label that occurs in the path (strstr), with the number found."""
+    truth = np.array([F32(label in path) for label in labels], F32)
+    return truth, int(truth.sum())
+
+
+def labels_message(count, path, classes):
+    """fill_truth's complaint, as Darknet prints it: None when the path names exactly one label (or, with a single
+    class, none: a yes/no classifier)."""
+    if count == 1 or (classes == 1 and count == 0):
+        return None
+    return f"Too many or too few labels: {count}, {path}"
+
+
+def draw_augment_args(rng, im_w, im_h, crop, w):
+    """random_augment_args' draws, in its order: aspect, crop size, angle, then the shifts (dx, dy); returns
+    (rad, scale, dx, dy, aspect)."""
+    aspect = rand_scale(_u(rng), _coin(rng), crop.aspect)
+    low, high = sorted((crop.min, crop.max))
+    r = int(rng.integers(low, high + 1))                    # rand_int
+    smaller = int(im_h if im_h < im_w * aspect else im_w * aspect)
+    scale = F32(F32(r) / F32(smaller))
+    rad = F32(rand_uniform(_u(rng), -crop.angle, crop.angle) * (2 * math.pi) / 360.)
+    dx = F32((im_w * scale / aspect - w) / 2.)
+    dy = F32((im_h * scale - w) / 2.)             # Darknet's own: w, not h (its crops are square)
+    dx = rand_uniform(_u(rng), -dx, dx)
+    dy = rand_uniform(_u(rng), -dy, dy)
+    return rad, scale, dx, dy, aspect
+
+
+def classification_sample(im, w, h, crop, hue, saturation, exposure, rng):
+    """load_image_augment_paths for one image: the random (or centred) crop, a flip half the time, the colour
+    distortion."""
+    if crop.center:
+        out = center_crop_image(im, w, h)
+    else:
+        rad, scale, dx, dy, aspect = draw_augment_args(rng, im.shape[2], im.shape[1], crop, w)
+        out = rotate_crop_image(im, rad, scale, w, h, dx, dy, aspect)
+    if _coin(rng):
+        flip_image(out)
+    return distort_image(out, *draw_distort(rng, hue, saturation, exposure), out=out)
+
+
 def _check_kind(kind):
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
@@ -449,8 +505,10 @@ class _Sampler:
 
     MAX_TRIES = 100
 
-    def __init__(self, paths, kind, classes, max_boxes, side, jitter, hue, saturation, exposure, seed, scale_range):
+    def __init__(self, paths, kind, classes, max_boxes, side, jitter, hue, saturation, exposure, seed, scale_range,
+                 labels=None, crop=None):
         self.paths = paths
+        self.class_labels, self.crop = labels, crop
         self.kind = kind
         self.classes = classes
         self.max_boxes = max_boxes
@@ -484,6 +542,9 @@ class _Sampler:
                 messages.append(f"{e}; another random image is used instead")
                 index = int(rng.integers(len(self.paths)))
                 continue
+            if self.kind == "classification":
+                return (classification_sample(im, w, h, self.crop, self.hue, self.saturation, self.exposure, rng),
+                        class_truth(path, self.class_labels)[0], messages)
             boxes = self.labels(path, messages)
             if self.kind == "detection":
                 x, truth = detection_sample(im, boxes, w, h, self.jitter, self.hue, self.saturation, self.exposure,
@@ -523,13 +584,16 @@ class Loader:
     be read is reported (DataWarning, once per message) and replaced by another random path. Problems
     found by the workers are warned about from the thread that takes the batch.
 
+    kind="classification" is load_data_augment: `labels` (the class names, found in each path) and `crop` (a Crop)
+    instead of label files; truth is one value per class.
+
     `truths` is max_boxes*5 for "detection" and side*side*(5+classes) for "region". saturation or
     exposure 0 mean 1, as in Darknet's load_thread. `start` is the first batch index (to resume a run).
     """
 
     def __init__(self, paths, net_shape, kind="detection", batch=1, classes=1, max_boxes=90, jitter=.2, hue=0.,
                  saturation=1., exposure=1., *, side=7, seed=0, workers=4, prefetch=1, processes=False, start=0,
-                 scale_range=None):
+                 scale_range=None, labels=None, crop=None):
         _check_kind(kind)
         source = os.fsdecode(paths) if isinstance(paths, (str, bytes, os.PathLike)) else None
         paths = [os.fsdecode(p) for p in (read_list(source) if source else paths)]
@@ -544,13 +608,14 @@ class Loader:
         self.classes = classes
         self.side = side
         self.max_boxes = max_boxes
-        self.truths = max_boxes * 5 if kind == "detection" else side * side * (5 + classes)
+        self.truths = {"detection": max_boxes * 5, "region": side * side * (5 + classes),
+                       "classification": classes}[kind]
         self.seed = seed
         self.prefetch = prefetch
         self.w, self.h = self._size(*net_shape)
         _check_jitter(jitter, 1 if kind == "detection" else .5)
         self._sampler = _Sampler(paths, kind, classes, max_boxes, side, jitter, hue, saturation or 1.,
-                                 exposure or 1., seed, scale_range)
+                                 exposure or 1., seed, scale_range, labels, crop)
         if processes:
             context = multiprocessing.get_context("spawn")
             self._pool = concurrent.futures.ProcessPoolExecutor(workers, mp_context=context, initializer=_init_process,

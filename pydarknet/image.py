@@ -8,6 +8,7 @@ Darknet's in-place `void` functions (fill, constrain, flip, embed, place, draw) 
 their argument in place. The colour transforms, in place in Darknet, return a new array
 unless given `out=` (pass `out=im` for Darknet's in-place behaviour).
 """
+import math
 import os
 
 import cv2
@@ -212,6 +213,57 @@ def crop_image(im, dx, dy, w, h):
     rows = np.clip(np.arange(h) + dy, 0, im.shape[1] - 1)
     cols = np.clip(np.arange(w) + dx, 0, im.shape[2] - 1)
     return np.ascontiguousarray(im[:, rows[:, None], cols[None, :]], dtype=np.float32)
+
+
+@image_kernel
+def _rotate_crop_kernel(x, rad, s, dx, dy, aspect, y):
+    # rotate_crop_image: each output pixel samples the input at the rotated, scaled, shifted point, bilinear with
+    # 0 outside (get_pixel_extend). C computes cos/sin and the (x - w/2.) terms in double, stored into floats.
+    nc, ih, iw = x.shape
+    h, w = y.shape[1], y.shape[2]
+    cx, cy = np.float32(iw / 2.), np.float32(ih / 2.)
+    cos_r, sin_r = math.cos(np.float64(rad)), math.sin(np.float64(rad))
+    one = np.float32(1)
+    for k in range(nc):
+        for j in range(h):
+            for i in range(w):
+                u = (i - w / 2.) / s * aspect + dx / s * aspect
+                v = (j - h / 2.) / s + dy / s
+                rx = np.float32(cos_r * u - sin_r * v + cx)
+                ry = np.float32(sin_r * u + cos_r * v + cy)
+                ix, iy = int(np.floor(rx)), int(np.floor(ry))
+                fx, fy = rx - np.float32(ix), ry - np.float32(iy)
+                p00 = x[k, iy, ix] if 0 <= iy < ih and 0 <= ix < iw else np.float32(0)
+                p01 = x[k, iy + 1, ix] if 0 <= iy + 1 < ih and 0 <= ix < iw else np.float32(0)
+                p10 = x[k, iy, ix + 1] if 0 <= iy < ih and 0 <= ix + 1 < iw else np.float32(0)
+                p11 = x[k, iy + 1, ix + 1] if 0 <= iy + 1 < ih and 0 <= ix + 1 < iw else np.float32(0)
+                y[k, j, i] = ((one - fy) * (one - fx) * p00 + fy * (one - fx) * p01 + (one - fy) * fx * p10
+                              + fy * fx * p11)
+
+
+def rotate_crop_image(im, rad, s, w, h, dx, dy, aspect):
+    """rotate_crop_image: the w x h view of im rotated by rad around its centre, scaled by s (x stretched by
+    aspect), shifted by (dx, dy): the classifier's random crop."""
+    y = np.empty((im.shape[0], h, w), np.float32)
+    _rotate_crop_kernel(np.ascontiguousarray(im, dtype=np.float32), F32(rad), F32(s), F32(dx), F32(dy),
+                        F32(aspect), y)
+    return y
+
+
+def center_crop_image(im, w, h):
+    """center_crop_image: the centred square of the image's shorter side, resized to w x h."""
+    m = min(im.shape[1], im.shape[2])
+    return resize_image(crop_image(im, (im.shape[2] - m) // 2, (im.shape[1] - m) // 2, m, m), w, h)
+
+
+def resize_min(im, size):
+    """resize_min: the image resized so that its shorter side is `size` (itself when it already is)."""
+    h, w = im.shape[1:]
+    if w < h:
+        h, w = (h * size) // w, size
+    else:
+        w, h = (w * size) // h, size
+    return im if (w, h) == (im.shape[2], im.shape[1]) else resize_image(im, w, h)
 
 
 def flip_image(im):

@@ -138,20 +138,22 @@ def _colour(rng, around):
     return candidates[np.concatenate(nearest).argmax()]
 
 
-def render(rng, size, classes=SHAPES):
-    """One image (size x size x 3 uint8, BGR) and its list of Shape, drawn from generator rng."""
+def render(rng, size, classes=SHAPES, objects=None, sides=(MIN_SIDE, MAX_SIDE), crossing=0.15):
+    """One image (size x size x 3 uint8, BGR) and its list of Shape, drawn from generator rng: 1-6 objects, or
+    `objects`, of a side from sides[0] to sides[1] of the image's, a `crossing` fraction of them free to cross the
+    border."""
     image = background(rng, size)
     top = np.full((size, size), -1, np.int16)   # the object seen at each pixel
     placed, areas, visible = [], [], []
-    for _ in range(rng.integers(1, MAX_OBJECTS + 1)):
+    for _ in range(rng.integers(1, MAX_OBJECTS + 1) if objects is None else objects):
         cls = int(rng.integers(len(classes)))
         name = classes[cls]
-        side = size * np.exp(rng.uniform(np.log(MIN_SIDE), np.log(MAX_SIDE)))
+        side = size * np.exp(rng.uniform(np.log(sides[0]), np.log(sides[1])))
         angle = rng.uniform(0, 2 * np.pi)
         ratio = rng.uniform(0.28, 0.38) if name == "cross" else rng.uniform(0.45, 0.65)
         span = int(np.ceil(side)) + 4
         for _ in range(TRIES):
-            if rng.random() < 0.15:     # free to cross the border
+            if rng.random() < crossing:     # free to cross the border
                 cx, cy = rng.uniform(0, size, 2)
             else:
                 cx, cy = rng.uniform(side / 2, size - side / 2, 2)
@@ -271,9 +273,9 @@ def generate(outdir, n=2000, size=160, seed=0, valid_fraction=0.2, classes=SHAPE
 USAGE = "usage: pydarknet dataset shapes OUTDIR [-n 2000] [-size 160] [-seed 0]"
 
 
-def _parse(argv):
+def _parse(argv, n=2000, size=160):
     """OUTDIR and the -n/-size/-seed flags, anywhere on the line as Darknet's find_int_arg reads them."""
-    options, positional, argv = {"-n": 2000, "-size": 160, "-seed": 0}, [], list(argv)
+    options, positional, argv = {"-n": n, "-size": size, "-seed": 0}, [], list(argv)
     while argv:
         word = argv.pop(0)
         if word in options:

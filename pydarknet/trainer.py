@@ -180,9 +180,15 @@ def train_detector(datacfg, cfgfile, weightfile=None, clear=False, calc_map=Fals
     run = _Training(datacfg, cfgfile, weightfile, clear, seed, max_batches, out or sys.stdout)
     run.progress = progress
     run.start(calc_map, workers, chart)
+    return run_until_done(run)
+
+
+def run_until_done(run):
+    """The loop every trainer shares: iterations until the run is done or interrupted (Ctrl-C only sets a flag, so
+    that a step is never cut in half); then the final weights."""
     previous_handler = signal.signal(signal.SIGINT, run.on_interrupt) if _main_thread() else None
     try:
-        while run.net.current_batch() < run.net.max_batches and not run.interrupted:
+        while not run.interrupted and not run.done():
             run.iteration()
         return run.finish()
     finally:
@@ -243,6 +249,9 @@ class _Training:
         keys = ("train", "valid") if calc_map and os.path.exists(self.options.path_of("valid", "")) else ("train",)
         problems = check_lists(self.datacfg, self.cfgfile, fast=True, out=None, progress=False, keys=keys)
         print(f"dataset check -fast: {summary(problems, fast=False)}", file=self.out, flush=True)
+
+    def done(self):
+        return self.net.current_batch() >= self.net.max_batches
 
     def on_interrupt(self, signum, frame):
         self.interrupted = True
@@ -318,10 +327,13 @@ class _Training:
             save_weights(self.net, name)
             print(f"Interrupted at iteration {self.net.current_batch()}: saved {name}", file=self.out, flush=True)
             raise TrainingInterrupted(name)
-        final = os.path.join(self.backup, f"{self.base}_final.weights")
+        final = self.final_name()
         save_weights(self.net, final)
         print(f"Saved {final}", file=self.out, flush=True)
         return final
+
+    def final_name(self):
+        return os.path.join(self.backup, f"{self.base}_final.weights")
 
     def close(self):
         self.loader.close()

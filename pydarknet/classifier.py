@@ -1,0 +1,294 @@
+"""`classifier train|valid|predict|label`: pjreddie's examples/classifier.c.
+
+    pydarknet classifier train DATA CFG [WEIGHTS] [-clear] [-seed S] [-max_batches N]
+    pydarknet classifier valid DATA CFG WEIGHTS          (top-1 and top-k on the `valid` list)
+    pydarknet classifier predict DATA CFG WEIGHTS [IMG] [-t K]
+    pydarknet classifier label DATA CFG WEIGHTS          (the top class of each image of the `test` list)
+
+The .data keys are Darknet's: classes, train, valid, test, labels, names, top, backup. An image's class is the
+label that occurs in its path (strstr over the whole path, as Darknet); a path that names none, or more than one,
+gets Darknet's "Too many or too few labels" line and is counted. Training is detector train's loop (the same
+Ctrl-C backup, NaN stop and chart) with Darknet's classifier augmentation, progress line and backups:
+`<cfg>_<epoch>.weights` each epoch, `<cfg>.backup` every 1,000 batches, `<cfg>.weights` at the end.
+"""
+import os
+import sys
+import time
+
+import numpy as np
+
+from .cfg import read_data, read_names
+from .data import Crop, Loader, class_truth, labels_message, read_list
+from .detector import load_network
+from .errors import DarknetError
+from .image import center_crop_image, crop_image, letterbox_image, load_image_color, resize_min
+from .trainer import _Training, run_until_done
+from .weights import save_weights
+
+SHOWN_LABEL_PROBLEMS = 10       # "Too many or too few labels" lines printed before the count
+
+
+def top_k(values, k):
+    """utils.c top_k: the indices of the k largest values, largest first (the earlier index wins a tie)."""
+    index = [-1] * k
+    for i in range(len(values)):
+        current = i
+        for j in range(k):
+            if index[j] < 0 or values[current] > values[index[j]]:
+                current, index[j] = index[j], current
+    return index
+
+
+def class_of(path, labels):
+    """validate_classifier's class of an image: the first label that occurs in its path, -1 if none does."""
+    return next((j for j, label in enumerate(labels) if label in path), -1)
+
+
+def output_layer(net):
+    """get_network_output_layer: the last layer that is not [cost]."""
+    return next(layer for layer in reversed(net.layers) if layer.type != "cost")
+
+
+def predictions(net, images):
+    """The network's output for each image (C, H, W), net.batch images a pass."""
+    out = []
+    for start in range(0, len(images), max(net.batch, 1)):
+        batch = np.stack(images[start:start + max(net.batch, 1)])
+        net.predict(batch)
+        out.extend(np.asarray(output_layer(net).output).reshape(len(batch), -1).copy())
+    return out
+
+
+class DataOptions:
+    """What a classifier .data file says, with Darknet's defaults."""
+
+    def __init__(self, datacfg):
+        self.options = options = read_data(datacfg)
+        self.path = datacfg
+        self.classes = options.int("classes", 2)
+        self.labels_file = options.path_of("labels", "data/labels.list")
+        names = options.get("names")
+        self.names_file = options.path_of("names", "") if names else self.labels_file
+        self.top = options.int("top", 1)
+
+    def labels(self):
+        labels = read_names(self.labels_file)
+        if len(labels) < self.classes:
+            raise DarknetError(f"{self.path}: classes={self.classes}, but {self.labels_file} has {len(labels)} "
+                               f"labels")
+        return labels[:self.classes]
+
+    def image_list(self, key, default="data/train.list"):
+        path = self.options.path_of(key, default)
+        paths = read_list(path)
+        if not paths:
+            raise DarknetError(f"{path}: the {key} list is empty")
+        return path, paths
+
+
+def label_problems(list_path, paths, labels):
+    """fill_truth's "Too many or too few labels" line for each path that names no label or several; a list in
+    which no path names exactly one label is refused."""
+    problems = [message for message in (labels_message(class_truth(p, labels)[1], p, len(labels)) for p in paths)
+                if message]
+    if len(problems) == len(paths) and len(labels) > 1:
+        raise DarknetError(f"{list_path}: no image path names exactly one of the labels ({', '.join(labels)}): "
+                           f"the class of an image is the label its path contains")
+    return problems
+
+
+def report_label_problems(list_path, paths, problems, out):
+    """The first few problems as Darknet prints them, then how many there are."""
+    for message in problems[:SHOWN_LABEL_PROBLEMS]:
+        print(message, file=out)
+    if problems:
+        more = len(problems) - SHOWN_LABEL_PROBLEMS
+        print(f"{len(problems)} of {len(paths)} images in {list_path} have too many or too few labels"
+              + (f" ({more} more not shown)" if more > 0 else ""), file=out, flush=True)
+
+
+class _ClassifierTraining(_Training):
+    """train_classifier: detector train's run with the classification loader, its line, backups and resizing."""
+
+    def __init__(self, datacfg, cfgfile, weightfile, clear, seed, max_batches, out):
+        self.data = DataOptions(datacfg)        # the lists first: a bad one is one line, before the layer table
+        self.labels = self.data.labels()
+        train_list, self.paths = self.data.image_list("train")
+        problems = label_problems(train_list, self.paths, self.labels)
+        super().__init__(datacfg, cfgfile, weightfile, clear, seed, max_batches, out)
+        print(len(self.paths), file=out)
+        report_label_problems(train_list, self.paths, problems, out)
+        self.epoch = self.net.seen // len(self.paths)
+        print(*self.crop_sizes(self.net.w), file=out)
+
+    def crop_sizes(self, size):
+        """args.min, args.max: the random crop's side, min_ratio and max_ratio of the size (int in C)."""
+        net = self.net
+        return int(np.float32(net.min_ratio) * size), int(np.float32(net.max_ratio) * size)
+
+    def make_loader(self, size):
+        net = self.net
+        crop = Crop(*self.crop_sizes(size), angle=net.angle, aspect=net.aspect, center=net.center)
+        return Loader(self.paths, (size, size), kind="classification", batch=self.imgs, classes=self.data.classes,
+                      labels=self.labels, crop=crop, hue=net.hue, saturation=net.saturation, exposure=net.exposure,
+                      seed=self.seed, workers=self.workers, start=net.current_batch())
+
+    def start(self, workers, chart):
+        from .trainer import Chart
+        self.workers = workers
+        self.loader = self.make_loader(self.net.w)
+        self.chart = Chart(chart, self.net.max_batches, self.base) if chart else None
+        if self.chart and self.net.current_batch() > 0:
+            self.chart.resume(self.net.current_batch())
+        self.started, self.start_batch = time.time(), self.net.current_batch()
+
+    def done(self):
+        return self.net.max_batches != 0 and self.net.current_batch() >= self.net.max_batches
+
+    def iteration(self):
+        if self.net.random and self.count % 40 == 0:
+            self.resize()
+        self.count += 1
+        loss, t0 = self.train_step()
+        i = self.log(loss, t0)
+        self.back_up(i)
+        if self.chart:
+            self.chart.draw(force=i == self.net.max_batches)
+
+    def resize(self):
+        """Darknet's random sizes for classifiers: 128..448 in steps of 32, the crop sizes scaled with it."""
+        dim = (int(self.rng.integers(11)) + 4) * 32
+        print(f"Resizing\n{dim}", file=self.out)
+        print(*self.crop_sizes(dim), file=self.out)
+        self.loader.close()
+        self.loader = self.make_loader(dim)
+        self.net.resize(dim, dim)
+
+    def log(self, loss, t0):
+        """train_classifier's line, `batch, epoch: loss, avg avg, rate rate, t seconds, images images`, then
+        images/s and an ETA."""
+        net = self.net
+        self.avg_loss = loss if self.avg_loss < 0 else self.avg_loss * .9 + loss * .1
+        i = net.current_batch()
+        rate = (i - self.start_batch) * self.imgs / max(time.time() - self.started, 1e-9)
+        eta = f", ETA {(net.max_batches - i) * self.imgs / max(rate, 1e-9):.0f} s" if net.max_batches else ""
+        print(f"{i}, {net.seen / len(self.paths):.3f}: {loss:f}, {self.avg_loss:f} avg, {net.current_rate():f} "
+              f"rate, {time.time() - t0:f} seconds, {net.seen} images, {rate:.1f} images/s{eta}", file=self.out,
+              flush=True)
+        if self.chart:
+            self.chart.add(i, loss, self.avg_loss)
+        return i
+
+    def back_up(self, i):
+        names = []
+        if self.net.seen // len(self.paths) > self.epoch:
+            self.epoch = self.net.seen // len(self.paths)
+            names.append(os.path.join(self.backup, f"{self.base}_{self.epoch}.weights"))
+        if i % 1000 == 0:
+            names.append(os.path.join(self.backup, f"{self.base}.backup"))
+        for name in names:
+            save_weights(self.net, name)
+            self.last_good = name
+
+    def final_name(self):
+        return os.path.join(self.backup, f"{self.base}.weights")
+
+
+def train_classifier(datacfg, cfgfile, weightfile=None, clear=False, seed=None, workers=4, max_batches=None,
+                     chart="chart.png", out=None):
+    """Train as Darknet's train_classifier does; returns the path of the final weights."""
+    run = _ClassifierTraining(datacfg, cfgfile, weightfile, clear, seed, max_batches, out or sys.stdout)
+    run.start(workers, chart)
+    return run_until_done(run)
+
+
+def validate_classifier(datacfg, cfgfile, weightfile, out=None):
+    """validate_classifier_single: each image of the valid list centre-cropped to the network's size; prints
+    Darknet's two lines per image and returns (top-1, top-k) accuracy, k = the .data file's `top`."""
+    out = out or sys.stdout
+    data = DataOptions(datacfg)
+    labels = data.labels()
+    _, paths = data.image_list("valid")
+    net = load_network(cfgfile, weightfile, complete=True)
+    hits = top_hits = 0
+    for start in range(0, len(paths), 64):
+        chunk = paths[start:start + 64]
+        images = [center_crop_image(load_image_color(p), net.w, net.h) for p in chunk]
+        for i, (path, pred) in enumerate(zip(chunk, predictions(net, images)), start):
+            truth = class_of(path, labels)
+            indexes = top_k(pred[:data.classes], data.top)
+            hits += indexes[0] == truth
+            top_hits += truth in indexes
+            second = pred[1] if pred.size > 1 else 0.0
+            print(f"{path}, {truth}, {pred[0]:f}, {second:f}, ", file=out)
+            print(f"{i}: top 1: {hits / (i + 1):f}, top {data.top}: {top_hits / (i + 1):f}", file=out)
+    return hits / len(paths), top_hits / len(paths)
+
+
+def predict_classifier(datacfg, cfgfile, weightfile, filename, top=0, out=None):
+    """predict_classifier: the image letterboxed to the network's size; prints `%5.2f%%: name` for the `top`
+    best classes (-t, else the .data file's `top`). Without a file name it reads paths from standard input."""
+    from .predict import image_paths
+    out = out or sys.stdout
+    data = DataOptions(datacfg)
+    names = read_names(data.names_file)
+    top = top or data.top
+    net = load_network(cfgfile, weightfile, complete=True)
+    outputs = output_layer(net).outputs
+    if not 0 < top <= min(outputs, len(names)):
+        raise DarknetError(f"-t {top}: the network has {outputs} outputs and {data.names_file} {len(names)} names")
+    for path in image_paths(filename, prompt=True):
+        im = load_image_color(path)
+        t0 = time.perf_counter()
+        pred = predictions(net, [letterbox_image(im, net.w, net.h)])[0]
+        print(f"{path}: Predicted in {time.perf_counter() - t0:f} seconds.", file=sys.stderr)
+        for index in top_k(pred, top):
+            print(f"{pred[index] * 100:5.2f}%: {names[index]}", file=out)
+    return 0
+
+
+def label_classifier(datacfg, cfgfile, weightfile, out=None):
+    """label_classifier: each image of the test list resized to the network's size on its shorter side and
+    centre-cropped; prints the best class's name."""
+    out = out or sys.stdout
+    data = DataOptions(datacfg)
+    names = read_names(data.options.path_of("names", "data/labels.list"))
+    _, paths = data.image_list("test")
+    net = load_network(cfgfile, weightfile, complete=True)
+    for start in range(0, len(paths), 64):
+        images = []
+        for path in paths[start:start + 64]:
+            resized = resize_min(load_image_color(path), net.w)
+            images.append(crop_image(resized, (resized.shape[2] - net.w) // 2, (resized.shape[1] - net.h) // 2,
+                                     net.w, net.h))
+        for pred in predictions(net, images):
+            print(names[int(np.argmax(pred[:data.classes]))], file=out)
+    return 0
+
+
+def command(args):
+    """`pydarknet classifier VERB ...`, as run_classifier reads its arguments."""
+    from .cli import UsageError
+    verb = args.positional(0)
+    top = args.value("-t", 0, int)
+    clear = args.flag("-clear")
+    seed = args.value("-seed", None, int)
+    max_batches = args.value("-max_batches", None, int)
+    workers = args.value("-workers", 4, int)
+    chart = args.value("-chart", "chart.png")
+    args.flag("-dont_show")
+    usage = "usage: pydarknet classifier train|valid|predict|label DATA CFG [WEIGHTS] [IMG] [-t K]"
+    if verb not in ("train", "valid", "predict", "label") or len(args.argv) < 3:
+        raise UsageError(usage)
+    data, cfg, weights = args.argv[1], args.argv[2], args.positional(3)
+    if verb == "train":
+        train_classifier(data, cfg, weights, clear, seed, workers, max_batches, chart)
+        return 0
+    if weights is None:
+        raise UsageError(f"usage: pydarknet classifier {verb} DATA CFG WEIGHTS")
+    if verb == "valid":
+        validate_classifier(data, cfg, weights)
+        return 0
+    if verb == "predict":
+        return predict_classifier(data, cfg, weights, args.positional(4), top)
+    return label_classifier(data, cfg, weights)
