@@ -44,7 +44,8 @@ from pydarknet.image import (center_crop_image, crop_image, distort_image, fill_
 
 F32 = np.float32
 
-KINDS = ("detection", "region", "classification")
+LABEL_KINDS = ("detection", "region")           # the kinds whose truth comes from label files
+KINDS = LABEL_KINDS + ("classification",)
 
 
 class DataWarning(UserWarning):
@@ -89,7 +90,7 @@ def label_path(image_path, kind="detection"):
     the path, as Darknet's find_replace does ("raw" inside "drawings" too). An extension no rule knows
     is left unchanged, so the result can be the image path itself.
     """
-    _check_kind(kind)
+    _check_kind(kind, LABEL_KINDS)
     s = os.fsdecode(image_path)
     for orig, rep in _DIRECTORY_RULES:
         if orig == "raw" and kind == "region":
@@ -491,9 +492,9 @@ def classification_sample(im, w, h, crop, hue, saturation, exposure, rng):
     return distort_image(out, *draw_distort(rng, hue, saturation, exposure), out=out)
 
 
-def _check_kind(kind):
-    if kind not in KINDS:
-        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+def _check_kind(kind, kinds=KINDS):
+    if kind not in kinds:
+        raise ValueError(f"kind must be one of {kinds}, got {kind!r}")
 
 
 def _seed_sequence(seed, *key):
@@ -595,6 +596,8 @@ class Loader:
                  saturation=1., exposure=1., *, side=7, seed=0, workers=4, prefetch=1, processes=False, start=0,
                  scale_range=None, labels=None, crop=None):
         _check_kind(kind)
+        if kind == "classification" and (labels is None or crop is None):
+            raise ValueError("kind classification needs the class labels and a Crop")
         source = os.fsdecode(paths) if isinstance(paths, (str, bytes, os.PathLike)) else None
         paths = [os.fsdecode(p) for p in (read_list(source) if source else paths)]
         if not paths:

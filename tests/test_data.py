@@ -540,6 +540,8 @@ def test_loader_rejects_empty_list_and_bad_kind(tmp_path):
     with pytest.raises(DarknetError, match="empty"):
         data.Loader(tmp_path / "empty.txt", (32, 32))
     with pytest.raises(ValueError, match="kind"):
+        data.Loader(["a.jpg"], (32, 32), "tag")
+    with pytest.raises(ValueError, match="labels and a Crop"):
         data.Loader(["a.jpg"], (32, 32), "classification")
 
 
