@@ -283,3 +283,26 @@ def test_rotate_crop_image_against_its_formula():
         expected = ((1 - fy) * (1 - fx) * pixel(iy, ix) + fy * (1 - fx) * pixel(iy + 1, ix)
                     + (1 - fy) * fx * pixel(iy, ix + 1) + fy * fx * pixel(iy + 1, ix + 1))
         assert out[c, j, i] == pytest.approx(expected, abs=1e-5)
+
+
+def test_a_prefix_at_learning_rate_0_keeps_its_weights(dataset, tmp_path, monkeypatch):
+    """Transfer learning's frozen prefix: with learning_rate=0 in its section, a layer's weights, biases and scales
+    stay as they were through training steps (its rolling batch-norm statistics move, as in Darknet); the layers
+    after it learn."""
+    monkeypatch.chdir(tmp_path)
+    text = CFG.format(rate=.05).replace("[convolutional]\nbatch_normalize=1",
+                                        "[convolutional]\nlearning_rate=0\nbatch_normalize=1", 1)
+    cfg = tmp_path / "frozen.cfg"
+    cfg.write_text(text)
+    start = tmp_path / "start.weights"
+    assert main(["randweights", str(cfg), str(start), "-seed", "2"]) == 0
+    assert main(["classifier", "train", dataset, str(cfg), str(start), "-max_batches", "4", "-workers", "1",
+                 "-chart", ""]) == 0
+    before = load_network(cfg, start)
+    after = load_network(cfg, os.path.join(os.path.dirname(dataset), "backup", "frozen.weights"))
+    frozen, head = before.layers[0], before.layers[2]
+    assert frozen.learning_rate_scale == 0
+    for name in ("weights", "biases", "scales"):
+        np.testing.assert_array_equal(getattr(after.layers[0], name), getattr(frozen, name), err_msg=name)
+    assert not np.array_equal(after.layers[0].rolling_mean, frozen.rolling_mean)
+    assert np.abs(after.layers[2].weights - head.weights).max() > 1e-4
