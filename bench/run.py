@@ -298,7 +298,8 @@ def big_lines(big):
 
 
 def cpu_section(rows, nms, train, started, load_before, load_after, machine, busy=((), None), process=(None, "not run"),
-                big=(None, "not run"), profile=(None, "not run"), tools=(None, "not run"), quick_run=False):
+                big=(None, "not run"), profile=(None, "not run"), tools=(None, "not run"), quick_run=False,
+                demo=(None, "not run")):
     seconds, nms_note = nms
     out = [SECTION, "",
            f"Measured {started:%Y-%m-%d %H:%M} UTC by `make bench` (`python bench/run.py`)"
@@ -337,6 +338,7 @@ def cpu_section(rows, nms, train, started, load_before, load_after, machine, bus
     out += train_lines(train, big)
     out += [""] + profile_lines(profile)
     out += [""] + tools_lines(tools)
+    out += [""] + demo_lines(demo)
     return "\n".join(out) + "\n"
 
 
@@ -350,6 +352,15 @@ def tools_lines(tools):
     return [f"Dataset tools: `pydarknet dataset check DATA -fast` on {result['files']:,} label files of 5 lines "
             f"(`bench/bench_check.py`, the whole process; {result['problems']} planted problems reported): "
             f"**{result['seconds']:.1f} s** (target <= {TARGET_S:.0f} s: {met})."]
+
+
+def demo_lines(demo):
+    """The video row: `detector demo`'s whole pipeline against the forward passes alone (bench/bench_demo.py)."""
+    result, why = demo
+    if result is None:
+        return [f"Video: {why}."]
+    from bench.bench_demo import result_line
+    return [f"Video (`bench/bench_demo.py`, each run a process of its own, interleaved): {result_line(result)}."]
 
 
 def main():
@@ -390,8 +401,10 @@ def main():
     profile = guarded("profile", bench_profile.run, log=log, **(dict(steps=1, batch=2) if fast else {}))
     from bench import bench_check
     tools = guarded("dataset check", bench_check.run, log=log, **(dict(files=10_000) if fast else {}))
+    from bench import bench_demo
+    demo = guarded("detector demo", bench_demo.run, log=log, **(dict(frames=40, repeats=1) if fast else {}))
     section = cpu_section(rows, nms, train, started, load_before, load_average(), machine_lines(), busy=busy,
-                          process=process, big=big, profile=profile, tools=tools, quick_run=fast)
+                          process=process, big=big, profile=profile, tools=tools, quick_run=fast, demo=demo)
     write_section(section, RESULTS, first=True)
     print(f"wrote {os.path.relpath(RESULTS)}")
 

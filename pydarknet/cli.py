@@ -10,12 +10,16 @@
     pydarknet partial CFG WEIGHTS OUT N
     pydarknet randweights CFG OUT [-seed K]   (sane random weights, for trying a cfg without training)
     pydarknet export CFG WEIGHTS OUT.onnx [-batch N] [-decode]   (ONNX, opset 13: pip install 'pydarknet[export]')
+    pydarknet detector demo DATA CFG WEIGHTS [VIDEO] [-c N] [-out_filename OUT.avi|OUT.mp4] [-thresh T] [-hier H]
+                                                  [-ext_output] [-dont_show]
     pydarknet detector calc_anchors DATA -width W -height H [-num_of_clusters K] [-show] [-seed S]
     pydarknet dataset shapes OUTDIR [-n N] [-size S] [-seed K]   (a small detection dataset, no download)
+    pydarknet dataset shapes-cls OUTDIR [-n N] [-size S] [-seed K]   (one shape an image, for classifiers)
     pydarknet dataset from-voc VOCDEVKIT OUTDIR [-names FILE] [-difficult]
     pydarknet dataset from-coco INSTANCES.json IMAGEDIR OUTDIR [-list train|valid]
     pydarknet dataset check DATA [CFG] [-fast]
     pydarknet yolo train|test|valid CFG [WEIGHTS] [IMG]   (Darknet's v1 verbs, on cfg/voc.data)
+    pydarknet classifier train|valid|predict|label DATA CFG [WEIGHTS] [IMG] [-t K] [-clear] [-seed S]
 
 Flags anywhere on the line, as Darknet's find_arg reads them: -threads N, -nogpu, -i N, -gpus 0,1.
 `pydarknet CMD [VERB] --help` lists a command's flags and their defaults (-h stays Darknet's integer where a
@@ -41,6 +45,8 @@ UNSUPPORTED_FLAGS = {"-benchmark": 0, "-benchmark_layers": 0, "-letter_box": 0, 
                      "-check_mistakes": 0, "-dontuse_opencv": 0, "-mjpeg_port": 1, "-json_port": 1,
                      "-avgframes": 1, "-http_post_host": 1, "-time_limit_sec": 1, "-out_filename": 1, "-prefix": 1,
                      "-points": 1, "-c": 1, "-s": 1}
+# Those of them a command implements: kept on its line (`detector demo ...`), dropped on every other line.
+IMPLEMENTED_FLAGS = {("detector", "demo"): ("-c", "-out_filename")}
 GLOBAL_FLAGS = (("-threads", "N (PYDARKNET_THREADS, else the cores)"), ("-nogpu", "off (a switch)"),
                 ("-i", "N (GPU 0)"), ("-gpus", "LIST (GPU 0)"))
 
@@ -55,11 +61,12 @@ class Args:
         self.argv = list(argv)
         self.listing, self.asked = listing, []
 
-    def drop_unsupported(self):
-        """Remove AlexeyAB's flags pydarknet does not implement, each with its values; returns the warnings."""
+    def drop_unsupported(self, keep=()):
+        """Remove AlexeyAB's flags pydarknet does not implement (but those in `keep`, the command's own), each with
+        its values; returns the warnings."""
         notes = []
         for name, count in UNSUPPORTED_FLAGS.items():
-            while name in self.argv:
+            while name in self.argv and name not in keep:
                 i = self.argv.index(name)
                 words = self.argv[i:i + 1 + count]
                 del self.argv[i:i + 1 + count]
@@ -152,6 +159,9 @@ def _detector(args):
     if verb == "calc_anchors":
         from .anchors import command
         return command(args)
+    if verb == "demo":
+        from .demo import command
+        return command(args)
     if verb != "test":
         raise UsageError(f"unknown detector command '{verb}' (pydarknet -h lists the commands)")
     thresh = args.value("-thresh", .5, float)
@@ -207,18 +217,27 @@ def _export(args):
     return command(args)
 
 
+def _classifier(args):
+    from .classifier import command
+    return command(args)
+
+
 def _dataset(args):
     verb = args.positional(0)
     if verb == "shapes":
         from .shapes import main as shapes_main
         return shapes_main(args.argv[1:])
+    if verb == "shapes-cls":
+        from .shapes_cls import main as shapes_cls_main
+        return shapes_cls_main(args.argv[1:])
     if verb in ("from-voc", "from-coco"):
         from . import dataset
         return (dataset.from_voc_command if verb == "from-voc" else dataset.from_coco_command)(args)
     if verb == "check":
         from .check import command
         return command(args)
-    raise UsageError("usage: pydarknet dataset shapes|from-voc|from-coco|check ... (pydarknet -h lists them)")
+    raise UsageError("usage: pydarknet dataset shapes|shapes-cls|from-voc|from-coco|check ... (pydarknet -h lists "
+                     "them)")
 
 
 def _yolo(args):
@@ -233,7 +252,7 @@ def _yolo(args):
 
 
 COMMANDS = {"detector": _detector, "detect": _detect, "partial": _partial, "randweights": _randweights,
-            "export": _export, "dataset": _dataset, "yolo": _yolo}
+            "export": _export, "dataset": _dataset, "yolo": _yolo, "classifier": _classifier}
 
 
 def select_device(nogpu, index, gpus):
@@ -294,9 +313,17 @@ def prepare_process():
         gemm_threads.blas_limited_by_environment()
 
 
-def command_help(name, command, args):
+def implemented_flags(words):
+    """The flags of UNSUPPORTED_FLAGS that the command on this line implements (IMPLEMENTED_FLAGS)."""
+    for (name, verb), flags in IMPLEMENTED_FLAGS.items():
+        if name in words and words[words.index(name) + 1:][:1] == [verb]:
+            return flags
+    return ()
+
+
+def command_help(name, command, args, keep=()):
     """`--help`: the command's usage line and every flag it reads, with its default (see Args's listing)."""
-    args.argv = args.argv[:1] if name in ("detector", "dataset", "yolo") else []     # keep only the verb
+    args.argv = args.argv[:1] if name in ("detector", "dataset", "yolo", "classifier") else []  # only the verb
     args.listing = True
     usage = f"usage: pydarknet {name} ..."
     try:
@@ -310,17 +337,18 @@ def command_help(name, command, args):
     for flag, default in GLOBAL_FLAGS:
         print(f"  {flag:<18} {default}")
     print("AlexeyAB's flags accepted and ignored (values they take): " +
-          ", ".join(f"{flag} {count}" for flag, count in UNSUPPORTED_FLAGS.items()))
+          ", ".join(f"{flag} {count}" for flag, count in UNSUPPORTED_FLAGS.items() if flag not in keep))
     return 0
 
 
 def main(argv=None):
     words = list(sys.argv[1:] if argv is None else argv)
-    asks_help = "--help" in words and words[:2] != ["dataset", "shapes"]       # shapes prints its own help
+    asks_help = "--help" in words and words[:2] not in (["dataset", "shapes"], ["dataset", "shapes-cls"])  # own help
     args = Args([w for w in words if w != "--help"] if asks_help else words)
     warnings.formatwarning = lambda message, category, *rest: f"Warning: {message}\n"
     try:
-        for note in args.drop_unsupported():
+        keep = implemented_flags(words)
+        for note in args.drop_unsupported(keep):
             print(f"pydarknet: {note}", file=sys.stderr)
         threads = args.value("-threads", settings.threads(), int)
         select_device(args.flag("-nogpu"), args.value("-i", None), args.value("-gpus", None))
@@ -333,7 +361,7 @@ def main(argv=None):
                 return 0 if args.positional(0) else 2
             raise UsageError(f"unknown command '{args.positional(0)}' (pydarknet -h lists the commands)")
         name = args.argv.pop(0)
-        return command_help(name, command, args) if asks_help else command(args)
+        return command_help(name, command, args, keep) if asks_help else command(args)
     except UsageError as e:
         print(f"pydarknet: {e}", file=sys.stderr)
         return 2

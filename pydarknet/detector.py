@@ -67,12 +67,13 @@ def network_input(net, im):
     return resize_image(im, net.w, net.h) if _is_v1(net) else letterbox_image(im, net.w, net.h)
 
 
-def network_boxes(net, im, thresh, hier=.5, nms=.45, batch_index=0):
-    """Boxes relative to the image, NMS'd (do_nms_sort), from the network's last forward pass."""
+def network_boxes(net, im, thresh, hier=.5, nms=.45, batch_index=0, heads=None):
+    """Boxes relative to the image, NMS'd (do_nms_sort), from the network's last forward pass (or from `heads`,
+    a net.head_snapshot() of an earlier one)."""
     if _is_v1(net):   # the v1 head scales its boxes by the size it is given: 1 x 1 keeps them relative
-        dets = net.detections(1, 1, thresh, hier, batch_index=batch_index)
+        dets = net.detections(1, 1, thresh, hier, batch_index=batch_index, heads=heads)
     else:
-        dets = net.detections(im.shape[2], im.shape[1], thresh, hier, batch_index=batch_index)
+        dets = net.detections(im.shape[2], im.shape[1], thresh, hier, batch_index=batch_index, heads=heads)
     if nms:
         do_nms_sort(dets, class_count(net), nms)
     return dets

@@ -206,15 +206,27 @@ class Network(NetOptions):
             self.train = train
         return out[0] if single else out
 
-    def detections(self, img_w, img_h, thresh, hier=.5, relative=True, batch_index=0):
-        """get_network_boxes: the detection records of every yolo/region/detection layer, in layer order."""
+    def detections(self, img_w, img_h, thresh, hier=.5, relative=True, batch_index=0, heads=None):
+        """get_network_boxes: the detection records of every yolo/region/detection layer, in layer order (or of
+        `heads`, copies of them holding an earlier pass's outputs: `head_snapshot`)."""
         with np.errstate(over="ignore", invalid="ignore"):     # reported below, once, as a count
             parts = [layer.detections(self, batch_index, img_w, img_h, thresh, relative)
-                     for layer in self.layers if hasattr(layer, "detections")]
+                     for layer in (self.layers if heads is None else heads) if hasattr(layer, "detections")]
         dets, dropped = Detections.concat(parts).finite()
         if dropped:
             warnings.warn(DetectionWarning(self.path, dropped, dropped + len(dets)), stacklevel=2)
         return dets
+
+    def head_snapshot(self):
+        """Shallow copies of the detection layers, each holding a host copy of its output: what `detections(...,
+        heads=)` decodes on another thread while this network runs its next pass."""
+        heads = []
+        for layer in self.layers:
+            if hasattr(layer, "detections"):
+                head = copy.copy(layer)
+                head.output = to_host(layer.output).copy()
+                heads.append(head)
+        return heads
 
     def layer_output(self, i):
         """Layer i's output as a host array in Darknet's memory order."""

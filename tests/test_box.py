@@ -773,3 +773,24 @@ def test_finite_keeps_the_records_without_inf_or_nan():
     np.testing.assert_array_equal(dets.bbox, bbox[[0, 4]])
     whole = Detections(bbox[[0]], objectness[[0]], prob[[0]])
     assert whole.finite() == (whole, 0)
+
+
+@pytest.mark.parametrize("quadratic", [None, False], ids=["chosen", "graph"])
+def test_do_nms_sort_skips_classes_without_probabilities_exactly(quadratic):
+    """Classes no live record has a probability for (zeros, -0.0, or nonzero only on records with objectness 0)
+    are skipped: the order and every probability come out as box.c's loops over all classes leave them."""
+    rng = np.random.default_rng(7)
+    n, classes = 250, 9
+    dets = spread_case(rng, n, classes)
+    prob = dets.prob.copy()
+    prob[:, [1, 4, 5, 8]] = 0
+    prob[rng.choice(n, 5), 4] = -0.0
+    obj = dets.objectness.copy()
+    dead = rng.choice(n, 20, replace=False)
+    obj[dead] = 0
+    prob[dead, 5] = .7             # only records that take no part have class 5
+    dets = Detections(dets.bbox, obj, prob)
+    for thresh in (0.0, 0.45, 1.0):
+        got = dets.copy()
+        nms.do_nms_sort(got, classes, thresh, quadratic)
+        assert_identical(got, naive_do_nms_sort(dets, classes, thresh))
