@@ -127,6 +127,13 @@ def batchnorm(z, scales, biases):
     return x_norm * _per_channel(scales, z) + _per_channel(biases, z)
 
 
+def batchnorm_inference(z, scales, biases, rolling_mean, rolling_variance):
+    """forward_batchnorm_layer at inference: normalize_cpu with the rolling statistics (sqrt(var) + .000001), then
+    scale_bias and add_bias."""
+    x_norm = (z - _per_channel(rolling_mean, z)) / (np.sqrt(_per_channel(rolling_variance, z)) + .000001)
+    return x_norm * _per_channel(scales, z) + _per_channel(biases, z)
+
+
 def variance_offset(z):
     """Per channel, the unbiased minus the biased variance of z; see batchnorm_as_differentiated."""
     mean, variance = batch_statistics(z)
@@ -343,6 +350,11 @@ def softmax_cross_entropy(p, truth):
     with np.errstate(divide="ignore"):
         loss = np.where(truth != 0, -np.log(np.where(truth != 0, p, 1.0)), 0.0)
     return loss, truth - p
+
+
+def logistic_cross_entropy(p, truth):
+    """logistic_x_ent_cpu: the loss -t log(p) - (1 - t) log(1 - p) of each value, and delta = truth - p."""
+    return -truth * np.log(p) - (1 - truth) * np.log(1 - p), truth - p
 
 
 def cost(x, truth, cost_type="sse"):

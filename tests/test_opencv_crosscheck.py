@@ -173,3 +173,59 @@ def test_every_layer_matches_opencv(case):
     for i, kind, cv_name, err in compared:
         assert cv_name is not None, f"{name} layer {i} [{kind}]: no OpenCV output of its size"
         assert err <= TOLERANCE, f"{name} layer {i} [{kind}]: relative L2 {err:.2e} against OpenCV's {cv_name}"
+
+
+# ---- the classifier backbones: every layer, and the final softmax ----------------------------------------------
+
+CLASSIFIERS = [
+    # cfg, width, height: small inputs keep the test fast; non-square catches width/height swaps
+    ("darknet19", 96, 64),
+    ("tiny", 64, 96),
+]
+
+
+@pytest.fixture(scope="module", params=CLASSIFIERS, ids=[f"{c[0]}-{c[1]}x{c[2]}" for c in CLASSIFIERS])
+def classifier(request, tmp_path_factory):
+    """A classifier backbone with sane_random_weights at a small input, its cfg and weights for OpenCV, a blob."""
+    name, width, height = request.param
+    folder = tmp_path_factory.mktemp(f"{name}-{width}x{height}")
+    cfg = resized_cfg(name, width, height, folder)
+    net = Network(read_cfg(cfg), str(cfg))
+    he_weights(net, seed=5)
+    weights = folder / f"{name}.weights"
+    save_weights(net, weights)
+    blob = np.random.default_rng(13).random((1, 3, height, width), dtype=np.float32)
+    net.predict(blob[0])
+    return name, net, cfg, weights, blob
+
+
+@needs_darknet_importer
+def test_classifier_matches_opencv(classifier):
+    """The softmax OpenCV ends with, and each of our layers against its OpenCV counterpart (conv, bn, leaky,
+    pool, avgpool, softmax): relative L2 within TOLERANCE."""
+    name, net, cfg, weights, blob = classifier
+    assert net.layers[-1].type == "softmax"
+    cv_net = opencv_net(cfg, weights)
+    cv_net.setInput(blob)
+    theirs = cv_net.forward()
+    ours = net.layers[-1].output
+    err = relative_l2(ours, theirs)
+    assert err <= TOLERANCE, (f"{name} {net.w}x{net.h} softmax: relative L2 {err:.2e}; "
+                              + first_divergence(net, cfg, weights, blob))
+    compared = layer_errors(net, opencv_layer_outputs(cfg, weights, blob))
+    assert len(compared) == len(net.layers)
+    for i, kind, cv_name, err in compared:
+        assert cv_name is not None, f"{name} layer {i} [{kind}]: no OpenCV output of its size"
+        assert err <= TOLERANCE, f"{name} layer {i} [{kind}]: relative L2 {err:.2e} against OpenCV's {cv_name}"
+
+
+def test_classifier_depends_on_the_input(classifier):
+    """Guards the comparison: the logits before the softmax move with the input, and the softmax is not flat."""
+    name, net, cfg, weights, blob = classifier
+    logits = net.layer_output(len(net.layers) - 2).copy()
+    probabilities = net.layers[-1].output.copy()
+    net.predict(np.random.default_rng(14).random(blob.shape[1:], dtype=np.float32))
+    moved = net.layer_output(len(net.layers) - 2).copy()
+    net.predict(blob[0])
+    assert relative_l2(moved, logits) > 1e-2, f"{name}: the logits hardly depend on the input"
+    assert probabilities.max() > 3 * probabilities.mean(), f"{name}: the softmax is flat"

@@ -8,6 +8,7 @@ from .crop import Crop
 from .detection import Detection
 from .dropout import Dropout
 from .local import Local
+from .logistic import Logistic
 from .maxpool import Maxpool
 from .region import Region
 from .reorg import Reorg
@@ -30,6 +31,7 @@ LAYERS = {
     "dropout": Dropout,
     "softmax": Softmax, "soft": Softmax,
     "cost": Cost,
+    "logistic": Logistic,
     "crop": Crop,
     "batchnorm": Batchnorm,
     "yolo": Yolo,
@@ -38,5 +40,5 @@ LAYERS = {
 }
 
 # Section types Darknet knows that pydarknet does not build (yet): named so the error can say so.
-DARKNET_ONLY = {"deconvolutional", "deconv", "activation", "logistic", "l2norm", "crnn", "gru", "lstm", "rnn",
+DARKNET_ONLY = {"deconvolutional", "deconv", "activation", "l2norm", "crnn", "gru", "lstm", "rnn",
                 "normalization", "lrn"}

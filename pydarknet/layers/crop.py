@@ -14,7 +14,12 @@ class Crop(Layer):
         crop_w = positive(s, "crop_width", s.int("crop_width", 1))
         if crop_h > h or crop_w > w:
             raise s.error(f"crop {crop_w}x{crop_h} is larger than its input {w}x{h}")
-        return cls(in_shape, crop_h, crop_w, s.int("flip", 0), s.int("noadjust", 0))
+        layer = cls(in_shape, crop_h, crop_w, s.int("flip", 0), s.int("noadjust", 0))
+        # parse_crop reads these too; only Darknet's GPU forward (a random rotation and HSV jitter of each crop)
+        # uses them, its CPU forward_crop_layer does not, and neither does this one
+        layer.angle, layer.shift = s.float("angle", 0.0), s.float("shift", 0.0)
+        layer.saturation, layer.exposure = s.float("saturation", 1.0), s.float("exposure", 1.0)
+        return layer
 
     def __init__(self, in_shape, crop_height, crop_width, flip, noadjust):
         super().__init__(in_shape)
