@@ -1,7 +1,7 @@
 """Classifier pre-training and transfer learning on the embedded data, each step a `pydarknet` process as a user
 runs it (issue 14's rows).
 
-    python bench/bench_transfer.py [ITERATIONS]     # prints the results
+    python bench/bench_transfer.py [ITERATIONS]     # prints the results (about 12 minutes on 2 cores)
     from bench.bench_transfer import run            # run(log=None, iterations=300, quick=False) -> dict
 
 1. `dataset shapes-cls` (2,000 images) and `classifier train cfg/shapes-cls.cfg` from scratch (800 iterations):
@@ -60,11 +60,12 @@ VARIANTS = {
 }
 
 
-def pretrain(folder, log):
+def pretrain(folder, log, quick=False):
     """Step 1 and 2: the classifier, its top-1/top-2, and the prefix file."""
-    pydarknet("dataset", "shapes-cls", "cls", "-n", 2000, cwd=folder)
+    pydarknet("dataset", "shapes-cls", "cls", "-n", 200 if quick else 2000, cwd=folder)
     data = os.path.join(folder, "cls", "shapes-cls.data")
-    _, seconds = pydarknet("classifier", "train", data, CLS_CFG, "-seed", 1, "-chart", "", cwd=folder)
+    _, seconds = pydarknet("classifier", "train", data, CLS_CFG, "-seed", 1, "-chart", "",
+                           *(("-max_batches", 20) if quick else ()), cwd=folder)
     weights = os.path.join(folder, "cls", "backup", "shapes-cls.weights")
     out, _ = pydarknet("classifier", "valid", data, CLS_CFG, weights, cwd=folder)
     _, top1, top2 = re.findall(r"^(\d+): top 1: ([\d.]+), top 2: ([\d.]+)$", out, re.M)[-1]
@@ -74,9 +75,9 @@ def pretrain(folder, log):
     return {"top1": float(top1), "top2": float(top2), "train_s": seconds}, prefix
 
 
-def fine_tune(folder, prefix, iterations, log):
+def fine_tune(folder, prefix, iterations, log, quick=False):
     """Step 3: mAP@0.5 after `iterations` for each variant."""
-    pydarknet("dataset", "shapes", "det", "-n", 1000, cwd=folder)
+    pydarknet("dataset", "shapes", "det", "-n", 100 if quick else 1000, cwd=folder)
     data = os.path.join(folder, "det", "shapes.data")
     results = {}
     for name, (edit, uses_prefix) in VARIANTS.items():
@@ -92,12 +93,27 @@ def fine_tune(folder, prefix, iterations, log):
     return results
 
 
-def run(log=None, iterations=ITERATIONS):
+def run(log=None, iterations=ITERATIONS, quick=False):
+    """quick: a smoke run (small datasets, 20 classifier iterations), not a measurement."""
     with tempfile.TemporaryDirectory(prefix="bench-transfer-") as folder:
-        classifier, prefix = pretrain(folder, log)
-        detectors = fine_tune(folder, prefix, iterations, log)
+        classifier, prefix = pretrain(folder, log, quick)
+        detectors = fine_tune(folder, prefix, iterations, log, quick)
     return {"classifier": classifier, "iterations": iterations, "detectors": detectors}
 
 
 if __name__ == "__main__":
     print(run(log=print, iterations=int(sys.argv[1]) if len(sys.argv) > 1 else ITERATIONS))
+
+
+def result_lines(r):
+    """The two rows of make bench: the classifier against its 0.95 target, the detectors' mAP."""
+    c = r["classifier"]
+    met = "met" if c["top1"] >= TARGET_TOP1 else "NOT met"
+    d = r["detectors"]
+    return [f"Classifier: `classifier train cfg/shapes-cls.cfg` from scratch on `dataset shapes-cls` (2,000 images, "
+            f"800 iterations, {c['train_s']:.0f} s): `classifier valid` top-1 **{c['top1']:.3f}** (target >= "
+            f"{TARGET_TOP1}: {met}), top-2 {c['top2']:.3f}.",
+            f"Transfer learning (`bench/bench_transfer.py`): yolov3-tiny-shapes mAP@0.5 after {r['iterations']} "
+            f"iterations: from scratch {d['scratch']['map']:.3f} ({d['scratch']['train_s']:.0f} s), on the "
+            f"pre-trained prefix frozen {d['frozen']['map']:.3f} ({d['frozen']['train_s']:.0f} s), slowed "
+            f"{d['slowed']['map']:.3f} ({d['slowed']['train_s']:.0f} s)."]

@@ -299,7 +299,7 @@ def big_lines(big):
 
 def cpu_section(rows, nms, train, started, load_before, load_after, machine, busy=((), None), process=(None, "not run"),
                 big=(None, "not run"), profile=(None, "not run"), tools=(None, "not run"), quick_run=False,
-                demo=(None, "not run")):
+                demo=(None, "not run"), transfer=(None, "not run")):
     seconds, nms_note = nms
     out = [SECTION, "",
            f"Measured {started:%Y-%m-%d %H:%M} UTC by `make bench` (`python bench/run.py`)"
@@ -339,6 +339,7 @@ def cpu_section(rows, nms, train, started, load_before, load_after, machine, bus
     out += [""] + profile_lines(profile)
     out += [""] + tools_lines(tools)
     out += [""] + demo_lines(demo)
+    out += [""] + transfer_lines(transfer)
     return "\n".join(out) + "\n"
 
 
@@ -361,6 +362,15 @@ def demo_lines(demo):
         return [f"Video: {why}."]
     from bench.bench_demo import result_line
     return [f"Video (`bench/bench_demo.py`, each run a process of its own, interleaved): {result_line(result)}."]
+
+
+def transfer_lines(transfer):
+    """The classifier and transfer-learning rows (bench/bench_transfer.py)."""
+    result, why = transfer
+    if result is None:
+        return [f"Classifier and transfer learning: {why}."]
+    from bench.bench_transfer import result_lines
+    return result_lines(result)
 
 
 def main():
@@ -403,8 +413,12 @@ def main():
     tools = guarded("dataset check", bench_check.run, log=log, **(dict(files=10_000) if fast else {}))
     from bench import bench_demo
     demo = guarded("detector demo", bench_demo.run, log=log, **(dict(frames=40, repeats=1) if fast else {}))
+    from bench import bench_transfer
+    transfer = guarded("classifier and transfer learning", bench_transfer.run, log=log,
+                       **(dict(iterations=5, quick=True) if fast else {}))
     section = cpu_section(rows, nms, train, started, load_before, load_average(), machine_lines(), busy=busy,
-                          process=process, big=big, profile=profile, tools=tools, quick_run=fast, demo=demo)
+                          process=process, big=big, profile=profile, tools=tools, quick_run=fast, demo=demo,
+                          transfer=transfer)
     write_section(section, RESULTS, first=True)
     print(f"wrote {os.path.relpath(RESULTS)}")
 

@@ -278,6 +278,11 @@ def cost(g, layer, x, names):
     return g.const(np.zeros((g.batch,) + layer.out_shape, np.float32), "zeros")
 
 
+def logistic(g, layer, x, names):
+    """[logistic] at inference: the logistic of each input (its cross-entropy is training's)."""
+    return g.op("Sigmoid", [x])
+
+
 def yolo(g, layer, x, names):
     """Logistic on x, y, objectness and the classes of each anchor; w, h stay raw."""
     entries = 5 + layer.classes
@@ -320,7 +325,7 @@ def detection(g, layer, x, names):
 
 EMITTERS = {"Convolutional": convolutional, "Connected": connected, "Local": local, "Batchnorm": batchnorm,
             "Maxpool": maxpool, "Avgpool": avgpool, "Route": route, "Shortcut": shortcut, "Upsample": upsample,
-            "Reorg": reorg, "Softmax": softmax, "Crop": crop, "Dropout": dropout, "Cost": cost,
+            "Reorg": reorg, "Softmax": softmax, "Crop": crop, "Dropout": dropout, "Cost": cost, "Logistic": logistic,
             "Yolo": yolo, "Region": region, "Detection": detection}
 
 

@@ -68,3 +68,16 @@ def test_dataset_tools_line_says_whether_the_target_is_met():
     assert "100,000 label files" in line and "**7.1 s** (target <= 30 s: met)" in line
     assert "NOT met" in tools_lines(({"files": 100_000, "seconds": 31.0, "problems": 5}, None))[0]
     assert tools_lines((None, "failed: OSError: disk full")) == ["Dataset tools: failed: OSError: disk full."]
+
+
+def test_classifier_and_transfer_rows_say_whether_the_target_is_met():
+    from bench.run import transfer_lines
+    result = {"classifier": {"top1": .9875, "top2": .995, "train_s": 305.1}, "iterations": 300,
+              "detectors": {"scratch": {"map": .357, "train_s": 185}, "frozen": {"map": .597, "train_s": 100},
+                            "slowed": {"map": .630, "train_s": 155}}}
+    classifier, transfer = transfer_lines((result, None))
+    assert "top-1 **0.988** (target >= 0.95: met)" in classifier
+    assert "from scratch 0.357 (185 s)" in transfer and "frozen 0.597" in transfer and "slowed 0.630" in transfer
+    result["classifier"]["top1"] = .9
+    assert "NOT met" in transfer_lines((result, None))[0]
+    assert transfer_lines((None, "failed: X")) == ["Classifier and transfer learning: failed: X."]

@@ -67,22 +67,23 @@ def every_layer_cfg():
     text += section("avgpool")                                                  # 35
     text += section("connected", output=6, batch_normalize=1, activation="logistic")    # 36
     text += section("dropout", probability=.3)                                  # 37
-    text += section("softmax", groups=2, temperature=2)                         # 38
-    text += section("cost")                                                     # 39
-    text += section("route", layers="31,32")                                    # 40: 7x5x7
-    text += section("convolutional", filters=16, size=1, stride=1, activation="linear")  # 41
+    text += section("logistic")                                                 # 38
+    text += section("softmax", groups=2, temperature=2)                         # 39
+    text += section("cost")                                                     # 40: zeros, as without truth
+    text += section("route", layers="31,32")                                    # 41: 7x5x7
+    text += section("convolutional", filters=16, size=1, stride=1, activation="linear")  # 42
     text += section("region", classes=3, coords=4, num=2, softmax=1, anchors="1,2, 3,1.5")
-    text += section("route", layers=40)
-    text += section("convolutional", filters=16, size=1, stride=1, activation="linear")  # 44
+    text += section("route", layers=41)
+    text += section("convolutional", filters=16, size=1, stride=1, activation="linear")  # 45
     text += section("region", classes=3, coords=4, num=2, softmax=1, background=1, anchors="2,2, 1,3")
-    text += section("route", layers=40)
-    text += section("convolutional", filters=16, size=1, stride=1, activation="linear")  # 47
+    text += section("route", layers=41)
+    text += section("convolutional", filters=16, size=1, stride=1, activation="linear")  # 48
     text += section("region", classes=3, coords=4, num=2, anchors="2,1, 1,1")
-    text += section("route", layers=40)
-    text += section("convolutional", filters=16, size=1, stride=1, activation="linear")  # 50
+    text += section("route", layers=41)
+    text += section("convolutional", filters=16, size=1, stride=1, activation="linear")  # 51
     text += section("yolo", classes=3, num=3, mask="0,2", anchors="4,5, 8,9, 16,10")
-    text += section("route", layers=40)
-    text += section("connected", output=2 * 2 * (2 * 5 + 3), activation="linear")       # 53
+    text += section("route", layers=41)
+    text += section("connected", output=2 * 2 * (2 * 5 + 3), activation="linear")       # 54
     text += section("detection", classes=3, coords=4, num=2, side=2, softmax=1, sqrt=1)
     return text
 
@@ -130,7 +131,8 @@ def test_every_layer_type_and_activation_matches_layer_by_layer(tmp_path, batch)
     cfg.write_text(every_layer_cfg())
     net = network(cfg)
     kinds = {type(layer).__name__ for layer in net.layers}
-    assert len(kinds) == 17, kinds        # every layer class of the registry
+    from pydarknet.layers import LAYERS
+    assert kinds == {cls.__name__ for cls in LAYERS.values()}      # every layer class of the registry
     x = net_input(net, batch)
     outputs = run_onnx(build_model(net, batch, decode=True, outputs=range(len(net.layers))), x)
     net.predict(x)
