@@ -31,7 +31,8 @@ QUEUE_FRAMES = 3        # frames waiting between two stages: enough to ride out 
 END = None              # the item that closes a queue
 POLL_S = .1             # how often a blocked put looks whether the other side has gone
 SWITCH_S = 2e-4         # how long a thread in Python code may keep the network's thread waiting (default 5 ms)
-BACKGROUND_NICE = 10    # reader and writer (bench_demo, loaded machine: median 8.3 frames/s against 7.8 at 0)
+BACKGROUND_NICE = 10    # reader and writer, once the network has waited on them (see Background)
+STARVED_S = .02         # a wait this long for a frame or for room means the background threads are starved
 
 
 @dataclasses.dataclass
@@ -68,14 +69,15 @@ class Stage(threading.Thread):
     """A pipeline thread that keeps its exception for the main thread to re-raise, and always closes its output
     queue (with END), so that whoever reads it never waits for ever."""
 
-    def __init__(self, name, work, output=None, stop=None):
+    def __init__(self, name, work, output=None, stop=None, background=None):
         super().__init__(name=name, daemon=True)
-        self.work, self.output, self.stop = work, output, stop
+        self.work, self.output, self.stop, self.background = work, output, stop, background
         self.error = None
 
     def run(self):
         try:
-            lower_priority()
+            if self.background is not None:
+                self.background.join()
             self.work()
         except BaseException as e:          # re-raised by the main thread (finish)
             self.error = e
@@ -89,17 +91,50 @@ class Stage(threading.Thread):
             raise self.error
 
 
-def lower_priority():
-    """Run this thread niced (Linux: per thread), so that decoding and encoding take the cores the network leaves
-    idle instead of delaying one of its kernel threads, which stalls the other at the kernel's end."""
-    try:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), BACKGROUND_NICE)
-    except (AttributeError, OSError):      # not Linux, or not allowed: the plain priority
-        pass
+class Background:
+    """The reader's and writer's scheduling. They start at SCHED_IDLE (Linux), so that decoding and encoding run
+    only on cores the network leaves idle instead of delaying one of its kernel threads (which stalls the other at
+    the kernel's end). The first time the network has to wait on them (a machine busy with other work leaves no
+    core idle, and idle threads would starve) both go back to the normal scheduler at nice BACKGROUND_NICE."""
+
+    def __init__(self):
+        self.threads, self.lock, self.raised = [], threading.Lock(), False
+
+    def join(self):
+        """Called by each background thread as it starts."""
+        with self.lock:
+            self.threads.append(threading.get_native_id())
+            self._set(self.threads[-1], idle=not self.raised)
+
+    def starved(self):
+        """The network waited on a background thread: give them their normal share of the cores."""
+        with self.lock:
+            if not self.raised:
+                self.raised = True
+                for thread in self.threads:
+                    self._set(thread, idle=False)
+
+    @staticmethod
+    def _set(thread, idle):
+        try:
+            if idle:
+                os.sched_setscheduler(thread, os.SCHED_IDLE, os.sched_param(0))
+            else:
+                os.sched_setscheduler(thread, os.SCHED_OTHER, os.sched_param(0))
+                os.setpriority(os.PRIO_PROCESS, thread, BACKGROUND_NICE)
+        except (AttributeError, OSError):      # not Linux, or not allowed: the plain priority
+            pass
 
 
-def put(q, item, gone):
-    """q.put that gives up (returns False) once gone() says the reader will take nothing more."""
+def put(q, item, gone, waiting=None):
+    """q.put that gives up (returns False) once gone() says the reader will take nothing more; `waiting` is told
+    when the put had to wait STARVED_S."""
+    if waiting is not None:
+        try:
+            q.put(item, timeout=STARVED_S)
+            return True
+        except queue.Full:
+            waiting()
     while True:
         try:
             q.put(item, timeout=POLL_S)
@@ -107,6 +142,15 @@ def put(q, item, gone):
         except queue.Full:
             if gone():
                 return False
+
+
+def get(q, waiting):
+    """q.get, telling `waiting` when it had to wait STARVED_S."""
+    try:
+        return q.get(timeout=STARVED_S)
+    except queue.Empty:
+        waiting()
+        return q.get()
 
 
 def open_source(source):
@@ -237,17 +281,17 @@ def post_frames(net, writer, detected, options, names, classes, written):
         clock.tick()
 
 
-def detect_frames(net, frames, detected, writer_stage):
+def detect_frames(net, frames, detected, writer_stage, background):
     """The main thread's loop: the network on each frame, its heads handed to the writer; returns (frames,
-    seconds)."""
+    seconds). A wait on the reader (after the first frame) or the writer tells `background` they are starved."""
     start, count = time.perf_counter(), 0
     while True:
-        item = frames.get()
+        item = get(frames, background.starved) if count else frames.get()
         if item is END:
             return count, time.perf_counter() - start
         im, sized = item
         net.predict(sized)
-        if not put(detected, (im, net.head_snapshot()), lambda: not writer_stage.is_alive()):
+        if not put(detected, (im, net.head_snapshot()), lambda: not writer_stage.is_alive(), background.starved):
             writer_stage.finish()       # the writer failed: its error
         count += 1
 
@@ -288,8 +332,10 @@ def run_pipeline(net, capture, first, writer, tmp, out_filename, options, names,
     stop = threading.Event()
     frames, detected = queue.Queue(QUEUE_FRAMES), queue.Queue(QUEUE_FRAMES)
     written = [0]
-    reader = Stage("demo-reader", lambda: read_frames(capture, first, net, frames, stop), frames, stop)
-    writer_stage = Stage("demo-writer", lambda: post_frames(net, writer, detected, options, names, classes, written))
+    background = Background()
+    reader = Stage("demo-reader", lambda: read_frames(capture, first, net, frames, stop), frames, stop, background)
+    writer_stage = Stage("demo-writer", lambda: post_frames(net, writer, detected, options, names, classes, written),
+                         background=background)
     cv_threads, switch = cv2.getNumThreads(), sys.getswitchinterval()
     cv2.setNumThreads(1)
     sys.setswitchinterval(SWITCH_S)
@@ -298,7 +344,7 @@ def run_pipeline(net, capture, first, writer, tmp, out_filename, options, names,
         reader.start()
         writer_stage.start()
         try:
-            result = detect_frames(net, frames, detected, writer_stage)
+            result = detect_frames(net, frames, detected, writer_stage, background)
         except KeyboardInterrupt as e:      # keep what was detected: the writer drains its queue below
             interrupted = e
         finally:

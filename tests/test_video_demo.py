@@ -5,6 +5,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 
 import cv2
 import numpy as np
@@ -206,3 +207,29 @@ def test_bench_run_writes_the_demo_row():
     assert "forward alone 10.0 frames/s, whole demo 9.5 frames/s, ratio 0.95 (target >= 0.9: met" in line
     assert "NOT met" in demo_lines((dict(result, ratio=.5), None))[0]
     assert demo_lines((None, "failed: OSError: disk full")) == ["Video: failed: OSError: disk full."]
+
+
+@pytest.mark.skipif(not hasattr(os, "SCHED_IDLE"), reason="SCHED_IDLE is Linux's")
+def test_background_threads_idle_until_the_network_waits_on_them():
+    """The reader and writer run at SCHED_IDLE; once the network has waited on them they go back to the normal
+    scheduler at nice BACKGROUND_NICE (on a machine with no idle core they would starve)."""
+    import threading
+    from pydarknet.demo import BACKGROUND_NICE, Background
+    background, seen, go_on = Background(), {}, threading.Event()
+
+    def thread():
+        background.join()
+        tid = threading.get_native_id()
+        seen["before"] = os.sched_getscheduler(tid)
+        go_on.wait(10)
+        seen["after"] = os.sched_getscheduler(tid), os.getpriority(os.PRIO_PROCESS, tid)
+
+    worker = threading.Thread(target=thread)
+    worker.start()
+    while "before" not in seen:
+        time.sleep(.01)
+    background.starved()
+    go_on.set()
+    worker.join()
+    assert seen["before"] == os.SCHED_IDLE
+    assert seen["after"] == (os.SCHED_OTHER, BACKGROUND_NICE)
