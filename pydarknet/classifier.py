@@ -268,21 +268,16 @@ def label_classifier(datacfg, cfgfile, weightfile, out=None):
 
 def command(args):
     """`pydarknet classifier VERB ...`, as run_classifier reads its arguments."""
-    from .cli import UsageError
+    from .cli import UsageError, training_flags
     verb = args.positional(0)
     top = args.value("-t", 0, int)
-    clear = args.flag("-clear")
-    seed = args.value("-seed", None, int)
-    max_batches = args.value("-max_batches", None, int)
-    workers = args.value("-workers", 4, int)
-    chart = args.value("-chart", "chart.png")
-    args.flag("-dont_show")
+    flags = training_flags(args)
     usage = "usage: pydarknet classifier train|valid|predict|label DATA CFG [WEIGHTS] [IMG] [-t K]"
     if verb not in ("train", "valid", "predict", "label") or len(args.argv) < 3:
         raise UsageError(usage)
     data, cfg, weights = args.argv[1], args.argv[2], args.positional(3)
     if verb == "train":
-        train_classifier(data, cfg, weights, clear, seed, workers, max_batches, chart)
+        train_classifier(data, cfg, weights, **flags)
         return 0
     if weights is None:
         raise UsageError(f"usage: pydarknet classifier {verb} DATA CFG WEIGHTS")

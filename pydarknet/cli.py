@@ -135,19 +135,22 @@ def _detector_evaluate(verb, args):
 def _detector_train(args):
     """detector train (pydarknet/trainer.py)."""
     from .trainer import train_detector
-    clear = args.flag("-clear")
     calc_map = args.flag("-map")
-    seed = args.value("-seed", None, int)
-    max_batches = args.value("-max_batches", None, int)
-    workers = args.value("-workers", 4, int)
-    chart = args.value("-chart", "chart.png")
-    args.flag("-dont_show")
+    flags = training_flags(args)
     if len(args.argv) < 3:
         raise UsageError("usage: pydarknet detector train DATA CFG [WEIGHTS] [-clear] [-map]")
     data, cfg = args.argv[1:3]
-    train_detector(data, cfg, args.positional(3), clear=clear, calc_map=calc_map, seed=seed, workers=workers,
-                   max_batches=max_batches, chart=chart)
+    train_detector(data, cfg, args.positional(3), calc_map=calc_map, **flags)
     return 0
+
+
+def training_flags(args):
+    """The flags detector train and classifier train share, as their keyword arguments."""
+    flags = dict(clear=args.flag("-clear"), seed=args.value("-seed", None, int),
+                 max_batches=args.value("-max_batches", None, int), workers=args.value("-workers", 4, int),
+                 chart=args.value("-chart", "chart.png"))
+    args.flag("-dont_show")
+    return flags
 
 
 def _detector(args):

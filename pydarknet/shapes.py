@@ -212,6 +212,13 @@ def label_lines(shapes, size):
 PNG_COMPRESSION = 0
 
 
+def write_png(path, image):
+    """An image of the dataset, stored (PNG_COMPRESSION); returns the path."""
+    if not cv2.imwrite(path, image, [cv2.IMWRITE_PNG_COMPRESSION, PNG_COMPRESSION]):
+        raise OSError(f"cannot write {path}")
+    return path
+
+
 def generate(outdir, n=2000, size=160, seed=0, valid_fraction=0.2, classes=SHAPES, workers=None):
     """Write n images with labels, train.txt/valid.txt, shapes.names and shapes.data under outdir; see the module.
     Images are drawn on `workers` threads (default: one a CPU); the files do not depend on it."""
@@ -239,9 +246,7 @@ def generate(outdir, n=2000, size=160, seed=0, valid_fraction=0.2, classes=SHAPE
 
     def write(i):
         image, shapes = sample(seed, i, size, classes)
-        path = os.path.join(images, f"{i:0{width}d}.png")
-        if not cv2.imwrite(path, image, [cv2.IMWRITE_PNG_COMPRESSION, PNG_COMPRESSION]):
-            raise OSError(f"cannot write {path}")
+        path = write_png(os.path.join(images, f"{i:0{width}d}.png"), image)
         with open(os.path.join(labels, f"{i:0{width}d}.txt"), "w") as f:
             f.write(label_lines(shapes, size))
         return path, [s.name for s in shapes]

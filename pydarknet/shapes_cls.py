@@ -17,11 +17,10 @@ import os
 import sys
 import time
 
-import cv2
 import numpy as np
 
 from . import files
-from .shapes import PNG_COMPRESSION, SHAPES, _parse, render
+from .shapes import SHAPES, _parse, render, write_png
 
 SIDES = (0.30, 0.80)
 USAGE = "usage: pydarknet dataset shapes-cls OUTDIR [-n 1000] [-size 64] [-seed 0]"
@@ -62,10 +61,7 @@ def generate(outdir, n=1000, size=64, seed=0, valid_fraction=0.2, classes=SHAPES
 
     def write(i):
         image, cls = sample(seed, i, size, classes)
-        path = os.path.join(images, f"{i:0{width}d}_{classes[cls]}.png")
-        if not cv2.imwrite(path, image, [cv2.IMWRITE_PNG_COMPRESSION, PNG_COMPRESSION]):
-            raise OSError(f"cannot write {path}")
-        return path
+        return write_png(os.path.join(images, f"{i:0{width}d}_{classes[cls]}.png"), image)
 
     with concurrent.futures.ThreadPoolExecutor(workers or os.cpu_count() or 1) as pool:
         paths = list(pool.map(write, range(n)))
