@@ -51,9 +51,9 @@ def output_layer(net):
 
 def predictions(net, images):
     """The network's output for each image (C, H, W), net.batch images a pass."""
-    out = []
-    for start in range(0, len(images), max(net.batch, 1)):
-        batch = np.stack(images[start:start + max(net.batch, 1)])
+    out, step = [], max(net.batch, 1)
+    for start in range(0, len(images), step):
+        batch = np.stack(images[start:start + step])
         net.predict(batch)
         out.extend(np.asarray(output_layer(net).output).reshape(len(batch), -1).copy())
     return out
@@ -134,13 +134,9 @@ class _ClassifierTraining(_Training):
                       seed=self.seed, workers=self.workers, start=net.current_batch())
 
     def start(self, workers, chart):
-        from .trainer import Chart
         self.workers = workers
         self.loader = self.make_loader(self.net.w)
-        self.chart = Chart(chart, self.net.max_batches, self.base) if chart else None
-        if self.chart and self.net.current_batch() > 0:
-            self.chart.resume(self.net.current_batch())
-        self.started, self.start_batch = time.time(), self.net.current_batch()
+        self.start_clock(chart)
 
     def done(self):
         return self.net.max_batches != 0 and self.net.current_batch() >= self.net.max_batches

@@ -238,6 +238,11 @@ class _Training:
         if calc_map and not self.options.get("valid"):
             warnings.warn(f"{self.datacfg}: no valid= list, so -map measures mAP on the training list "
                           f"{self.train_list} (as Darknet does)", DataWarning, stacklevel=3)
+        self.start_clock(chart)
+
+    def start_clock(self, chart):
+        """The chart (resumed with the weights' iteration) and the clock images/s and the ETA are counted from."""
+        net = self.net
         self.chart = Chart(chart, net.max_batches, self.base) if chart else None
         if self.chart and net.current_batch() > 0:
             self.chart.resume(net.current_batch())
