@@ -15,12 +15,14 @@ from .nms import do_nms_sort
 from .weights import covers_every_layer, load_weights
 
 
-def load_network(cfg, weights=None, clear=False, verbose=False, complete=False):
+def load_network(cfg, weights=None, clear=False, verbose=False, complete=False, seed=None):
     """libdarknet's load_network: parse the cfg, load the weights if given; `clear` resets `seen`.
 
     verbose: print Darknet's layer table and its "Unused field" notes to stderr, as the darknet program does.
     complete: for the commands that must not run on random weights (export, demo), a weights file that does not
     hold every layer's weights (truncated, a partial file, another cfg's) is an error, not a warning.
+    seed: the initial weights of the layers the file leaves out (all of them without a file) come from this seed
+    (fine-tuning from a partial file such as yolov3-tiny.conv.15 starts from the same head every time).
     """
     cfg = os.fsdecode(cfg)
     net = Network(read_cfg(cfg), cfg)
@@ -28,7 +30,7 @@ def load_network(cfg, weights=None, clear=False, verbose=False, complete=False):
     if complete and not covered:
         refuse_incomplete(net, weights)
     if not covered:
-        net.init_random()
+        net.init_random(seed)
     if verbose:
         print(net.summary(), file=sys.stderr)
         net.report_unused()

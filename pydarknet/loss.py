@@ -64,8 +64,9 @@ def _sum_squares(a):
 def squared_magnitude(delta):
     """pow(mag_array(delta, n), 2): the float sum of squares (the -Ofast build vectorises it; we sum in double and
     round once), sqrt in double stored as float, squared in double stored as float."""
-    total = F32(_sum_squares(np.ascontiguousarray(delta).reshape(-1)))
-    return F32(np.float64(F32(math.sqrt(np.float64(total)))) ** 2)
+    with np.errstate(over="ignore"):    # past float32's range the cost is inf, as in C; the trainer says why
+        total = F32(_sum_squares(np.ascontiguousarray(delta).reshape(-1)))
+        return F32(np.float64(F32(math.sqrt(np.float64(total)))) ** 2)
 
 
 def truth_rows(net, batch, truths):

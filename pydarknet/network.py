@@ -167,10 +167,13 @@ class Network(NetOptions):
         self.seen += x.shape[0]
         self.truth = np.ascontiguousarray(truth, np.float32).reshape(x.shape[0], -1)
         self.train = True
-        self.forward(x)
-        self.backward()
-        if (self.seen // self.batch) % self.subdivisions == 0:
-            self.update()
+        # float32 overflow gives inf and NaN silently, as in C: a run that diverges gets one line from the
+        # trainer (the non-finite loss), not numpy's warnings on the way
+        with np.errstate(over="ignore", invalid="ignore"):
+            self.forward(x)
+            self.backward()
+            if (self.seen // self.batch) % self.subdivisions == 0:
+                self.update()
         return self.cost
 
     def update(self):

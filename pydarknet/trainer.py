@@ -210,19 +210,19 @@ class _Training:
         os.makedirs(self.backup, exist_ok=True)
         self.base = base_name(cfgfile)
         print(self.base, file=out)
-        net = self.net = load_network(cfgfile, weightfile, clear, verbose=True)
+        self.seed = int(time.time()) if seed is None else seed
+        # with -seed, the layers the weights file leaves out (a fine-tune's head) start the same every time
+        net = self.net = load_network(cfgfile, weightfile, clear, verbose=True, seed=self.seed)
         if max_batches is not None:
             net.max_batches = max_batches
         print(f"Learning Rate: {net.learning_rate:g}, Momentum: {net.momentum:g}, Decay: {net.decay:g}", file=out)
         self.imgs = net.batch * net.subdivisions
-        self.seed = int(time.time()) if seed is None else seed
         print(f"Seed: {self.seed} (-seed {self.seed} repeats this run byte for byte on {repeat_conditions()})",
               file=out)
-        if not weightfile:
-            net.init_random(self.seed)      # with -seed, a new network starts from the same weights every time
         self.rng = np.random.default_rng(self.seed)
         self.head = head_layer(net)
         self.avg_loss = -1.0
+        self.lowest_avg = math.inf      # for the stop message: how far the loss had climbed before it overflowed
         self.count = 0
         self.last_good = None
         self.interrupted = False
@@ -291,16 +291,30 @@ class _Training:
         t0 = time.time()
         loss = train_network(self.net, x, truth)
         if not math.isfinite(loss):
-            kept = f"; the last good weights are in {self.last_good}" if self.last_good else ""
-            raise TrainingStopped(f"{self.cfgfile}: the loss became {loss} at iteration {self.net.current_batch()}: "
-                                  f"training stopped{kept} (lower the learning rate or check the labels)")
+            raise TrainingStopped(self.stop_message(loss))
         return loss, t0
+
+    def stop_message(self, loss):
+        """Why a NaN or infinite loss stopped the run, in one line: after finite iterations the steps diverged (the
+        learning rate, as in Darknet); at the first iteration the input, the labels or the weights hold it."""
+        net = self.net
+        where = f"{self.cfgfile}: the loss became {loss} at iteration {net.current_batch()}"
+        kept = f"; the last good weights are in {self.last_good}" if self.last_good else ""
+        if self.avg_loss < 0:
+            return (f"{where}, the first one: a NaN or infinity in the images, the labels or the weights "
+                    f"(pydarknet dataset check {self.datacfg} finds bad labels){kept}")
+        grown = (f" after growing from {self.lowest_avg:.4g} (its lowest average) to {self.last_loss:.4g}"
+                 if self.last_loss > 10 * self.lowest_avg else "")
+        return (f"{where}{grown}: training diverged. The steps are too large for this network and batch: lower "
+                f"learning_rate (now {net.learning_rate:g}) or raise burn_in (now {net.burn_in}); Darknet diverges "
+                f"on the same steps (see the README, Fine-tuning){kept}")
 
     def log(self, loss, t0):
         """Darknet's line for the iteration, with images/s and an ETA, and the chart's point; returns the
         iteration."""
         net = self.net
         self.avg_loss = loss if self.avg_loss < 0 else self.avg_loss * .9 + loss * .1
+        self.lowest_avg, self.last_loss = min(self.lowest_avg, self.avg_loss), loss
         i = net.current_batch()
         seconds = time.time() - t0
         rate = (i - self.start_batch) * self.imgs / max(time.time() - self.started, 1e-9)

@@ -9,10 +9,12 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 
 import numpy as np
 import pytest
 
+from pydarknet import trainer
 from pydarknet.cfg import read_data
 from pydarknet.cli import main
 from pydarknet.shapes import generate
@@ -132,12 +134,29 @@ def test_train_backups_and_resume(dataset, tmp_path, capsys, monkeypatch):
     assert [i for i, _, _ in iterations(capsys.readouterr().out)] == [1, 2, 3]
 
 
-def test_nan_loss_stops_with_a_message(dataset, tmp_path, capsys, monkeypatch):
+def test_a_diverging_run_stops_with_one_line_naming_the_cause(dataset, tmp_path, capsys, monkeypatch):
+    """Issue 23: the weights overflow on the way (numpy's overflow warnings once reached the user); what the user
+    gets is one line: where, that the steps diverged, and the two settings to change."""
     monkeypatch.chdir(tmp_path)
     cfg = write_cfg(tmp_path, rate=1e12)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        assert main(["detector", "train", dataset, str(cfg), "-seed", "1", "-workers", "1"]) == 1
+    err = capsys.readouterr().err
+    assert "overflow" not in err and "Warning" not in err, err
+    last = err.strip().splitlines()[-1]
+    assert re.search(r"tiny.cfg: the loss became (nan|inf) at iteration \d+.*: training diverged\. .*lower "
+                     r"learning_rate \(now 1e\+12\) or raise burn_in \(now 10\)", last), last
+
+
+def test_a_non_finite_first_loss_points_at_the_data(dataset, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cfg = write_cfg(tmp_path)
+    monkeypatch.setattr(trainer, "train_network", lambda net, x, truth: float("nan"))
     assert main(["detector", "train", dataset, str(cfg), "-seed", "1", "-workers", "1"]) == 1
-    err = capsys.readouterr().err.strip().splitlines()[-1]
-    assert re.search(r"tiny.cfg: the loss became (nan|inf) at iteration \d+: training stopped", err), err
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert re.search(r"tiny.cfg: the loss became nan at iteration \d+, the first one: a NaN or infinity in the "
+                     r"images, the labels or the weights \(pydarknet dataset check .*\)$", last), last
 
 
 def test_ctrl_c_saves_the_backup(dataset, tmp_path):
