@@ -164,7 +164,7 @@ class _ClassifierTraining(_Training):
         """train_classifier's line, `batch, epoch: loss, avg avg, rate rate, t seconds, images images`, then
         images/s and an ETA."""
         net = self.net
-        self.avg_loss = loss if self.avg_loss < 0 else self.avg_loss * .9 + loss * .1
+        self.average(loss)
         i = net.current_batch()
         rate = (i - self.start_batch) * self.imgs / max(time.time() - self.started, 1e-9)
         eta = f", ETA {(net.max_batches - i) * self.imgs / max(rate, 1e-9):.0f} s" if net.max_batches else ""

@@ -305,16 +305,20 @@ class _Training:
                     f"(pydarknet dataset check {self.datacfg} finds bad labels){kept}")
         grown = (f" after growing from {self.lowest_avg:.4g} (its lowest average) to {self.last_loss:.4g}"
                  if self.last_loss > 10 * self.lowest_avg else "")
-        return (f"{where}{grown}: training diverged. The steps are too large for this network and batch: lower "
-                f"learning_rate (now {net.learning_rate:g}) or raise burn_in (now {net.burn_in}); Darknet diverges "
-                f"on the same steps (see the README, Fine-tuning){kept}")
+        return (f"{where}{grown}: training diverged. The steps are too large for this network and data (Darknet's own "
+                f"training diverges the same way): lower learning_rate (now {net.learning_rate:g}) or raise burn_in (now "
+                f"{net.burn_in}); the README's 'Fine-tuning' says more{kept}")
+
+    def average(self, loss):
+        """Darknet's running average of the loss (.9 old + .1 new), and what the stop message needs."""
+        self.avg_loss = loss if self.avg_loss < 0 else self.avg_loss * .9 + loss * .1
+        self.lowest_avg, self.last_loss = min(self.lowest_avg, self.avg_loss), loss
 
     def log(self, loss, t0):
         """Darknet's line for the iteration, with images/s and an ETA, and the chart's point; returns the
         iteration."""
         net = self.net
-        self.avg_loss = loss if self.avg_loss < 0 else self.avg_loss * .9 + loss * .1
-        self.lowest_avg, self.last_loss = min(self.lowest_avg, self.avg_loss), loss
+        self.average(loss)
         i = net.current_batch()
         seconds = time.time() - t0
         rate = (i - self.start_batch) * self.imgs / max(time.time() - self.started, 1e-9)

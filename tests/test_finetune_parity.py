@@ -101,3 +101,24 @@ def test_batch_stats_add_up_in_darknets_order(shape):
     expect_mean, expect_variance = sequential_stats(x)
     np.testing.assert_array_equal(mean, expect_mean)
     np.testing.assert_array_equal(variance, expect_variance)
+
+
+def test_nan_and_infinity_pass_through_the_activation_kernels():
+    """Denormals become 0 as in Darknet's -Ofast build, but a NaN stays NaN: a diverged step once came out of
+    batch-norm as zeros and the harness's run went on with a finite loss (Darknet's stays NaN)."""
+    from pydarknet.activations import LEAKY, LINEAR, LOGISTIC
+    special = np.array([np.nan, np.inf, -np.inf, 1e-40, -1e-40, 2.0], np.float32)
+    for activation in (LEAKY, LINEAR, LOGISTIC):
+        for y in (cpu.activate(special.copy(), activation),
+                  cpu.bias_activate(special.reshape(1, 1, -1).copy(), np.zeros(1, np.float32), activation).ravel()):
+            assert np.isnan(y[0]) and not np.isnan(y[1:]).any(), (activation, y)
+            if activation != LOGISTIC:      # denormal outputs are flushed (logistic's are .5)
+                assert y[3] == 0 and y[4] == 0, (activation, y)
+    x = np.ones((2, 1, 6), np.float32)
+    x[0, 0, 0] = np.nan
+    mean, variance = cpu.batch_stats(x)
+    assert np.isnan(mean[0]) and np.isnan(variance[0])
+    y = x.copy()
+    cpu.batchnorm_train(y, np.zeros(1, np.float32), np.ones(1, np.float32), np.ones(1, np.float32),
+                        np.zeros(1, np.float32), LEAKY)
+    assert np.isnan(y[0, 0, 0]) and np.allclose(y.ravel()[1:], 1, rtol=1e-5)

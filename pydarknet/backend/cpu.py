@@ -98,11 +98,11 @@ def _bias_activate(y, mean, variance, scales, biases, normalize, a):
             for i in range(size):
                 v = (row[i] - m) * k + bias
                 v = v if v > 0 else np.float32(0.1) * v
-                row[i] = v if abs(v) >= _FLT_MIN else np.float32(0.0)
+                row[i] = np.float32(0.0) if abs(v) < _FLT_MIN else v   # NaN stays NaN
         elif a == LINEAR:
             for i in range(size):
                 v = (row[i] - m) * k + bias
-                row[i] = v if abs(v) >= _FLT_MIN else np.float32(0.0)
+                row[i] = np.float32(0.0) if abs(v) < _FLT_MIN else v   # NaN stays NaN
         else:
             for i in range(size):
                 row[i] = _flush(_activate((row[i] - m) * k + bias, a))
@@ -125,11 +125,11 @@ def _activate_array(x, a):
         for i in numba.prange(n):
             v = x[i]
             v = v if v > 0 else np.float32(0.1) * v
-            x[i] = v if abs(v) >= _FLT_MIN else np.float32(0.0)
+            x[i] = np.float32(0.0) if abs(v) < _FLT_MIN else v   # NaN stays NaN
     elif a == LINEAR:
         for i in numba.prange(n):
             v = x[i]
-            x[i] = v if abs(v) >= _FLT_MIN else np.float32(0.0)
+            x[i] = np.float32(0.0) if abs(v) < _FLT_MIN else v   # NaN stays NaN
     else:
         for i in numba.prange(n):
             x[i] = _flush(_activate(x[i], a))
@@ -211,7 +211,7 @@ def _batchnorm_train(y, mean, variance, scales, biases, a, x, x_norm):
                 v = v if v > 0 else np.float32(0.1) * v
             elif a != LINEAR:
                 v = _activate(v, a)
-            y[b, c, i] = v if abs(v) >= _FLT_MIN else np.float32(0.0)
+            y[b, c, i] = np.float32(0.0) if abs(v) < _FLT_MIN else v   # NaN stays NaN
 
 
 def batchnorm_train(y, mean, variance, scales, biases, activation, x=None, x_norm=None):
