@@ -21,9 +21,9 @@ image_kernel = functools.partial(numba.njit, cache=True, nogil=True, error_model
 # run side by side.
 piece_kernel = functools.partial(numba.njit, cache=True, nogil=True)
 
-# Loops that must become vector code (backend/direct.py's pieces; batch_stats' sums take the flags alone): sums may
-# be reordered and multiply-adds fused, so float32 results move within rounding; NaNs and infinities are still
-# honoured (no nnan, ninf).
+# Loops that must become vector code (backend/direct.py's pieces): sums may be reordered and multiply-adds fused, so
+# float32 results move within rounding; NaNs and infinities are still honoured (no nnan, ninf). Not for batch-norm
+# statistics: Darknet's order there is visible (backend/cpu.py's _batch_stats).
 VECTOR_MATH = {"contract", "reassoc"}
 vector_kernel = functools.partial(numba.njit, cache=True, nogil=True, fastmath=VECTOR_MATH)
 

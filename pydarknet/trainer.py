@@ -305,9 +305,9 @@ class _Training:
                     f"(pydarknet dataset check {self.datacfg} finds bad labels){kept}")
         grown = (f" after growing from {self.lowest_avg:.4g} (its lowest average) to {self.last_loss:.4g}"
                  if self.last_loss > 10 * self.lowest_avg else "")
-        return (f"{where}{grown}: training diverged. The steps are too large for this network and data (Darknet's own "
-                f"training diverges the same way): lower learning_rate (now {net.learning_rate:g}) or raise burn_in (now "
-                f"{net.burn_in}); the README's 'Fine-tuning' says more{kept}")
+        return (f"{where}{grown}: training diverged. The steps are too large for this network and data (Darknet's "
+                f"own training diverges the same way): lower learning_rate (now {net.learning_rate:g}) or raise "
+                f"burn_in (now {net.burn_in}); the README's 'Fine-tuning' says more{kept}")
 
     def average(self, loss):
         """Darknet's running average of the loss (.9 old + .1 new), and what the stop message needs."""

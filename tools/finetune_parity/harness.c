@@ -13,6 +13,9 @@
  *   DUMP_STEP at that step (1-based), every layer's output and delta before the update go to
  *             DUMP_PREFIX_out_LL.bin / DUMP_PREFIX_delta_LL.bin, and the updated weights to DUMP_PREFIX.weights
  *
+ * HARNESS_KEEP_SEEN=1 in the environment keeps the weights file's `seen` (a run resumed mid-way: the learning rate
+ * past burn-in); otherwise seen starts at 0, as `detector train -clear` and a partial file's header do.
+ *
  * The step is train_network_datum's body, written out only so that the dump can sit between backward and update.
  * Nothing is random: no augmentation, no dropout, batch-norm in training mode on the batch's statistics.
  */
@@ -28,7 +31,10 @@ static void *read_all(const char *path, size_t bytes)
     FILE *f = fopen(path, "rb");
     if (!f) { fprintf(stderr, "harness: cannot open %s\n", path); exit(1); }
     void *data = malloc(bytes);
-    if (fread(data, 1, bytes, f) != bytes) { fprintf(stderr, "harness: %s is shorter than %zu bytes\n", path, bytes); exit(1); }
+    if (fread(data, 1, bytes, f) != bytes) {
+        fprintf(stderr, "harness: %s is shorter than %zu bytes\n", path, bytes);
+        exit(1);
+    }
     fclose(f);
     return data;
 }
@@ -101,7 +107,10 @@ int main(int argc, char **argv)
     for (int s = 0; s < steps; ++s) {
         for (int b = 0; b < net->batch; ++b) {
             int k = schedule[s * net->batch + b];
-            if (k < 0 || (size_t)k >= images) { fprintf(stderr, "harness: schedule names image %d of %zu\n", k, images); return 1; }
+            if (k < 0 || (size_t)k >= images) {
+                fprintf(stderr, "harness: schedule names image %d of %zu\n", k, images);
+                return 1;
+            }
             memcpy(net->input + b * inputs, pixels + k * inputs, inputs * sizeof(float));
             memcpy(net->truth + b * truths, truth + k * truths, truths * sizeof(float));
         }

@@ -2,18 +2,27 @@
 
     python tools/finetune_parity/parity.py prepare WORK PHOTO.png PHOTO.xml yolov3-tiny.weights [-sizes 416,256]
     tools/finetune_parity/build.sh DARKNET_DIR WORK/harness          # Darknet (OPENMP=1, -Ofast) and the harness
-    python tools/finetune_parity/parity.py darknet WORK 416           # WORK/darknet_416.tsv (minutes on 2 cores)
-    python tools/finetune_parity/parity.py pydarknet WORK 416         # WORK/pydarknet_416.tsv
+    python tools/finetune_parity/parity.py darknet WORK 416           # WORK/darknet_plain_416.tsv (20 min, 2 cores)
+    python tools/finetune_parity/parity.py pydarknet WORK 416         # WORK/pydarknet_plain_416.tsv (4 min)
     python tools/finetune_parity/parity.py compare WORK 416           # the step-by-step table, markdown
+
+    python tools/finetune_parity/parity.py augment WORK 416 -seed 1   # the set aug1: `detector train -seed 1`'s batches
+    python tools/finetune_parity/parity.py darknet|pydarknet|compare WORK 416 -set aug1
+    python tools/finetune_parity/parity.py pydarknet WORK 416 -perturb          # the control: 1-ulp starting weights
+    python tools/finetune_parity/parity.py compare WORK 416 -a pydarknet -b pydarknet-perturbed
+    python tools/finetune_parity/parity.py darknet|pydarknet WORK 416 -start W -tag T   # from W, its `seen` kept
+    python tools/finetune_parity/parity.py golden HARNESS           # rewrites tests/data/bnsum from Darknet
 
 The photo is deepforest 2.1.0's `deepforest/data/2019_YELL_2_528000_4978000_image_crop2.png` with its Pascal VOC
 XML (the PyPI wheel; MIT), the weights the official yolov3-tiny.weights. `prepare` cuts the photo into 6 x 6
 tiles of 416 x 416 (a box is kept, clipped, when half of it is inside), writes the cfg of each size (the
 official yolov3-tiny.cfg with classes=1, filters=18, batch=16, subdivisions=1, burn_in=20, random=0), the
 conv.15 (pydarknet partial), the starting weights (conv.15 plus the head pydarknet initialises, seed 1: both
-sides read this one file), each size's input pixels (the tile, or Darknet's resize_image of it), the truth
-(Darknet's x, y, w, h, class per box) and the schedule (16 tiles per step, drawn with replacement, seed 1).
-Nothing is augmented and nothing is random after that, so the two sides see the same numbers at every step.
+sides read this one file, and `detector train -seed 1` starts from the same), each size's input pixels (the tile,
+or Darknet's resize_image of it), the truth (Darknet's x, y, w, h, class per box) and the schedule of the set
+`plain` (16 tiles per step, drawn with replacement, seed 1). Nothing is random after that, so the two sides see
+the same numbers at every step. `augment` writes the batches pydarknet's training loader makes (2 GB for 60
+steps at 416), so that both sides train on augmented images too.
 """
 import argparse
 import os
@@ -32,7 +41,7 @@ from pydarknet.detector import load_network
 from pydarknet.image import load_image_color, resize_image
 from pydarknet.layers.convolutional import Convolutional
 from pydarknet.trainer import make_loader
-from pydarknet.weights import load_weights, partial, save_weights
+from pydarknet.weights import partial, save_weights
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
@@ -116,11 +125,9 @@ def prepare(work, photo, xml, weights, sizes):
             partial(cfg, weights, conv15, 15)
         pixels = np.stack([t if size == TILE else resize_image(t, size, size) for t in tiles])
         write_set(work, "plain", size, pixels, truth, schedule)
-    net = load_network(os.path.join(work, f"yolov3-tiny-{sizes[0]}.cfg"))
-    net.init_random(1)
-    load_weights(net, conv15)
-    net.seen = 0
-    save_weights(net, os.path.join(work, "start.weights"))
+    # what `detector train DATA CFG yolov3-tiny.conv.15 -seed 1` starts from
+    save_weights(load_network(os.path.join(work, f"yolov3-tiny-{sizes[0]}.cfg"), conv15, clear=True, seed=1),
+                 os.path.join(work, "start.weights"))
     print(f"wrote {work}")
 
 
