@@ -13,6 +13,8 @@
  *   DUMP_STEP at that step (1-based), every layer's output and delta before the update go to
  *             DUMP_PREFIX_out_LL.bin / DUMP_PREFIX_delta_LL.bin, and the updated weights to DUMP_PREFIX.weights
  *
+ * HARNESS_MOMENTUM=FILE loads each convolutional layer's momentum (weight/bias/scale updates) after the weights, so
+ * that Darknet goes on exactly where a pydarknet run stopped (`parity.py pydarknet -save_state K`).
  * HARNESS_KEEP_SEEN=1 in the environment keeps the weights file's `seen` (a run resumed mid-way: the learning rate
  * past burn-in); otherwise seen starts at 0, as `detector train -clear` and a partial file's header do.
  *
@@ -87,6 +89,22 @@ int main(int argc, char **argv)
     }
     /* seen starts at 0 (burn-in from the start), unless HARNESS_KEEP_SEEN is set: a run resumed from a weights file */
     network *net = load_network(argv[1], argv[2], getenv("HARNESS_KEEP_SEEN") ? 0 : 1);
+    /* HARNESS_MOMENTUM=FILE: each convolutional layer's weight_updates, bias_updates (and scale_updates with
+     * batch-norm) in layer order, float32, as pydarknet's `parity.py pydarknet -save_state K` writes them */
+    const char *momentum = getenv("HARNESS_MOMENTUM");
+    if (momentum) {
+        FILE *f = fopen(momentum, "rb");
+        if (!f) { fprintf(stderr, "harness: cannot open %s\n", momentum); return 1; }
+        for (int i = 0; i < net->n; ++i) {
+            layer l = net->layers[i];
+            if (l.type != CONVOLUTIONAL) continue;
+            int ok = fread(l.weight_updates, sizeof(float), l.nweights, f) == (size_t)l.nweights
+                  && fread(l.bias_updates, sizeof(float), l.n, f) == (size_t)l.n
+                  && (!l.batch_normalize || fread(l.scale_updates, sizeof(float), l.n, f) == (size_t)l.n);
+            if (!ok) { fprintf(stderr, "harness: %s is too short for layer %d\n", momentum, i); return 1; }
+        }
+        fclose(f);
+    }
     int steps = atoi(argv[6]);
     int dump_step = argc == 11 ? atoi(argv[9]) : -1;
     size_t inputs = net->inputs, truths = net->truths;

@@ -11,6 +11,9 @@
     python tools/finetune_parity/parity.py pydarknet WORK 416 -perturb          # the control: 1-ulp starting weights
     python tools/finetune_parity/parity.py compare WORK 416 -a pydarknet -b pydarknet-perturbed
     python tools/finetune_parity/parity.py darknet|pydarknet WORK 416 -start W -tag T   # from W, its `seen` kept
+    python tools/finetune_parity/parity.py pydarknet WORK 416 -save_state 40    # weights + momentum after step 40
+    HARNESS_MOMENTUM=RUN_state40.momentum parity.py darknet WORK 416 -set S -start RUN_state40.weights -tag T
+                                                                     # Darknet goes on from pydarknet's step 40
     python tools/finetune_parity/parity.py golden HARNESS           # rewrites tests/data/bnsum from Darknet
 
 The photo is deepforest 2.1.0's `deepforest/data/2019_YELL_2_528000_4978000_image_crop2.png` with its Pascal VOC
@@ -201,7 +204,7 @@ def run_darknet(work, name, size, steps, dump, start=None, tag=""):
     print(f"{time.time() - t0:.0f} s")
 
 
-def run_pydarknet(work, name, size, steps, dump, perturb=False, start=None, tag=""):
+def run_pydarknet(work, name, size, steps, dump, perturb=False, start=None, tag="", save_state=0):
     cfg, start_weights, images, truth, schedule = _files(work, name, size, start)
     run = os.path.join(work, f"pydarknet{'-perturbed' if perturb else ''}{tag}_{name}_{size}")
     net = load_network(cfg, start_weights, clear=not start)
@@ -235,6 +238,10 @@ def run_pydarknet(work, name, size, steps, dump, perturb=False, start=None, tag=
                 net.update()
             if s + 1 == dump:
                 save_weights(net, prefix + ".weights")
+            if s + 1 == save_state:     # weights and momentum: where the harness can take over (HARNESS_MOMENTUM)
+                save_weights(net, f"{run}_state{save_state}.weights")
+                np.concatenate([to_host(a).ravel() for c in convs for a in momentum_arrays(c)]).astype("<f4").tofile(
+                    f"{run}_state{save_state}.momentum")
             row = [str(s + 1), f"{net.current_rate():.9g}", f"{cost / net.batch:.9g}"]
             row += [f"{float(y.cost):.9g}" for y in yolos]
             for c in convs:
@@ -248,6 +255,11 @@ def run_pydarknet(work, name, size, steps, dump, perturb=False, start=None, tag=
             print(f"step {s + 1}: loss {cost / net.batch:f}", file=sys.stderr, flush=True)
     save_weights(net, run + ".weights")
     print(f"{time.time() - t0:.0f} s")
+
+
+def momentum_arrays(conv):
+    """What update_convolutional_layer keeps between steps, in the harness's order."""
+    return [conv.weight_updates, conv.bias_updates] + ([conv.scale_updates] if conv.batch_normalize else [])
 
 
 def flip_last_bits(net):
@@ -309,6 +321,9 @@ def main(argv=None):
                            "instead of WORK/start.weights with seen 0; the results are named SIDE-TAG_SET_SIZE")
             p.add_argument("-tag", default="", help="with -start: a name for the run")
         if verb == "pydarknet":
+            p.add_argument("-save_state", type=int, default=0, help="after this step, write the weights and the "
+                           "momentum (RUN_stateK.weights, .momentum) for the harness to go on from")
+        if verb == "pydarknet":
             p.add_argument("-perturb", action="store_true", help="the control: every starting weight 1 ulp off "
                            "(half of them, seeded), written as pydarknet-perturbed_SET_SIZE.tsv")
         if verb == "compare":
@@ -323,7 +338,8 @@ def main(argv=None):
     elif a.verb == "darknet":
         run_darknet(a.work, a.set, a.size, a.steps, a.dump, a.start, f"-{a.tag}" if a.tag else "")
     elif a.verb == "pydarknet":
-        run_pydarknet(a.work, a.set, a.size, a.steps, a.dump, a.perturb, a.start, f"-{a.tag}" if a.tag else "")
+        run_pydarknet(a.work, a.set, a.size, a.steps, a.dump, a.perturb, a.start, f"-{a.tag}" if a.tag else "",
+                      a.save_state)
     else:
         compare(a.work, a.set, a.size, a.a, a.b)
 
