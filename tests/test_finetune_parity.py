@@ -24,7 +24,8 @@ MAX_BOXES = 90
 
 
 def inputs(steps, batch, size):
-    """What tools/finetune_parity/parity.py's golden_inputs gave the harness."""
+    """The pixels (uniform noise from RandomState(0)) and truth (6 boxes an image from RandomState(1)) of the three
+    steps; `parity.py golden` hands these to the harness."""
     pixels = np.random.RandomState(0).uniform(0, 1, (steps * batch, 3, size, size)).astype(np.float32)
     rng = np.random.RandomState(1)
     truth = np.zeros((steps * batch, MAX_BOXES, 5), np.float32)

@@ -154,25 +154,14 @@ def write_set(work, name, size, pixels, truth, schedule):
         array.astype("<i4" if path.endswith(".i32") else "<f4").tofile(path)
 
 
-def golden_inputs(steps, batch, size):
-    """The regression case's pixels and truth (tests/test_finetune_parity.py makes the same): uniform noise from
-    RandomState(0), and 6 boxes an image from RandomState(1)."""
-    pixels = np.random.RandomState(0).uniform(0, 1, (steps * batch, 3, size, size)).astype(np.float32)
-    rng = np.random.RandomState(1)
-    truth = np.zeros((steps * batch, MAX_BOXES, 5), np.float32)
-    truth[:, :6, 0:2] = rng.uniform(.2, .8, (steps * batch, 6, 2))
-    truth[:, :6, 2:4] = rng.uniform(.03, .3, (steps * batch, 6, 2))
-    return pixels, truth.reshape(steps * batch, -1)
-
-
 def make_golden(out, harness, steps=3):
     """tests/data/bnsum: Darknet's trajectory for the regression test, from pydarknet's seeded start weights."""
+    sys.path.insert(0, REPO)
+    from tests.test_finetune_parity import inputs       # the test's inputs are the harness's
     cfg = os.path.join(out, "bnsum.cfg")
-    net = load_network(cfg)
-    net.init_random(1)
-    net.seen = 0
+    net = load_network(cfg, seed=1)
     save_weights(net, os.path.join(out, "start.weights"))
-    pixels, truth = golden_inputs(steps, net.batch, net.w)
+    pixels, truth = inputs(steps, net.batch, net.w)
     with tempfile.TemporaryDirectory() as tmp:
         files = [os.path.join(tmp, name) for name in ("pixels.f32", "truth.f32", "schedule.i32")]
         pixels.tofile(files[0])
