@@ -31,24 +31,23 @@ test:
 
 # The tests that need a GPU (they skip, with the reason, on machines without one) and the CUDA compile checks
 test-gpu:
-	$(PYTHON) -m pytest -q -rs -k "gpu or nvrtc" tests/test_forward.py tests/test_detections.py tests/test_training.py \
-		tests/test_gpu_backend.py
+	$(PYTHON) -m pytest -q -rs -m "gpu or nvrtc" tests
 
 bench:
-	$(PYTHON) bench/run.py
+	$(PYTHON) -m bench.run
 
 # a smoke run of every part (1-2 repetitions, small cases); its bench/RESULTS.md is not a measurement
 bench-quick:
-	$(PYTHON) bench/run.py --quick
+	$(PYTHON) -m bench.run --quick
 
 # On a GPU machine, from the source tree, installing nothing: every GPU test, then the GPU benchmark table
 # (per-layer error against the CPU, yolov3 forward latency and throughput, yolov3-tiny training, memory peak).
 gpu-check:
-	$(PYTHON) bench/gpu_check.py $(GPU_CHECK_ARGS)
+	$(PYTHON) -m bench.gpu_check $(GPU_CHECK_ARGS)
 
 # Do the small v1/v2/v3 networks learn the shapes dataset, and how fast (about an hour on 2 cores)
 bench-learn:
-	$(PYTHON) bench/bench_learn.py $(CFGS)
+	$(PYTHON) -m bench.bench_learn $(CFGS)
 
 clean:
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
@@ -56,9 +55,9 @@ clean:
 
 # The main job on the embedded dataset: generate coloured shapes, train a narrow YOLOv3-tiny from scratch on the CPU
 # (with mAP on the validation images every 100 iterations and out/chart.png), measure mAP, draw predictions; one
-# progress line, the commands' own output in out/demo.log (pydarknet/shapes_demo.py).
+# progress line, the commands' own output in out/demo.log (examples/shapes_demo.py).
 demo:
-	$(PYTHON) -m pydarknet.shapes_demo out
+	$(PYTHON) examples/shapes_demo.py out
 
 # A classifier on the embedded shapes-cls dataset (one shape an image): generate 2,000 images, train
 # cfg/shapes-cls.cfg from scratch on the CPU (800 iterations, a few minutes), then top-1/top-2 on the valid list

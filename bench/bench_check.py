@@ -1,6 +1,6 @@
 """`pydarknet dataset check DATA -fast` on 100,000 label files of 5 lines (issue 12's target: <= 30 s here).
 
-    python bench/bench_check.py [N]          # prints the seconds
+    python -m bench.bench_check [N]          # prints the seconds
     from bench.bench_check import run        # run(log=None, files=100_000) -> {"files", "seconds", "problems"}
 
 The images are empty files (-fast does not decode them); one label file in 1,000 has a class out of range, so the

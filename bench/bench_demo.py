@@ -1,7 +1,7 @@
 """`detector demo`'s pipeline against the network alone: yolov3-tiny 416 (random weights) on a 200-frame 640x480
 MJPG video (target: the whole demo at >= 0.9x the frames/s of the forward passes alone).
 
-    python bench/bench_demo.py               # prints one result line
+    python -m bench.bench_demo               # prints one result line
     from bench.bench_demo import run         # run(log=None, frames=200, repeats=2) -> {"forward_fps", "demo_fps", ...}
 
 (a) forward passes alone: the same frames, decoded and letterboxed beforehand (not timed), `net.predict` on each;
@@ -18,8 +18,6 @@ import tempfile
 import time
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
 
 FRAMES = 200
 WIDTH, HEIGHT = 640, 480
@@ -33,7 +31,7 @@ def write_video(path, frames=FRAMES):
     """A 640x480 MJPG video of shapes: ten 480x480 samples of the embedded dataset, side-padded with grey, cycled."""
     import cv2
     import numpy as np
-    from pydarknet.shapes import sample
+    from pydarknet.data.shapes import sample
     pictures = []
     for i in range(10):
         image, _ = sample(2026, i, size=HEIGHT)
@@ -52,7 +50,8 @@ def forward_only(video, weights):
     from pydarknet import cli
     cli.prepare_process()
     import cv2
-    from pydarknet.detector import load_network, network_input
+    from pydarknet.detector.pipeline import network_input
+    from pydarknet.network import load_network
     from pydarknet.image import image_from_array
     net = load_network(CFG, weights)
     capture = cv2.VideoCapture(video)
@@ -71,7 +70,7 @@ def forward_only(video, weights):
 
 
 def run_forward(video, weights):
-    done = subprocess.run([sys.executable, os.path.abspath(__file__), "--forward", video, weights], cwd=ROOT,
+    done = subprocess.run([sys.executable, "-m", "bench.bench_demo", "--forward", video, weights], cwd=ROOT,
                           capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=ROOT))
     match = re.search(r"forward: (\d+) frames in ([\d.]+) s", done.stdout)
     if done.returncode or not match:

@@ -11,7 +11,7 @@ Denormals: OpenCV's Net::forward runs under FPDenormalsIgnoreHintScope (FTZ/DAZ 
 denormals to zero in its fused bias/activation pass, so neither side pays the ~10x microcode penalty that random
 weights can trigger. After timing, `denormals` counts denormal values left in pydarknet's layer outputs (expected 0).
 
-    python bench/bench_forward.py      # prints one line per case
+    python -m bench.bench_forward      # prints one line per case
     from bench.bench_forward import run, CASES
 """
 import contextlib
@@ -19,18 +19,17 @@ import multiprocessing
 import os
 import re
 import statistics
-import sys
 import tempfile
 import time
 
 import numpy as np
 
-ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
-sys.path.insert(0, ROOT)
 
-from pydarknet.cfg import read_cfg  # noqa: E402
-from pydarknet.network import Network  # noqa: E402
-from pydarknet.weights import sane_random_weights, save_weights  # noqa: E402
+from pydarknet.cfg import read_cfg
+from pydarknet.network import Network
+from pydarknet.weights import sane_random_weights, save_weights
+
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 
 # (cfg, input size, warm-up runs per side, timed repetitions per side, seconds after which the repetitions stop
 # early, at 3 or more): about 2 minutes on the quiet 2-core machine, under 5 on a loaded one

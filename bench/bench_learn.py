@@ -1,6 +1,6 @@
 """Benchmark: do the small YOLO v1, v2 and v3 networks learn the embedded shapes dataset, and how fast?
 
-    python bench/bench_learn.py [yolov3-tiny-shapes yolov2-tiny-shapes yolov1-tiny-shapes]   (make bench-learn)
+    python -m bench.bench_learn [yolov3-tiny-shapes yolov2-tiny-shapes yolov1-tiny-shapes]   (make bench-learn)
     make bench-learn CFGS=yolov1-tiny-shapes
 
 For each cfg: generate the dataset once (out/bench-shapes), train from scratch with `detector train` (seed 1, the
@@ -15,15 +15,14 @@ import os
 import sys
 import time
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
 
-import pydarknet  # noqa: E402,F401  (first: thread-pool policies before numpy loads OpenBLAS)
-from pydarknet.evaluate import detector_map  # noqa: E402
-from pydarknet.shapes import generate  # noqa: E402
-from pydarknet.trainer import train_detector  # noqa: E402
-from bench.results import RESULTS, read, split_sections, write_section  # noqa: E402
+import pydarknet  # noqa: F401  (first: thread-pool policies before numpy loads OpenBLAS)
+from pydarknet.detector.map import detector_map
+from pydarknet.data.shapes import generate
+from pydarknet.detector.train import train_detector
+from bench.results import RESULTS, read, split_sections, write_section
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 BARS = {"yolov3-tiny-shapes": (.80, 20 * 60), "yolov2-tiny-shapes": (.50, None), "yolov1-tiny-shapes": (.50, None)}
 SECTION = "## Learning"
@@ -71,7 +70,7 @@ def section(rows, old=""):
     end = next((i for i in range(start, len(old_lines)) if not old_lines[i].startswith("|")), len(old_lines))
     kept = [line for line in old_lines[start + 2:end] if _name(line) not in table]     # the first table's rows
     notes = old_lines[end:]
-    lines = [SECTION, "", "`make bench-learn` (`python bench/bench_learn.py [CFG ...]`): 2,000 generated images at "
+    lines = [SECTION, "", "`make bench-learn` (`python -m bench.bench_learn [CFG ...]`): 2,000 generated images at "
              "160x160 (1,600 train, 400 valid), training from scratch with seed 1 for the cfg's max_batches, then "
              "`detector map`. A run replaces the rows of the cfgs it trained.", ""]
     rank = {name: i for i, name in enumerate(BARS)}

@@ -6,20 +6,17 @@ outputs with objectness and class scores near 0.5, box offsets and log-sizes dra
 a random network gives them, decoded with pydarknet.decode.yolo_detections, so boxes cluster like yolov3's anchors.
 The first do_nms_sort call compiles (or loads numba's cache) and is not timed.
 
-    python bench/bench_nms.py          # prints "do_nms_sort yolov3-608 22743 boxes 80 classes: X.XXX s"
+    python -m bench.bench_nms          # prints "do_nms_sort yolov3-608 22743 boxes 80 classes: X.XXX s"
     from bench.bench_nms import run    # run() -> seconds
 """
-import os
-import sys
 import time
 
 import numpy as np
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from pydarknet.box import Detections  # noqa: E402
-from pydarknet.decode import yolo_detections  # noqa: E402
-from pydarknet.nms import do_nms_sort  # noqa: E402
+from pydarknet.box import Detections
+from pydarknet.decode import yolo_detections
+from pydarknet.nms import do_nms_sort
 
 NET = 608
 CLASSES = 80

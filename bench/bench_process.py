@@ -14,13 +14,13 @@ import sys
 import tempfile
 import time
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-sys.path.insert(0, ROOT)
 
-from bench.bench_forward import bench_weights, resized_cfg  # noqa: E402
-from pydarknet.cfg import read_cfg  # noqa: E402
-from pydarknet.network import Network  # noqa: E402
-from pydarknet.weights import save_weights  # noqa: E402
+from bench.bench_forward import bench_weights, resized_cfg
+from pydarknet.cfg import read_cfg
+from pydarknet.network import Network
+from pydarknet.weights import save_weights
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 OPENCV_SCRIPT = os.path.join(ROOT, "bench", "opencv_detect.py")
 PEAK_RSS = os.path.join(ROOT, "bench", "peak_rss.py")

@@ -3,7 +3,7 @@ batch-1 inference. Each layer's forward, backward, update (and zero_delta) is wr
 the steps after a warm-up are summed by kind. Convolutions are split by kind: 3x3 Winograd (the layer holds
 Winograd-transformed weights after its forward pass), 3x3 direct (few input channels), 3x3 im2col, 1x1, strided.
 
-    python bench/bench_profile.py            # prints the table
+    python -m bench.bench_profile            # prints the table
     from bench.bench_profile import run      # run(log=None, steps=3) -> rows for bench/run.py
 """
 import contextlib
@@ -13,11 +13,11 @@ import statistics
 import sys
 import time
 
-ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
-sys.path.insert(0, ROOT)
 
-from bench.bench_train import inputs, network, threads, PAUSE_S, THREADS  # noqa: E402
-from pydarknet.backend import direct  # noqa: E402
+from bench.bench_train import inputs, network, threads, PAUSE_S, THREADS
+from pydarknet.backend import direct
+
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 
 PASSES = ("inference forward", "training forward", "backward", "update")
 

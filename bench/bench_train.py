@@ -16,8 +16,8 @@ own, as OpenCV does in bench_forward.py (see TORCH_PROCESS). Both sides use 2 th
 The batch-1 step is compared with the original Darknet's 1,401 ms from ../shared/darknet/timings.md: a figure from
 another run on this kind of machine, so a sanity check, not a side-by-side ratio.
 
-    python bench/bench_train.py              # prints the rows
-    python bench/bench_train.py --profile    # also pydarknet's step by phase and by layer
+    python -m bench.bench_train              # prints the rows
+    python -m bench.bench_train --profile    # also pydarknet's step by phase and by layer
     from bench.bench_train import run        # run(log=None) -> rows for bench/run.py
 """
 import contextlib
@@ -32,12 +32,12 @@ import time
 
 import numpy as np
 
-ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
-sys.path.insert(0, ROOT)
 
-from pydarknet.cfg import read_cfg  # noqa: E402
-from pydarknet.network import Network  # noqa: E402
-from pydarknet.weights import load_weights, sane_random_weights, save_weights  # noqa: E402
+from pydarknet.cfg import read_cfg
+from pydarknet.network import Network
+from pydarknet.weights import load_weights, sane_random_weights, save_weights
+
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 
 CFG = "yolov3-tiny"
 SIZE = 416          # the cfg's own width and height

@@ -1,7 +1,7 @@
 """Classifier pre-training and transfer learning on the embedded data, each step a `pydarknet` process as a user
 runs it (issue 14's rows).
 
-    python bench/bench_transfer.py [ITERATIONS]     # prints the results (about 12 minutes on 2 cores)
+    python -m bench.bench_transfer [ITERATIONS]     # prints the results (about 12 minutes on 2 cores)
     from bench.bench_transfer import run            # run(log=None, iterations=300, quick=False) -> dict
 
 1. `dataset shapes-cls` (2,000 images) and `classifier train cfg/shapes-cls.cfg` from scratch (800 iterations):

@@ -1,9 +1,9 @@
 """make gpu-check: every GPU test, then the GPU benchmark table, on a GPU machine, from the source tree.
 
-    python bench/gpu_check.py [--out FILE] [--skip-tests] [--budget SECONDS]
+    python -m bench.gpu_check [--out FILE] [--skip-tests] [--budget SECONDS]
 
-1. pytest on the GPU cases of the golden-parity suites (test_forward, test_detections, test_training) and on the
-   GPU backend's own tests; tests whose packages or reference material are missing skip.
+1. pytest on every test marked gpu (needs a device: the golden-parity suites' GPU cases, the device choice) or
+   nvrtc (compiles kernels.cu); tests whose packages or reference material are missing skip.
 2. yolov3.cfg at 416 (sane random weights, the dog photo letterboxed, or the shapes sample without the reference
    material): per-layer relative L2 error of the GPU's outputs against the CPU's; forward latency at batch 1 and
    throughput at batch 64, in exact float32 and with TF32 GEMMs (PYDARKNET_GPU_MATH=tf32), and how far TF32's
@@ -28,25 +28,23 @@ import sys
 import tempfile
 import time
 
+
+import numpy as np
+
+import pydarknet  # noqa: F401  (first: thread-pool policies before numpy loads OpenBLAS)
+from pydarknet import backend
+from pydarknet.backend import to_host
+from pydarknet.nms import do_nms_sort
+from pydarknet.cfg import read_cfg
+from pydarknet.image import letterbox_image, load_image_color
+from pydarknet.network import Network
+from pydarknet.weights import load_weights, sane_random_weights, save_weights
+from bench.results import write_section
+
 ROOT = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
-
-import numpy as np  # noqa: E402
-
-import pydarknet  # noqa: E402,F401  (first: thread-pool policies before numpy loads OpenBLAS)
-from pydarknet import backend  # noqa: E402
-from pydarknet.backend import to_host  # noqa: E402
-from pydarknet.nms import do_nms_sort  # noqa: E402
-from pydarknet.cfg import read_cfg  # noqa: E402
-from pydarknet.image import letterbox_image, load_image_color  # noqa: E402
-from pydarknet.network import Network  # noqa: E402
-from pydarknet.weights import load_weights, sane_random_weights, save_weights  # noqa: E402
-from bench.results import write_section  # noqa: E402
 
 SECTION = "## GPU"
-TEST_FILES = ["tests/test_forward.py", "tests/test_detections.py", "tests/test_training.py",
-              "tests/test_gpu_backend.py"]
+TESTS = ["-m", "gpu or nvrtc", "tests"]        # the markers of pyproject.toml, over the whole tests/ folder
 TARGETS = {"fp32_forward": 400, "tf32_forward": 1200, "train": 500}     # images/s on an H200-class GPU
 
 
@@ -56,9 +54,9 @@ def reference_dir():
 
 def run_tests(log):
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    command = [sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", "-k", "gpu or nvrtc"]
+    command = [sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider"]
     start = time.time()
-    run = subprocess.run(command + TEST_FILES, cwd=ROOT, env=env, capture_output=True, text=True)
+    run = subprocess.run(command + TESTS, cwd=ROOT, env=env, capture_output=True, text=True)
     log(run.stdout[-6000:] + run.stderr[-3000:])
     summary = [line for line in run.stdout.splitlines() if " passed" in line or " failed" in line or "error" in line]
     return {"rc": run.returncode, "summary": summary[-1] if summary else "no summary", "seconds": time.time() - start}
@@ -273,7 +271,7 @@ def torch_phase(rows, log, yolov3_weights, tiny_weights, measured):
 def section(device, rows, tests, command):
     lines = [SECTION, "", f"Measured {datetime.datetime.utcnow():%Y-%m-%d %H:%M} UTC on {device} by `{command}`.", ""]
     if tests:
-        lines += [f"GPU tests (`pytest -k 'gpu or nvrtc' {' '.join(TEST_FILES)}`): {tests['summary']} "
+        lines += [f"GPU tests (`pytest -m 'gpu or nvrtc' tests`): {tests['summary']} "
                   f"(exit {tests['rc']}, {tests['seconds']:.0f} s)", ""]
     lines += ["| measure | value | note |", "|---|---|---|"]
     lines += [f"| {a} | {b} | {c} |" for a, b, c in rows]

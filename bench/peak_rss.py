@@ -1,4 +1,4 @@
-"""python bench/peak_rss.py COMMAND ...: runs COMMAND (its output to /dev/null) and prints "wall_ms peak_rss_kib
+"""python -m bench.peak_rss COMMAND ...: runs COMMAND (its output to /dev/null) and prints "wall_ms peak_rss_kib
 exit_code", then COMMAND's last stderr line. A process of its own because Linux carries the peak resident memory of
 the process that forks into the child across exec: a child forked by the benchmark (1+ GiB of weights and arrays)
 would report the benchmark's peak, not its own."""

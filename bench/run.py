@@ -1,8 +1,8 @@
 """`make bench`: pydarknet's CPU benchmarks, side by side with OpenCV DNN (forward passes) and PyTorch (training steps,
 bench/bench_train.py) in one run, written to bench/RESULTS.md.
 
-    python bench/run.py            # from the repository root; about 15 minutes on the 2-core machine
-    python bench/run.py --quick    # (or BENCH_QUICK=1) a smoke run: 1-2 reps, small cases; do not commit its RESULTS.md
+    python -m bench.run            # from the repository root; about 15 minutes on the 2-core machine
+    python -m bench.run --quick    # (or BENCH_QUICK=1) a smoke run: 1-2 reps, small cases; do not commit its RESULTS.md
 
 Rewrites the "## CPU" section of bench/RESULTS.md and keeps every other "## " section (a "## GPU" section written
 by another tool, say) and the text before the first heading as they are.
@@ -14,13 +14,12 @@ import re
 import sys
 import traceback
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
 
-import pydarknet  # noqa: E402,F401  (first: it sets the thread-pool waiting policies before numpy loads OpenBLAS)
-from bench import bench_forward  # noqa: E402
-from bench.results import RESULTS, write_section  # noqa: E402
+import pydarknet  # noqa: F401  (first: it sets the thread-pool waiting policies before numpy loads OpenBLAS)
+from bench import bench_forward
+from bench.results import RESULTS, write_section
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 SECTION = "## CPU"
 TARGET = 0.9        # forward: pydarknet at most 0.9x OpenCV DNN's time on the quiet machine
@@ -302,7 +301,7 @@ def cpu_section(rows, nms, train, started, load_before, load_after, machine, bus
                 demo=(None, "not run"), transfer=(None, "not run")):
     seconds, nms_note = nms
     out = [SECTION, "",
-           f"Measured {started:%Y-%m-%d %H:%M} UTC by `make bench` (`python bench/run.py`)"
+           f"Measured {started:%Y-%m-%d %H:%M} UTC by `make bench` (`python -m bench.run`)"
            + (" in quick mode (1-2 repetitions, small cases: a smoke run, not a measurement)." if quick_run else "."),
            ""]
     out += machine + [environment_line()]

@@ -18,14 +18,14 @@ os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")   # 2^4 cycles of spinning
 # The names below are loaded when first used (PEP 562), so that `import pydarknet` and the command line load only
 # what they use: the detect verb never loads the training code, and nothing here loads Numba.
 _HOMES = {
-    "detector": ["Detection", "Detector", "load_network"],
+    "detector.pipeline": ["Detection", "Detector"],
     "errors": ["CfgError", "DarknetError", "ImageError", "WeightsError"],
     "image": ["letterbox_image", "load_image_color"],
     "libdarknet": ["Metadata", "backward_network", "detect", "do_nms_obj", "do_nms_sort", "forward_network",
                    "get_current_batch", "get_current_rate", "get_network_boxes", "load_meta", "load_net",
                    "network_predict", "parse_network_cfg", "set_batch_network", "train_network_datum",
                    "update_network"],
-    "network": ["Network"],
+    "network": ["Network", "load_network"],
     "weights": ["load_weights", "save_weights"],
 }
 _HOME_OF = {name: module for module, names in _HOMES.items() for name in names}

@@ -2,7 +2,7 @@
 
 Darknet keeps one `detection` struct per box (bbox, classes, prob[], mask[], objectness, sort_class). Here a
 `Detections` container holds the same fields as arrays, so that tens of thousands of boxes stay cheap, and indexing
-it gives `Detection` record views that read (and write) those arrays. decode.py makes them from the output layers,
+it gives `DetectionStruct` record views that read (and write) those arrays. decode.py makes them from the output layers,
 nms.py suppresses them.
 
 box.c's functions come twice: as numpy functions over arrays of x, y, w, h (box_iou and friends, with the guard
@@ -20,7 +20,7 @@ from .jit import ieee_kernel
 _F32 = np.float32
 
 __all__ = [
-    "Detection", "Detections", "DetectionWarning", "one_warning_for_dropped_detections",
+    "DetectionStruct", "Detections", "DetectionWarning", "one_warning_for_dropped_detections",
     "box_iou", "box_intersection", "box_union", "box_rmse", "overlap", "box_corners",
     "intersection_and_union", "iou",
 ]
@@ -56,7 +56,7 @@ def one_warning_for_dropped_detections():
 
 
 def _column(name, doc=None, convert=None):
-    """A Detection attribute that reads and writes row i of the container's array `name`."""
+    """A DetectionStruct attribute that reads and writes row i of the container's array `name`."""
     def get(self):
         value = getattr(self._dets, name)[self._i]
         return convert(value) if convert else value
@@ -67,7 +67,7 @@ def _column(name, doc=None, convert=None):
     return property(get, put, doc=doc)
 
 
-class Detection:
+class DetectionStruct:
     """One record of a `Detections` container, as Darknet's `detection` struct: reads and writes go to the arrays.
 
     The view is positional, like `dets[i]` in C: after an in-place NMS reorders the container, `dets[i]` shows
@@ -100,7 +100,7 @@ class Detection:
 
     def __repr__(self):
         x, y, w, h = (float(v) for v in self.bbox)
-        return (f"Detection(bbox=({x:.6g}, {y:.6g}, {w:.6g}, {h:.6g}), objectness={float(self.objectness):.6g}, "
+        return (f"DetectionStruct(bbox=({x:.6g}, {y:.6g}, {w:.6g}, {h:.6g}), objectness={float(self.objectness):.6g}, "
                 f"prob={np.array2string(self.prob, precision=6)}, sort_class={self.sort_class}, "
                 f"classes={self.classes})")
 
@@ -167,12 +167,12 @@ class Detections:
                 i += n
             if not 0 <= i < n:
                 raise IndexError(f"detection index {key} out of range for {n} records")
-            return Detection(self, i)
+            return DetectionStruct(self, i)
         return Detections(self.bbox[key], self.objectness[key], self.prob[key], self.sort_class[key],
                           self.classes_field[key], None if self.mask is None else self.mask[key])
 
     def __iter__(self):
-        return (Detection(self, i) for i in range(len(self)))
+        return (DetectionStruct(self, i) for i in range(len(self)))
 
     def __repr__(self):
         return f"Detections(n={len(self)}, classes={self.classes})"

@@ -18,11 +18,13 @@ import time
 import numpy as np
 
 from .cfg import read_data, read_names
-from .data import Crop, Loader, class_truth, labels_message, read_list
-from .detector import load_network
+from .data.labels import class_truth, labels_message, read_list
+from .data.augment import Crop
+from .data.loader import Loader
+from .network import load_network
 from .errors import DarknetError
 from .image import center_crop_image, crop_image, letterbox_image, load_image_color, resize_min
-from .trainer import _Training, run_until_done
+from .trainer import Training, run_until_done
 from .weights import save_weights
 
 SHOWN_LABEL_PROBLEMS = 10       # "Too many or too few labels" lines printed before the count
@@ -107,7 +109,7 @@ def report_label_problems(list_path, paths, problems, out):
               + (f" ({more} more not shown)" if more > 0 else ""), file=out, flush=True)
 
 
-class _ClassifierTraining(_Training):
+class ClassifierTraining(Training):
     """train_classifier: detector train's run with the classification loader, its line, backups and resizing."""
 
     def __init__(self, datacfg, cfgfile, weightfile, clear, seed, max_batches, out):
@@ -126,30 +128,18 @@ class _ClassifierTraining(_Training):
         net = self.net
         return int(np.float32(net.min_ratio) * size), int(np.float32(net.max_ratio) * size)
 
-    def make_loader(self, size):
+    def new_loader(self, size):
         net = self.net
         crop = Crop(*self.crop_sizes(size), angle=net.angle, aspect=net.aspect, center=net.center)
         return Loader(self.paths, (size, size), kind="classification", batch=self.imgs, classes=self.data.classes,
                       labels=self.labels, crop=crop, hue=net.hue, saturation=net.saturation, exposure=net.exposure,
                       seed=self.seed, workers=self.workers, start=net.current_batch())
 
-    def start(self, workers, chart):
-        self.workers = workers
-        self.loader = self.make_loader(self.net.w)
-        self.start_clock(chart)
-
     def done(self):
         return self.net.max_batches != 0 and self.net.current_batch() >= self.net.max_batches
 
-    def iteration(self):
-        if self.net.random and self.count % 40 == 0:
-            self.resize()
-        self.count += 1
-        loss, t0 = self.train_step()
-        i = self.log(loss, t0)
-        self.back_up(i)
-        if self.chart:
-            self.chart.draw(force=i == self.net.max_batches)
+    def resizes_now(self):
+        return self.net.random and self.count % 40 == 0
 
     def resize(self):
         """Darknet's random sizes for classifiers: 128..448 in steps of 32, the crop sizes scaled with it."""
@@ -157,7 +147,7 @@ class _ClassifierTraining(_Training):
         print(f"Resizing\n{dim}", file=self.out)
         print(*self.crop_sizes(dim), file=self.out)
         self.loader.close()
-        self.loader = self.make_loader(dim)
+        self.loader = self.new_loader(dim)
         self.net.resize(dim, dim)
 
     def log(self, loss, t0):
@@ -193,7 +183,7 @@ class _ClassifierTraining(_Training):
 def train_classifier(datacfg, cfgfile, weightfile=None, clear=False, seed=None, workers=4, max_batches=None,
                      chart="chart.png", out=None):
     """Train as Darknet's train_classifier does; returns the path of the final weights."""
-    run = _ClassifierTraining(datacfg, cfgfile, weightfile, clear, seed, max_batches, out or sys.stdout)
+    run = ClassifierTraining(datacfg, cfgfile, weightfile, clear, seed, max_batches, out or sys.stdout)
     run.start(workers, chart)
     return run_until_done(run)
 
@@ -224,7 +214,7 @@ def validate_classifier(datacfg, cfgfile, weightfile, out=None):
 def predict_classifier(datacfg, cfgfile, weightfile, filename, top=0, out=None):
     """predict_classifier: the image letterboxed to the network's size; prints `%5.2f%%: name` for the `top`
     best classes (-t, else the .data file's `top`). Without a file name it reads paths from standard input."""
-    from .predict import image_paths
+    from .image import image_paths
     out = out or sys.stdout
     data = DataOptions(datacfg)
     names = read_names(data.names_file)
@@ -260,26 +250,3 @@ def label_classifier(datacfg, cfgfile, weightfile, out=None):
         for pred in predictions(net, images):
             print(names[int(np.argmax(pred[:data.classes]))], file=out)
     return 0
-
-
-def command(args):
-    """`pydarknet classifier VERB ...`, as run_classifier reads its arguments."""
-    from .cli import UsageError, training_flags
-    verb = args.positional(0)
-    top = args.value("-t", 0, int)
-    flags = training_flags(args)
-    usage = "usage: pydarknet classifier train|valid|predict|label DATA CFG [WEIGHTS] [IMG] [-t K]"
-    if verb not in ("train", "valid", "predict", "label") or len(args.argv) < 3:
-        raise UsageError(usage)
-    data, cfg, weights = args.argv[1], args.argv[2], args.positional(3)
-    if verb == "train":
-        train_classifier(data, cfg, weights, **flags)
-        return 0
-    if weights is None:
-        raise UsageError(f"usage: pydarknet classifier {verb} DATA CFG WEIGHTS")
-    if verb == "valid":
-        validate_classifier(data, cfg, weights)
-        return 0
-    if verb == "predict":
-        return predict_classifier(data, cfg, weights, args.positional(4), top)
-    return label_classifier(data, cfg, weights)

@@ -13,7 +13,7 @@ from .box import Detections
 
 _F32 = np.float32
 
-__all__ = ["yolo_detections", "yolo_num_detections", "region_detections", "detection_detections", "correct_boxes"]
+__all__ = ["yolo_detections", "yolo_num_detections", "region_detections", "detection_detections", "correct_yolo_boxes"]
 
 
 def _layer_entries(output, n, entries, w, h):
@@ -33,7 +33,7 @@ def _letterbox_size(img_w, img_h, net_w, net_h, letter):
     return (img_w * net_h) // img_h, net_h
 
 
-def correct_boxes(bbox, img_w, img_h, net_w, net_h, relative=True, letter=True):
+def correct_yolo_boxes(bbox, img_w, img_h, net_w, net_h, relative=True, letter=True):
     """correct_yolo_boxes / correct_region_boxes (identical in pjreddie's darknet), in place on an (n,4) array.
 
     Undoes the letterbox: new_w/new_h is the image scaled into the network input keeping its aspect. The x/y shift
@@ -96,7 +96,7 @@ def yolo_detections(output, w, h, mask, anchors, classes, net_w, net_h, img_w, i
                                          biases[2 * bias_index], biases[2 * bias_index + 1], net_w, net_h)
     prob = objectness[:, None] * out[anchor[:, None], 5 + np.arange(classes)[None, :], cell[:, None]]
     prob = np.where(prob > t, prob, _F32(0)).astype(_F32)
-    correct_boxes(bbox, img_w, img_h, net_w, net_h, relative, letter)
+    correct_yolo_boxes(bbox, img_w, img_h, net_w, net_h, relative, letter)
     return Detections(bbox, objectness, prob.reshape(count, classes),
                       classes_field=np.full(count, classes, np.int32))
 
@@ -170,7 +170,7 @@ def region_detections(output, w, h, n, anchors, classes, coords, net_w, net_h, i
         p = scale[:, None] * cls
         keep = (objectness != 0)[:, None]
         prob = np.where(keep & (p > t), p, _F32(0)).astype(_F32)
-    correct_boxes(bbox, img_w, img_h, net_w, net_h, relative, letter)
+    correct_yolo_boxes(bbox, img_w, img_h, net_w, net_h, relative, letter)
     return Detections(bbox, objectness, prob, mask=mask)
 
 

@@ -15,3 +15,7 @@ class WeightsError(DarknetError):
 
 class ImageError(DarknetError):
     """An image that cannot be read."""
+
+
+class UsageError(DarknetError):
+    """A command line that cannot be run as written (the command line exits 2 and shows the usage)."""

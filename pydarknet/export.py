@@ -5,8 +5,8 @@ NCHW memory order: batch-norm is folded into the convolution (or connected layer
 -FLT_MAX as Darknet's CPU does, reorg is the reshape-transpose-reshape of reorg_cpu's own index arithmetic (which
 is not DepthToSpace's), dropout is the identity and [cost] outputs zeros, as it does without truth. The graph's
 outputs are the heads as `net.layers[i].output` holds them (the activated [yolo]/[region] tensors, the [detection]
-vector), named `<section>_<index>` (a network without a head outputs its last layer before [cost]). With `decode`, three more
-outputs hold every box before NMS, in the heads' own record order (get_network_boxes'): `boxes` (x, y, w, h
+vector), named `<section>_<index>` (a network without a head outputs its last layer before [cost]). With `decode`,
+three more outputs hold every box before NMS, in the heads' own record order (get_network_boxes'): `boxes` (x, y, w, h
 relative to the network input, before the letterbox correction), `objectness`, and `scores` (objectness times
 each class probability, unthresholded).
 
@@ -448,7 +448,7 @@ def build_model(net, batch=1, decode=False, outputs=None):
 
 def export(cfgfile, weightfile, outfile, batch=1, decode=False):
     """Write the ONNX graph of cfgfile + weightfile (which must hold every layer's weights) to outfile."""
-    from .detector import load_network
+    from .network import load_network
     onnx = import_onnx()
     if batch < 1:
         raise DarknetError(f"-batch {batch}: must be at least 1")
@@ -463,13 +463,3 @@ def export(cfgfile, weightfile, outfile, batch=1, decode=False):
     print(f"Saved {outfile}: {len(net.layers)} layers, {len(model.graph.node)} ONNX nodes, {size / 1e6:.1f} MB of "
           f"weights, outputs {', '.join(o.name for o in model.graph.output)}", file=sys.stderr)
     return 0
-
-
-def command(args):
-    """`pydarknet export CFG WEIGHTS OUT.onnx [-batch N] [-decode]`."""
-    batch = args.value("-batch", 1, int)
-    decode = args.flag("-decode")
-    if len(args.argv) < 3:
-        from .cli import UsageError
-        raise UsageError("usage: pydarknet export CFG WEIGHTS OUT.onnx [-batch N] [-decode]")
-    return export(args.argv[0], args.argv[1], args.argv[2], batch, decode)

@@ -7,7 +7,8 @@ import numpy as np
 from . import nms
 from .backend import to_host
 from .cfg import read_data, read_names
-from .detector import class_count, load_network, network_boxes, network_input
+from .detector.pipeline import class_count, network_boxes, network_input
+from .network import load_network
 from .image import load_image_color
 from .network import parse_network_cfg  # noqa: F401  (re-exported)
 from .weights import load_weights, save_weights  # noqa: F401  (re-exported)

@@ -1,4 +1,5 @@
-"""Network: built from cfg sections, a Darknet-short loop over its layers, Darknet's layer table."""
+"""Network: built from cfg sections, a Darknet-short loop over its layers, Darknet's layer table; load_network
+(network.c's), and the `partial` and `randweights` commands' bodies."""
 import copy
 import os
 import sys
@@ -10,11 +11,12 @@ from . import backend
 from .backend import ops_of, to_host, xp_of
 from .box import Detections, DetectionWarning
 from .cfg import read_cfg
-from .errors import CfgError, DarknetError
+from .errors import CfgError, DarknetError, WeightsError
 from .layers import DARKNET_ONLY, LAYERS
 from .layers.base import PARAMETERS, LayerSizeError, MemoryBudget, building
 from .layers.cost import Cost
 from .policy import NetOptions
+from .weights import covers_every_layer, load_weights, sane_random_weights, save_weights
 
 
 class Network(NetOptions):
@@ -279,3 +281,57 @@ def parse_network_cfg(path):
     """Read a .cfg into a Network with Darknet's initial weights (libdarknet's parse_network_cfg)."""
     path = os.fsdecode(path)
     return Network(read_cfg(path), path).init_random()
+
+
+def load_network(cfg, weights=None, clear=False, verbose=False, complete=False, seed=None):
+    """libdarknet's load_network: parse the cfg, load the weights if given; `clear` resets `seen`.
+
+    verbose: print Darknet's layer table and its "Unused field" notes to stderr, as the darknet program does.
+    complete: for the commands that must not run on random weights (export, demo), a weights file that does not
+    hold every layer's weights (truncated, a partial file, another cfg's) is an error, not a warning.
+    seed: the initial weights of the layers the file leaves out (all of them without a file) come from this seed
+    (fine-tuning from a partial file such as yolov3-tiny.conv.15 starts from the same head every time).
+    """
+    cfg = os.fsdecode(cfg)
+    net = Network(read_cfg(cfg), cfg)
+    covered = bool(weights) and covers_every_layer(net, weights)    # the file overwrites every random weight
+    if complete and not covered:
+        refuse_incomplete(net, weights)
+    if not covered:
+        net.init_random(seed)
+    if verbose:
+        print(net.summary(), file=sys.stderr)
+        net.report_unused()
+    if weights:
+        load_weights(net, weights)
+    if clear:
+        net.seen = 0
+    return net
+
+
+def refuse_incomplete(net, weights):
+    """The error for a weights file that leaves layers of `net` without weights (load_weights's own, where the
+    file cannot be read at all)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        load_weights(net, weights)
+    need = sum(layer.file_floats for layer in net.layers if layer.weight_arrays())
+    raise WeightsError(f"{os.fsdecode(weights)}: holds fewer than the {need:,} weights {net.path} needs (truncated, "
+                       f"a partial file, or for another cfg)")
+
+
+def partial(cfgfile, weightfile, outfile, max_layers):
+    """Darknet's partial: the first N layers' weights, with `seen` cleared (e.g. darknet53.conv.74)."""
+    net = load_network(cfgfile, weightfile, clear=True, verbose=True)
+    net.weights_header = None   # Darknet writes a fresh 0.2.0 header
+    save_weights(net, outfile, upto=max_layers)
+    print(f"Saved the weights of layers 0-{min(max_layers, len(net.layers)) - 1} to {outfile}", file=sys.stderr)
+    return 0
+
+
+def randweights(cfgfile, outfile, seed=0):
+    """`pydarknet randweights`: sane_random_weights for the cfg, saved to outfile (to try a cfg without training)."""
+    net = sane_random_weights(load_network(cfgfile), seed)
+    save_weights(net, outfile)
+    print(f"Saved random weights for {len(net.layers)} layers to {outfile}", file=sys.stderr)
+    return 0

@@ -1,21 +1,18 @@
-"""`detector train`: Darknet's train_detector loop, with backups that survive interrupts and a loss chart."""
+"""The training loop every trainer shares (Darknet's train_detector and train_classifier): `Training`, stepped by
+`run_until_done`, with backups that survive interrupts, a NaN stop that says why, and a loss chart."""
 import json
 import math
 import os
 import signal
-import sys
-import time
 import warnings
+import time
 
 import numpy as np
 
 from . import files
 from .cfg import read_data
-from .check import check_lists, summary
-from .data import DataWarning, Loader
-from .detector import load_network
 from .errors import DarknetError
-from .evaluate import detector_map
+from .network import load_network
 from .weights import save_weights
 
 
@@ -45,28 +42,6 @@ def backup_names(backup, base, iteration):
     if iteration % 10000 == 0 or (iteration < 1000 and iteration % 100 == 0):
         names.append(os.path.join(backup, f"{base}_{iteration}.weights"))
     return names
-
-
-def head_layer(net):
-    """The layer whose settings drive the data (Darknet takes net->layers[net->n - 1])."""
-    return net.layers[-1]
-
-
-def next_map_at(last, images, batch, burn_in):
-    """The iteration of -map's next evaluation after the one at `last` (or the run's start), as AlexeyAB schedules
-    it: every 4 epochs of `images` in batches of `batch`, at least 100 iterations apart, not before burn_in (and,
-    in the loop, at the last iteration too). The shapes demo: 1,600 images in 16s, every 400 iterations."""
-    return max(last + max(4 * images // batch, 100), burn_in)
-
-
-def make_loader(net, paths, seed, workers, start=0):
-    """Darknet's load_args for the network: DETECTION_DATA for yolo/region heads, REGION_DATA for v1's grid."""
-    head = head_layer(net)
-    v1 = head.type == "detection"
-    return Loader(paths, (net.w, net.h), kind="region" if v1 else "detection", batch=net.batch * net.subdivisions,
-                  classes=head.classes, max_boxes=getattr(head, "max_boxes", 90), jitter=head.jitter, hue=net.hue,
-                  saturation=net.saturation, exposure=net.exposure, side=getattr(head, "side", 7), seed=seed,
-                  workers=workers, start=start)
 
 
 class Chart:
@@ -165,24 +140,6 @@ def _format_eta(seconds):
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
-def train_detector(datacfg, cfgfile, weightfile=None, clear=False, calc_map=False, seed=None, workers=4,
-                   max_batches=None, chart="chart.png", out=None, progress=None):
-    """Train as Darknet's train_detector does; returns the path of the final weights.
-
-    Per iteration it prints Darknet's line (`N: loss, avg avg, rate rate, t seconds, images images`) followed by
-    images/s and an ETA. Backups go to the .data file's `backup` folder as Darknet names and schedules them, each
-    written atomically. Ctrl-C saves `<cfg>.backup` and raises TrainingInterrupted (a KeyboardInterrupt); a NaN or
-    infinite loss stops training with a message, keeping the last good backup. `max_batches` overrides the cfg's
-    (for short runs and tests). chart.png and its sidecar chart.json cover the whole run across resumes.
-    `progress`, when given, hears of each iteration (`iteration(i, max_batches, avg_loss, images_s, eta_s)`) and
-    each mAP (`mean_ap(i, value)`), for a caller that shows its own progress (make demo's one line).
-    """
-    run = _Training(datacfg, cfgfile, weightfile, clear, seed, max_batches, out or sys.stdout)
-    run.progress = progress
-    run.start(calc_map, workers, chart)
-    return run_until_done(run)
-
-
 def run_until_done(run):
     """The loop every trainer shares: iterations until the run is done or interrupted (Ctrl-C only sets a flag, so
     that a step is never cut in half); then the final weights."""
@@ -197,15 +154,16 @@ def run_until_done(run):
             signal.signal(signal.SIGINT, previous_handler)
 
 
-class _Training:
-    """One train_detector run, step by step: set-up, then per iteration the multi-scale resize, the train step, the
-    logged line, the backups and the -map evaluation; then the final weights (or the interrupt's backup)."""
+class Training:
+    """One training run, step by step: set-up, then per iteration the resize a subclass asks for, the train step,
+    the logged line, the backups and the subclass's own step (detector train's -map); then the final weights (or
+    the interrupt's backup). Subclasses give `new_loader` and `resize`, and may change the line, the backups and
+    the final name; detector/train.py's DetectorTraining and classifier.py's ClassifierTraining are the two."""
 
     def __init__(self, datacfg, cfgfile, weightfile, clear, seed, max_batches, out):
         """Set-up, printing what Darknet prints before its loop: the network, its options and the seed."""
         self.datacfg, self.cfgfile, self.out = datacfg, cfgfile, out
         self.options = read_data(datacfg)
-        self.train_list = self.options.path_of("train", "data/train.list")
         self.backup = self.options.path_of("backup", "backup")
         os.makedirs(self.backup, exist_ok=True)
         self.base = base_name(cfgfile)
@@ -220,7 +178,6 @@ class _Training:
         print(f"Seed: {self.seed} (-seed {self.seed} repeats this run byte for byte on {repeat_conditions()})",
               file=out)
         self.rng = np.random.default_rng(self.seed)
-        self.head = head_layer(net)
         self.avg_loss = -1.0
         self.lowest_avg = math.inf      # for the stop message: how far the loss had climbed before it overflowed
         self.count = 0
@@ -228,17 +185,15 @@ class _Training:
         self.interrupted = False
         self.progress = None
 
-    def start(self, calc_map, workers, chart):
-        """The loader from the current batch on, the -map check and the chart (resumed with the weights)."""
-        net = self.net
-        self.loader = make_loader(net, self.train_list, self.seed, workers, start=net.current_batch())
-        self.check_dataset(calc_map)
-        self.calc_map = calc_map
-        self.next_map = next_map_at(net.current_batch(), self.loader.images, self.imgs, net.burn_in)
-        if calc_map and not self.options.get("valid"):
-            warnings.warn(f"{self.datacfg}: no valid= list, so -map measures mAP on the training list "
-                          f"{self.train_list} (as Darknet does)", DataWarning, stacklevel=3)
+    def start(self, workers, chart):
+        """The loader from the current batch on, and the chart (resumed with the weights)."""
+        self.workers = workers
+        self.loader = self.new_loader(self.net.w)
         self.start_clock(chart)
+
+    def new_loader(self, size):
+        """The loader of this kind of training, for a network size x size, from the current batch on."""
+        raise NotImplementedError
 
     def start_clock(self, chart):
         """The chart (resumed with the weights' iteration) and the clock images/s and the ETA are counted from."""
@@ -248,13 +203,6 @@ class _Training:
             self.chart.resume(net.current_batch())
         self.started, self.start_batch = time.time(), net.current_batch()
 
-    def check_dataset(self, calc_map):
-        """`dataset check -fast` on the lists it uses before the first iteration: how many problems and where they
-        are listed (training goes on, as Darknet's does, skipping what the loader cannot use)."""
-        keys = ("train", "valid") if calc_map and os.path.exists(self.options.path_of("valid", "")) else ("train",)
-        problems = check_lists(self.datacfg, self.cfgfile, fast=True, out=None, progress=False, keys=keys)
-        print(f"dataset check -fast: {summary(problems, fast=False)}", file=self.out, flush=True)
-
     def done(self):
         return self.net.current_batch() >= self.net.max_batches
 
@@ -262,26 +210,25 @@ class _Training:
         self.interrupted = True
 
     def iteration(self):
-        if getattr(self.head, "random", 0) and self.count % 10 == 0:
+        if self.resizes_now():
             self.resize()
         self.count += 1
         loss, t0 = self.train_step()
         i = self.log(loss, t0)
         self.back_up(i)
-        if self.calc_map and (i >= self.next_map or i == self.net.max_batches):
-            self.next_map = next_map_at(i, self.loader.images, self.imgs, self.net.burn_in)
-            self.measure_map(i)
+        self.after_iteration(i)
         if self.chart:
             self.chart.draw(force=i == self.net.max_batches)
 
+    def resizes_now(self):
+        """Whether this iteration starts at a new random network size (Darknet's multi-scale training)."""
+        return False
+
     def resize(self):
-        """Darknet's multi-scale training: a new square size, 320..608 in steps of 32 (608 near the end)."""
-        dim = (int(self.rng.integers(10)) + 10) * 32
-        if self.net.current_batch() + 200 > self.net.max_batches:
-            dim = 608
-        print(f"Resizing\n{dim}", file=self.out)
-        self.loader.set_size(dim, dim)
-        self.net.resize(dim, dim)
+        raise NotImplementedError
+
+    def after_iteration(self, i):
+        """What a kind of training adds after iteration i's backups (detector train's -map)."""
 
     def train_step(self):
         """Load a batch and train on it; returns the loss and when training started. A NaN loss stops the run."""
@@ -336,13 +283,6 @@ class _Training:
             save_weights(self.net, name)
             self.last_good = name
 
-    def measure_map(self, i):
-        value = evaluate_map(self.datacfg, self.net, self.out)
-        if self.chart:
-            self.chart.add_map(i, value)
-        if self.progress:
-            self.progress.mean_ap(i, value)
-
     def finish(self):
         """The final weights; after Ctrl-C, `<cfg>.backup` and TrainingInterrupted."""
         if self.interrupted:
@@ -376,13 +316,3 @@ def train_network(net, x, truth):
     for start in range(0, x.shape[0], net.batch):
         total += net.train_datum(x[start:start + net.batch], truth[start:start + net.batch])
     return total / x.shape[0]
-
-
-def evaluate_map(datacfg, net, out):
-    """mAP@0.5 on the .data file's `valid` list with the network as it is (for -map), net.batch images a forward
-    pass: the same detections as one at a time (inference treats each image alone), in about 2/3 of the time."""
-    train = net.train
-    try:
-        return detector_map(datacfg, net=net, batch=net.batch)["map"]
-    finally:
-        net.train = train

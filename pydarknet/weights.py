@@ -5,7 +5,6 @@ Connected layers' weights are transposed in files whose major or minor exceeds 1
 Reading and writing are mirror images: saving what was loaded gives the same bytes.
 """
 import os
-import sys
 import tempfile
 import warnings
 
@@ -164,16 +163,6 @@ def save_weights(net, path, upto=None):
         raise
 
 
-def partial(cfgfile, weightfile, outfile, max_layers):
-    """Darknet's partial: the first N layers' weights, with `seen` cleared (e.g. darknet53.conv.74)."""
-    from .detector import load_network      # detector.py reads weights with this module
-    net = load_network(cfgfile, weightfile, clear=True, verbose=True)
-    net.weights_header = None   # Darknet writes a fresh 0.2.0 header
-    save_weights(net, outfile, upto=max_layers)
-    print(f"Saved the weights of layers 0-{min(max_layers, len(net.layers)) - 1} to {outfile}", file=sys.stderr)
-    return 0
-
-
 def _umask():
     mask = os.umask(0)
     os.umask(mask)
@@ -193,7 +182,8 @@ def sane_random_weights(net, seed=0, he_fraction=0.5):
         if not arrays:
             continue
         if hasattr(layer, "weights"):
-            assign(layer.weights, rng.standard_normal(layer.weights.shape) * (he_fraction * np.sqrt(2.0 / layer.fan_in)))
+            scale = he_fraction * np.sqrt(2.0 / layer.fan_in)
+            assign(layer.weights, rng.standard_normal(layer.weights.shape) * scale)
         if hasattr(layer, "biases"):
             assign(layer.biases, rng.normal(0, 0.1, layer.biases.shape))
         if hasattr(layer, "scales"):
@@ -201,12 +191,3 @@ def sane_random_weights(net, seed=0, he_fraction=0.5):
             assign(layer.rolling_mean, rng.normal(0, 0.1, layer.rolling_mean.shape))
             assign(layer.rolling_variance, rng.uniform(0.5, 1.5, layer.rolling_variance.shape))
     return net.weights_changed()
-
-
-def randweights(cfgfile, outfile, seed=0):
-    """`pydarknet randweights`: sane_random_weights for the cfg, saved to outfile (to try a cfg without training)."""
-    from .detector import load_network      # detector.py reads weights with this module
-    net = sane_random_weights(load_network(cfgfile), seed)
-    save_weights(net, outfile)
-    print(f"Saved random weights for {len(net.layers)} layers to {outfile}", file=sys.stderr)
-    return 0

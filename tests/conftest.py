@@ -35,7 +35,7 @@ def golden(reference):
     return reference / "golden"
 
 
-@pytest.fixture(params=["cpu", "emulated-gpu", "gpu"])
+@pytest.fixture(params=["cpu", "emulated-gpu", pytest.param("gpu", marks=pytest.mark.gpu)])
 def device(request, monkeypatch):
     """Where a golden-parity test runs its network: the CPU kernels; a GPU played by the CPU (tests/cuda_emulator.py:
     the GPU backend's code and CUDA kernels on device arrays that refuse to mix with host arrays), which needs no

@@ -90,7 +90,7 @@ def test_same_seed_same_anchors_and_avg_iou_matches_oracle(tmp_path):
 
 
 def test_python_function_matches_oracle(tmp_path, monkeypatch):
-    from pydarknet.anchors import calc_anchors as calc
+    from pydarknet.detector.anchors import calc_anchors as calc
     datacfg, sizes = planted_dataset(tmp_path, n=50)
     monkeypatch.chdir(tmp_path)
     anchors, avg_iou = calc(str(datacfg), clusters=3, width=416, height=416, out=io.StringIO())

@@ -14,13 +14,13 @@ import time
 import numpy as np
 import pytest
 
-from pydarknet import shapes_cls
+from pydarknet.data import shapes_cls
 from pydarknet.classifier import class_of, top_k
 from pydarknet.cfg import read_names
 from pydarknet.cli import main
-from pydarknet.detector import load_network
+from pydarknet.network import load_network
 from pydarknet.image import center_crop_image, load_image_color
-from pydarknet.shapes import SHAPES
+from pydarknet.data.shapes import SHAPES
 from tests.conftest import REPO
 
 CFG = """
@@ -256,7 +256,8 @@ def test_nan_loss_stops_and_ctrl_c_saves(dataset, tmp_path, capsys, monkeypatch)
 
 def test_training_images_are_darknets_augmentation(dataset):
     """load_data_augment's batches: the network's size, values in [0, 1], one label each."""
-    from pydarknet.data import Crop, Loader
+    from pydarknet.data.augment import Crop
+    from pydarknet.data.loader import Loader
     paths = open(os.path.join(os.path.dirname(dataset), "train.list")).read().split()
     with Loader(paths, (32, 32), kind="classification", batch=40, classes=5, labels=list(SHAPES),
                 crop=Crop(32, 40, 5, 1.0), seed=3, workers=1) as loader:

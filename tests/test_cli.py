@@ -221,7 +221,7 @@ def test_detect_loads_only_what_it_uses_and_exits_with_its_code(tmp_path):
     """The command's process turns down Numba's scipy.linalg and cffi probes, and with its kernels in Numba's
     cache (the first run puts them there) loads neither Numba's registries (numba.np.arraymath) nor the training
     code; it still detects, and its exit code survives the quick exit."""
-    unwanted = ["scipy.linalg", "cffi", "numba.np.arraymath", "pydarknet.trainer"]
+    unwanted = ["scipy.linalg", "cffi", "numba.np.arraymath", "pydarknet.trainer", "pydarknet.detector.train"]
     script = ("import sys\nfrom pydarknet import cli\ncli.prepare_process()\n"
               "code = cli.main(['detect', 'cfg/yolov3-tiny-shapes.cfg', 'weights/yolov3-tiny-shapes.weights', "
               "'data/shapes-sample.png', '-thresh', '.5'])\n"

@@ -6,7 +6,7 @@ import pytest
 
 from conftest import REPO, run_cli
 from pydarknet.cfg import read_data, read_names
-from pydarknet.dataset import VOC_NAMES
+from pydarknet.data.voc import VOC_NAMES
 
 # year -> split -> {id: (width, height, [(name, difficult, xmin, xmax, ymin, ymax)])}
 VOC = {
@@ -195,7 +195,7 @@ def test_from_coco_classes_in_id_order_boxes_relative_crowd_skipped(tmp_path):
 
 
 def test_from_coco_with_cocos_80_categories_evaluates_as_coco(tmp_path):
-    from pydarknet.evaluate import COCO_IDS
+    from pydarknet.data.coco import COCO_IDS
     names = read_names(REPO / "data" / "coco.names")
     categories = [{"id": i, "name": n} for i, n in zip(COCO_IDS, names)]
     instances, imagedir = write_coco(tmp_path, [{"id": 1, "file_name": "a.jpg", "width": 8, "height": 8}], [],

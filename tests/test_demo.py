@@ -1,12 +1,22 @@
-"""The weights `make demo` trained, shipped in weights/, find the shapes in data/shapes-sample.png."""
+"""The weights `make demo` trained, shipped in weights/, find the shapes in data/shapes-sample.png; and make demo's
+program, examples/shapes_demo.py."""
+import importlib.util
 import os
 import sys
 
 import numpy as np
 
 from pydarknet import Detector
-from pydarknet.shapes import sample
+from pydarknet.data.shapes import sample
 from tests.conftest import REPO
+
+
+def load_shapes_demo():
+    """examples/shapes_demo.py, a program beside the package (not part of it), loaded from its file."""
+    spec = importlib.util.spec_from_file_location("shapes_demo", REPO / "examples" / "shapes_demo.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def iou(a, b):
@@ -49,7 +59,7 @@ class FakeTerminal:
 def test_make_demo_runs_its_four_steps_with_one_progress_line(tmp_path):
     """make demo's driver, shortened (40 images, 2 iterations): the steps' output goes to demo.log, the terminal
     gets one line rewritten in place, and the results are where the summary says."""
-    from pydarknet import shapes_demo
+    shapes_demo = load_shapes_demo()
     terminal = FakeTerminal()
     result = shapes_demo.run(tmp_path / "out", images=40, max_batches=2, line=shapes_demo.ProgressLine(terminal))
     assert terminal.text.count("\n") == 1 and terminal.text.endswith("\n")     # one line, ended once
@@ -66,7 +76,7 @@ def test_make_demo_runs_its_four_steps_with_one_progress_line(tmp_path):
 
 
 def test_make_demo_writes_a_line_every_so_often_into_a_file(tmp_path, capsys):
-    from pydarknet import shapes_demo
+    shapes_demo = load_shapes_demo()
     line = shapes_demo.ProgressLine(sys.stdout, every=3600)
     for i in range(1, 4):
         line.iteration(i, 3, 1.0, 10.0, 5)
@@ -84,7 +94,7 @@ def test_save_labels_writes_the_sample_shapes_as_label_lines(tmp_path):
     AlexeyAB's number format, boxes inside the image, and they are the sample's objects."""
     import re
     import shutil
-    from pydarknet.shapes import SHAPES
+    from pydarknet.data.shapes import SHAPES
     from tests.conftest import run_cli
     image, shapes = sample(12345, 7, size=320)
     folder = tmp_path / "pictures"

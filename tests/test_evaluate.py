@@ -11,13 +11,18 @@ import cv2
 import numpy as np
 import pytest
 
-from pydarknet import evaluate
+from pydarknet.data import labels
+from pydarknet.detector import map as map_verb
+from pydarknet.detector import train, valid
 from pydarknet.box import Detections
 from pydarknet.cfg import read_cfg
 from pydarknet.cli import main
-from pydarknet.detector import detect_image, load_network
+from pydarknet.detector.pipeline import detect_image
+from pydarknet.network import load_network
 from pydarknet.errors import DarknetError
-from pydarknet.evaluate import COCO_IDS, compute_map, label_path
+from pydarknet.data.coco import COCO_IDS
+from pydarknet.data.labels import label_path
+from pydarknet.metrics import compute_map
 from pydarknet.image import load_image_color
 from pydarknet.network import Network
 from pydarknet.weights import sane_random_weights, save_weights
@@ -240,25 +245,25 @@ def test_label_path_rule():
 
 
 def test_read_labels(tmp_path):
-    from pydarknet.data import DataWarning
+    from pydarknet.data.labels import DataWarning
     (tmp_path / "a.txt").write_text("1 0.5 0.5 0.25 0.125\n\n2 .1 .2 .3 .4\n")
-    ids, boxes = evaluate.read_labels(tmp_path / "a.txt")
+    ids, boxes = labels.read_labels(tmp_path / "a.txt")
     assert ids.tolist() == [1, 2]
     np.testing.assert_array_equal(boxes, np.float32([[.5, .5, .25, .125], [.1, .2, .3, .4]]))
     with pytest.warns(DataWarning):
-        ids, boxes = evaluate.read_labels(tmp_path / "missing.txt")
+        ids, boxes = labels.read_labels(tmp_path / "missing.txt")
     assert len(ids) == 0 and boxes.shape == (0, 4)
     (tmp_path / "bad.txt").write_text("1 0.5 0.5 0.25\n0 .5 .5 .1 .1\n")
     with pytest.warns(DataWarning, match="bad.txt:1"):
-        ids, boxes = evaluate.read_labels(tmp_path / "bad.txt")
+        ids, boxes = labels.read_labels(tmp_path / "bad.txt")
     assert ids.tolist() == [0]
 
 
 def test_coco_image_id():
-    assert evaluate.coco_image_id("/x/COCO_val2014_000000000042.jpg") == 42
-    assert evaluate.coco_image_id("val2017/000000000139.jpg") == 139
+    assert valid.coco_image_id("/x/COCO_val2014_000000000042.jpg") == 42
+    assert valid.coco_image_id("val2017/000000000139.jpg") == 139
     with pytest.raises(DarknetError, match="dog.jpg"):
-        evaluate.coco_image_id("data/dog.jpg")
+        valid.coco_image_id("data/dog.jpg")
 
 
 def test_coco_ids_are_darknets():
@@ -311,7 +316,7 @@ def parse_voc(path):
 
 
 def test_valid_writes_voc_files(dataset, capsys):
-    written = evaluate.validate_detector("voc.data", "tiny.cfg", "tiny.weights")
+    written = valid.validate_detector("voc.data", "tiny.cfg", "tiny.weights")
     assert sorted(written) == sorted(os.path.join("results", f"comp4_det_test_{n}.txt") for n in NAMES)
     per_image = {}
     for name in NAMES:
@@ -334,8 +339,8 @@ def test_valid_writes_voc_files(dataset, capsys):
 
 
 def test_valid_batched_writes_the_same_files(dataset):
-    evaluate.validate_detector("voc.data", "tiny.cfg", "tiny.weights", outfile="one_")
-    evaluate.validate_detector("voc.data", "tiny.cfg", "tiny.weights", outfile="three_", batch=3)
+    valid.validate_detector("voc.data", "tiny.cfg", "tiny.weights", outfile="one_")
+    valid.validate_detector("voc.data", "tiny.cfg", "tiny.weights", outfile="three_", batch=3)
     for name in NAMES:
         one = parse_voc(f"results/one_{name}.txt")
         three = parse_voc(f"results/three_{name}.txt")
@@ -345,20 +350,19 @@ def test_valid_batched_writes_the_same_files(dataset):
 
 
 def test_map_batched_is_the_map_one_at_a_time_and_training_batches_it(dataset, monkeypatch, capsys):
-    one = evaluate.detector_map("voc.data", "tiny.cfg", "tiny.weights")
-    three = evaluate.detector_map("voc.data", "tiny.cfg", "tiny.weights", batch=3)
+    one = map_verb.detector_map("voc.data", "tiny.cfg", "tiny.weights")
+    three = map_verb.detector_map("voc.data", "tiny.cfg", "tiny.weights", batch=3)
     assert one["detections"] == three["detections"] > 0
     assert abs(one["map"] - three["map"]) < 1e-6 and abs(one["coco_map"] - three["coco_map"]) < 1e-6
     # training's -map measures with the training batch
-    from pydarknet import trainer
     net = load_network("tiny.cfg", "tiny.weights")
     net.batch = 3
     seen = []
-    monkeypatch.setattr(trainer, "detector_map", lambda datacfg, net, batch: seen.append(batch) or {"map": .5})
-    assert trainer.evaluate_map("voc.data", net, None) == .5 and seen == [3]
+    monkeypatch.setattr(train, "detector_map", lambda datacfg, net, batch: seen.append(batch) or {"map": .5})
+    assert train.evaluate_map("voc.data", net, None) == .5 and seen == [3]
 
 def test_valid_writes_coco_json(dataset):
-    written = evaluate.validate_detector("coco.data", "tiny.cfg", "tiny.weights")
+    written = valid.validate_detector("coco.data", "tiny.cfg", "tiny.weights")
     assert written == [os.path.join("results", "coco_results.json")]
     text = open(written[0]).read()
     assert text.startswith("[\n{\"image_id\":") and text.endswith("}\n]\n")
@@ -375,7 +379,7 @@ def test_valid_writes_coco_json(dataset):
 
 
 def perfect_predictions(dataset, prob=.9):
-    """A stand-in for _predictions that detects exactly the labelled boxes."""
+    """A stand-in for detector/valid.py's predictions that detects exactly the labelled boxes."""
     def predictions(net, paths, thresh, hier, nms, batch=1):
         for path in paths:
             stem = os.path.basename(path)[:-4]
@@ -390,8 +394,8 @@ def perfect_predictions(dataset, prob=.9):
 
 def test_perfect_detections_file_scores_map_one(dataset, monkeypatch):
     """Perfect detections written as Darknet's VOC files and read back: mAP 1 against the labels."""
-    monkeypatch.setattr(evaluate, "_predictions", perfect_predictions(dataset))
-    evaluate.validate_detector("voc.data", "tiny.cfg", "tiny.weights")
+    monkeypatch.setattr(valid, "predictions", perfect_predictions(dataset))
+    valid.validate_detector("voc.data", "tiny.cfg", "tiny.weights")
     dets, truths = {}, {}
     for k, name in enumerate(NAMES):
         for image_id, prob, xmin, ymin, xmax, ymax in parse_voc(f"results/comp4_det_test_{name}.txt"):
@@ -406,8 +410,8 @@ def test_perfect_detections_file_scores_map_one(dataset, monkeypatch):
 
 
 def test_detector_map_of_perfect_detections_is_one(dataset, monkeypatch, capsys):
-    monkeypatch.setattr(evaluate, "_predictions", perfect_predictions(dataset))
-    result = evaluate.detector_map("voc.data", "tiny.cfg", "tiny.weights")
+    monkeypatch.setattr(map_verb, "predictions", perfect_predictions(dataset))
+    result = map_verb.detector_map("voc.data", "tiny.cfg", "tiny.weights")
     truths = sum(map(len, dataset["labels"].values()))
     assert result["map"] == result["map11"] == pytest.approx(1.0)
     assert result["coco_map"] == pytest.approx(1.0)
@@ -418,12 +422,12 @@ def test_detector_map_of_perfect_detections_is_one(dataset, monkeypatch, capsys)
     assert "mean average precision (mAP@0.50) = 1.000000, or 100.00 % " in out
     assert " for conf_thresh = 0.25, precision = 1.00, recall = 1.00, F1-score = 1.00 " in out
     # below the confidence threshold nothing counts as TP or FP, but the AP is the same
-    result = evaluate.detector_map("voc.data", "tiny.cfg", "tiny.weights", thresh=.95)
+    result = map_verb.detector_map("voc.data", "tiny.cfg", "tiny.weights", thresh=.95)
     assert result["tp"] == result["fp"] == 0 and result["map"] == pytest.approx(1.0)
 
 
 def test_detector_map_of_random_network(dataset, capsys):
-    result = evaluate.detector_map("voc.data", "tiny.cfg", "tiny.weights", thresh=.2)
+    result = map_verb.detector_map("voc.data", "tiny.cfg", "tiny.weights", thresh=.2)
     out = capsys.readouterr().out
     for k, name in enumerate(NAMES):
         assert re.search(rf"^class_id = {k}, name = {name}, ap = (\d+\.\d\d%|  n/a )   \t \(TP = \d+, FP = \d+\)",
@@ -440,12 +444,12 @@ def test_detector_map_of_random_network(dataset, capsys):
 def test_detector_map_with_loaded_network_reads_train_list(dataset, capsys):
     (dataset["root"] / "train.data").write_text("classes=3\ntrain=valid.txt\nnames=three.names\n")
     net = load_network("tiny.cfg", "tiny.weights")
-    result = evaluate.detector_map("train.data", None, None, net=net)
+    result = map_verb.detector_map("train.data", None, None, net=net)
     assert result["images"] == len(SIZES) and 0 <= result["map"] <= 1
 
 
 def test_recall_prints_darknets_line(dataset, capsys):
-    result = evaluate.validate_detector_recall("voc.data", "tiny.cfg", "tiny.weights")
+    result = valid.validate_detector_recall("voc.data", "tiny.cfg", "tiny.weights")
     lines = [line for line in capsys.readouterr().err.splitlines() if "RPs/Img" in line]
     assert len(lines) == len(SIZES)
     pattern = re.compile(r"^ {0,4}(\d+) +(\d+) +(\d+)\tRPs/Img: \d+\.\d\d\tIOU: \d+\.\d\d%\tRecall:\d+\.\d\d%$")

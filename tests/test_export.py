@@ -209,7 +209,7 @@ def test_testcfg_networks_with_their_weights(reference, tmp_path, name):
                                "-batch", str(batch)], capture_output=True, text=True)
         assert done.returncode == 0, done.stderr
         assert f"Saved {out}" in done.stderr
-        from pydarknet.detector import load_network
+        from pydarknet.network import load_network
         net = load_network(cfg, weights)
         x = net_input(net, batch, seed=7)
         session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
@@ -245,7 +245,7 @@ def test_decode_through_the_command(tiny, tmp_path):
     assert done.returncode == 0, done.stderr
     session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     assert [o.name for o in session.get_outputs()] == ["yolo_2", "boxes", "objectness", "scores"]
-    from pydarknet.detector import load_network
+    from pydarknet.network import load_network
     net = load_network(cfg, weights)
     x = net_input(net, 1, seed=3)
     outputs = dict(zip(["yolo_2", "boxes", "objectness", "scores"], session.run(None, {"input": x})))

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from pydarknet.backend import cpu
-from pydarknet.detector import load_network
+from pydarknet.network import load_network
 from pydarknet.weights import load_weights
 
 DATA = pathlib.Path(__file__).parent / "data" / "bnsum"

@@ -17,7 +17,7 @@ from pydarknet.backend import cpu, cuda, ops
 from pydarknet.cfg import read_cfg
 from pydarknet.errors import DarknetError
 from pydarknet.network import Network
-from pydarknet.shapes import generate
+from pydarknet.data.shapes import generate
 from pydarknet.weights import load_weights, save_weights
 
 from conftest import REPO
@@ -47,6 +47,7 @@ def compile_ptx(source, arch):
         lib.destroyProgram(program)
 
 
+@pytest.mark.nvrtc
 @pytest.mark.parametrize("arch", [75, 90])   # Turing (the oldest CUDA 13 supports) and Hopper
 def test_every_kernel_compiles_with_nvrtc(arch):
     ptx = compile_ptx(cuda.kernel_source(), arch)
@@ -56,6 +57,7 @@ def test_every_kernel_compiles_with_nvrtc(arch):
         assert f".entry {name}(" in ptx, f"{name} is missing from the PTX"
 
 
+@pytest.mark.nvrtc
 def test_nvrtc_reports_a_broken_source():
     """The compile above is a real one: a typo in a kernel fails with NVRTC's log."""
     broken = cuda.kernel_source().replace("x[i] = activate_fast(x[i], a);", "x[i] = activate_fast(x[i], a)")
@@ -275,12 +277,14 @@ def expect_gpu_or_fallback(device, index, capsys):
         assert f"GPU {index}" in err
 
 
+@pytest.mark.gpu
 def test_cpu_build_runs_on_the_cpu(build, capsys):
     assert build(0)["gpu"] == 0
     assert backend.default_device() == "cpu"
     assert capsys.readouterr().err == ""
 
 
+@pytest.mark.gpu
 def test_gpu_build_uses_gpu_0_or_says_why_not(build, capsys):
     assert build(1)["gpu"] == 1
     expect_gpu_or_fallback(backend.default_device(), 0, capsys)
@@ -288,6 +292,7 @@ def test_gpu_build_uses_gpu_0_or_says_why_not(build, capsys):
     assert capsys.readouterr().err == "", "the fallback is reported once"
 
 
+@pytest.mark.gpu
 def test_nogpu_and_i_flags(build, capsys):
     build(1)
     cli.select_device(True, "2", None)
@@ -301,6 +306,7 @@ def test_nogpu_and_i_flags(build, capsys):
     assert backend.default_device() == "cpu"
 
 
+@pytest.mark.gpu
 def test_environment_overrides_build_and_flags(build, monkeypatch, capsys):
     build(1)
     cli.select_device(False, "1", None)
@@ -315,6 +321,7 @@ def test_environment_overrides_build_and_flags(build, monkeypatch, capsys):
         backend.default_device()
 
 
+@pytest.mark.gpu
 def test_fallback_message_from_the_command_line(tmp_path):
     """A GPU that cannot be used: one line on stderr, the work done on the CPU, exit 0."""
     if backend.gpu_problem(7) is None:

@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from pydarknet import image
+from pydarknet import draw, image
 from pydarknet.errors import ImageError
 
 TOL = 1e-5                 # acceptance: max abs diff per pixel against a golden
@@ -194,15 +194,15 @@ def test_letterbox_fills_and_centres():
 def test_get_color_table():
     # Darknet reads red as column 2 and blue as column 0 of its table, so offset 0 is the
     # first row (1,0,1) = magenta and x == max the sixth row (1,0,0) read backwards = blue.
-    assert [image.get_color(c, 0, 80) for c in (2, 1, 0)] == [1.0, 0.0, 1.0]
-    assert [image.get_color(c, 80, 80) for c in (2, 1, 0)] == [0.0, 0.0, 1.0]
+    assert [draw.get_color(c, 0, 80) for c in (2, 1, 0)] == [1.0, 0.0, 1.0]
+    assert [draw.get_color(c, 80, 80) for c in (2, 1, 0)] == [0.0, 0.0, 1.0]
     # halfway between colours 1 (0,0,1) and 2 (0,1,1): ratio 1.5
-    assert image.get_color(1, 3, 10) == pytest.approx(.5)
+    assert draw.get_color(1, 3, 10) == pytest.approx(.5)
 
 
 def test_draw_box_width_clamps():
     im = image.make_image(10, 8, 3)
-    image.draw_box_width(im, -5, 1, 20, 6, 2, 1, .5, .25)
+    draw.draw_box_width(im, -5, 1, 20, 6, 2, 1, .5, .25)
     np.testing.assert_array_equal(im[:, 1, 0], [1, .5, .25])      # x1 clamped to 0
     np.testing.assert_array_equal(im[:, 6, 9], [1, .5, .25])      # x2 clamped to w-1
     np.testing.assert_array_equal(im[:, 2, 1], [1, .5, .25])      # second, inner outline
@@ -221,7 +221,7 @@ def test_draw_detections_box_colour_and_label():
     before = im.copy()
     names = ["cat", "dog", "bird"]
     # bbox values exact in float32; left=(0.5-0.1875)*500=156.25, right=343.75, top=100, bot=300
-    lines = image.draw_detections(im, [det((.5, .5, .375, .5), [.1, .9, 0.])], .5, names, 3)
+    lines = draw.draw_detections(im, [det((.5, .5, .375, .5), [.1, .9, 0.])], .5, names, 3)
     assert lines == [("dog", pytest.approx(.9), 156, 100, 343, 300)]
     # class 1 of 3: offset 123457 % 3 = 1, between colours 1 (0,0,1) and 2 (0,1,1) at 2/3
     colour = np.array([1, 2 / 3, 0], dtype=np.float32)
@@ -245,7 +245,7 @@ def test_draw_detections_box_colour_and_label():
 def test_draw_detections_joins_names_and_skips_below_thresh():
     im = np.zeros((3, 200, 200), dtype=np.float32)
     dets = [det((.5, .5, .5, .5), [.6, .7, 0.]), det((.2, .2, .1, .1), [.1, .2, .3])]
-    lines = image.draw_detections(im, dets, .5, ["cat", "dog", "bird"], 3)
+    lines = draw.draw_detections(im, dets, .5, ["cat", "dog", "bird"], 3)
     assert [(n, round(p, 3)) for n, p, *_ in lines] == [("cat", .6), ("dog", .7)]
     # colour from the first class over thresh: class 0 -> offset 0 -> (1, 0, 1)
     np.testing.assert_array_equal(im[:, 150, 50], [1, 0, 1])

@@ -5,8 +5,9 @@ import cv2
 import numpy as np
 import pytest
 
-from pydarknet import shapes
+from pydarknet.data import shapes
 from pydarknet.cfg import read_data, read_names
+from pydarknet.cli import main
 
 SIZE, N, SEED = 160, 60, 7
 
@@ -216,14 +217,14 @@ def test_a_subset_of_classes(tmp_path):
 # ---- the command line ----
 
 def test_main_writes_the_dataset_and_prints_one_line(tmp_path, capsys):
-    assert shapes.main([str(tmp_path / "cli"), "-n", "6", "-size", "64", "-seed", "2"]) == 0
+    assert main(["dataset", "shapes", str(tmp_path / "cli"), "-n", "6", "-size", "64", "-seed", "2"]) == 0
     out = capsys.readouterr().out
     assert out.count("\n") == 1 and str(tmp_path / "cli" / "shapes.data") in out
     assert "6 images 64x64" in out and "circle" in out
     assert len(list((tmp_path / "cli" / "images").glob("*.png"))) == 6
     assert cv2.imread(str(tmp_path / "cli" / "images" / "00005.png")).shape == (64, 64, 3)
     # flags before the folder, as Darknet's find_int_arg allows
-    assert shapes.main(["-seed", "2", "-n", "6", "-size", "64", str(tmp_path / "cli2")]) == 0
+    assert main(["dataset", "shapes", "-seed", "2", "-n", "6", "-size", "64", str(tmp_path / "cli2")]) == 0
     assert files_of(tmp_path / "cli" / "labels") == files_of(tmp_path / "cli2" / "labels")
 
 
@@ -231,7 +232,7 @@ def test_main_writes_the_dataset_and_prints_one_line(tmp_path, capsys):
                                   ["{}", "-size", "8"], ["{}", "-bogus", "1"], ["{}/images"]])
 def test_main_bad_arguments(tmp_path, capsys, argv):
     argv = [a.format(tmp_path / "out") for a in argv]
-    assert shapes.main(argv) == 2
+    assert main(["dataset", "shapes"] + argv) == 2
     captured = capsys.readouterr()
     assert captured.out == "" and captured.err.count("\n") == 1 and "shapes" in captured.err
     assert not (tmp_path / "out" / "shapes.data").exists()

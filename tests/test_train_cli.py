@@ -17,7 +17,7 @@ import pytest
 from pydarknet import trainer
 from pydarknet.cfg import read_data
 from pydarknet.cli import main
-from pydarknet.shapes import generate
+from pydarknet.data.shapes import generate
 from pydarknet.weights import read_header
 from tests.conftest import REPO, run_cli
 
@@ -289,7 +289,7 @@ def test_an_empty_train_list_is_named(dataset, tmp_path):
 
 def test_map_schedule_is_alexeyabs():
     """-map every 4 epochs, at least 100 iterations apart, not before burn_in; counted from where a run starts."""
-    from pydarknet.trainer import next_map_at
+    from pydarknet.detector.train import next_map_at
 
     def schedule(images, batch, burn_in, max_batches, start=0):
         at, points = next_map_at(start, images, batch, burn_in), []

@@ -10,10 +10,11 @@ import cv2
 import numpy as np
 import pytest
 
-from pydarknet import evaluate
+from pydarknet.detector import map as map_verb
 from pydarknet.cfg import read_cfg
-from pydarknet.data import RegionAug, apply_region_aug, label_path
-from pydarknet.evaluate import read_labels
+from pydarknet.data.labels import label_path
+from pydarknet.data.augment import RegionAug, apply_region_aug
+from pydarknet.data.labels import read_labels
 from pydarknet.image import load_image_color
 from pydarknet.network import Network
 
@@ -117,7 +118,7 @@ def test_v1_truth_through_loss_and_decoder_scores_map_one(v1_dataset, monkeypatc
         # the perfect output costs nothing, with the cfg's rescore, sqrt and scales, and every IoU is 1
         delta, cost, line = run_loss(net, output, truth)
         assert cost == pytest.approx(0, abs=1e-10), line
-        assert f"Detection Avg IOU: 1.000000, Pos Cat: 1.000000" in line and f"count: {len(rows)}" in line
+        assert "Detection Avg IOU: 1.000000, Pos Cat: 1.000000" in line and f"count: {len(rows)}" in line
         # the decoder reads the same output back as the labelled boxes, relative to the image
         layer.output = output.reshape(1, -1)
         dets = net.detections(1, 1, .5)
@@ -140,7 +141,7 @@ def test_v1_truth_through_loss_and_decoder_scores_map_one(v1_dataset, monkeypatc
 
     monkeypatch.setattr(net, "predict", predict)
     with contextlib.redirect_stdout(io.StringIO()):
-        result = evaluate.detector_map("v1.data", net=net)
+        result = map_verb.detector_map("v1.data", net=net)
     truths = sum(map(len, LABELS))
     assert result["map"] == pytest.approx(1.0) and result["coco_map"] == pytest.approx(1.0)
     assert (result["tp"], result["fp"], result["fn"], result["truths"]) == (truths, 0, 0, truths)

@@ -113,7 +113,7 @@ def test_demo_writes_an_mp4_at_the_input_frame_rate(tmp_path):
 
 
 def test_demo_without_an_output_writes_nothing_and_says_so_once(tmp_path, capsys):
-    from pydarknet.demo import run_demo
+    from pydarknet.detector.demo import run_demo
     write_video(tmp_path / "in.avi", 12)
     result = run_demo(DATA, CFG, WEIGHTS, str(tmp_path / "in.avi"))
     assert (result.frames, result.saved) == (12, None) and result.seconds > 0
@@ -214,7 +214,7 @@ def test_background_threads_idle_until_the_network_waits_on_them():
     """The reader and writer run at SCHED_IDLE; once the network has waited on them they go back to the normal
     scheduler at nice BACKGROUND_NICE (on a machine with no idle core they would starve)."""
     import threading
-    from pydarknet.demo import BACKGROUND_NICE, Background
+    from pydarknet.detector.demo import BACKGROUND_NICE, Background
     background, seen, go_on = Background(), {}, threading.Event()
 
     def thread():

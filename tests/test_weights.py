@@ -168,7 +168,7 @@ def test_written_weights_honour_the_umask(tmp_path, umask):
 def test_a_file_that_covers_every_layer_skips_the_random_draw(reference, tmp_path, monkeypatch):
     """load_network draws random weights only where the file leaves some (the draw was a third of `detect`'s
     start-up); a partial file gets them, as before, and the same values."""
-    from pydarknet import detector
+    from pydarknet.network import load_network
     cfg = str(reference / "testcfg" / "v3mini.cfg")
     full, partial = tmp_path / "full.weights", tmp_path / "partial.weights"
     net = Network(read_cfg(cfg), cfg).init_random(3)
@@ -179,13 +179,13 @@ def test_a_file_that_covers_every_layer_skips_the_random_draw(reference, tmp_pat
     drawn = []
     original = Network.init_random
     monkeypatch.setattr(Network, "init_random", lambda self, seed=None: drawn.append(seed) or original(self, seed))
-    loaded = detector.load_network(cfg, full)
+    loaded = load_network(cfg, full)
     assert drawn == []
     for a, b in zip(loaded.layers, net.layers):
         for x, y in zip(a.weight_arrays(), b.weight_arrays()):
             np.testing.assert_array_equal(x, y)
     with pytest.warns(WeightsWarning, match="partial"):
-        detector.load_network(cfg, partial)
+        load_network(cfg, partial)
     assert drawn == [None]
     assert not covers_every_layer(net, tmp_path / "missing.weights") and covers_every_layer(net, full)
 
@@ -193,12 +193,12 @@ def test_a_file_that_covers_every_layer_skips_the_random_draw(reference, tmp_pat
 def test_a_seed_fixes_the_layers_a_partial_file_leaves_out(reference, tmp_path):
     """Fine-tuning from a partial file (yolov3-tiny.conv.15): with -seed the head starts the same every time (issue
     23's runs could not be repeated), another seed draws another head, and the file's layers are the file's."""
-    from pydarknet import detector
+    from pydarknet.network import load_network
     cfg = str(reference / "testcfg" / "v3mini.cfg")
     net = Network(read_cfg(cfg), cfg).init_random(3)
     save_weights(net, tmp_path / "first2.weights", upto=2)
     with pytest.warns(WeightsWarning, match="partial"):
-        one, again, other = (detector.load_network(cfg, tmp_path / "first2.weights", seed=seed) for seed in (1, 1, 2))
+        one, again, other = (load_network(cfg, tmp_path / "first2.weights", seed=seed) for seed in (1, 1, 2))
     fresh = Network(read_cfg(cfg), cfg).init_random(1)
     for index, (a, b, c, d, e) in enumerate(zip(one.layers, again.layers, other.layers, net.layers, fresh.layers)):
         for x, y, z, from_file, drawn in zip(a.weight_arrays(), b.weight_arrays(), c.weight_arrays(),

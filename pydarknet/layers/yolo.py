@@ -11,8 +11,7 @@ from ..activations import LOGISTIC
 from ..backend import ops_of, to_host
 from ..box import iou
 from ..jit import ieee_kernel
-from ..loss import F32, anchor_box, c_div, c_float, check_classes, delta_anchor_box, \
-    squared_magnitude, truth_rows
+from ..loss import F32, anchor_box, c_div, c_float, check_classes, delta_anchor_box, squared_magnitude, truth_rows
 from .base import Layer, positive
 
 

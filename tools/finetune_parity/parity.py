@@ -40,11 +40,12 @@ import cv2
 import numpy as np
 
 from pydarknet.backend import to_host
-from pydarknet.detector import load_network
+from pydarknet.network import load_network
 from pydarknet.image import load_image_color, resize_image
 from pydarknet.layers.convolutional import Convolutional
-from pydarknet.trainer import make_loader
-from pydarknet.weights import partial, save_weights
+from pydarknet.detector.train import make_loader
+from pydarknet.network import partial
+from pydarknet.weights import save_weights
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))

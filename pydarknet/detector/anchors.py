@@ -18,8 +18,8 @@ import warnings
 
 import numpy as np
 
-from .errors import DarknetError
-from .files import replacing, write_text
+from ..errors import DarknetError
+from ..files import replacing, write_text
 
 MAX_ITERATIONS = 1000       # do_kmeans's limit
 
@@ -28,29 +28,11 @@ class AnchorsError(DarknetError):
     """Training data that k-means cannot run on: an empty list, no boxes, a malformed label line."""
 
 
-def command(args):
-    """`pydarknet detector calc_anchors DATA -width W -height H [-num_of_clusters K] [-show] [-seed S]`."""
-    from .cli import UsageError
-    clusters = args.value("-num_of_clusters", 5, int)
-    width = args.value("-width", None, int)
-    height = args.value("-height", None, int)
-    show = args.flag("-show")
-    seed = args.value("-seed", 0, int)
-    datacfg = args.positional(1)
-    usage = "usage: pydarknet detector calc_anchors DATA -width W -height H [-num_of_clusters K] [-show] [-seed S]"
-    if datacfg is None or width is None or height is None:
-        raise UsageError(f"{usage} (-width and -height are required)" if datacfg else usage)
-    if width <= 0 or height <= 0 or clusters <= 0:
-        raise UsageError("calc_anchors: -width, -height and -num_of_clusters must be positive")
-    calc_anchors(datacfg, clusters, width, height, show, seed)
-    return 0
-
-
 def calc_anchors(datacfg, clusters=5, width=416, height=416, show=False, seed=0, out=sys.stdout):
     """Anchors ((K, 2) float array of w, h in pixels, smallest area first) and the avg IoU in percent, as
     calc_anchors prints them; writes anchors.txt and counters_per_class.txt (and cloud.png with `show`) in
     the working folder."""
-    from .cfg import read_data
+    from ..cfg import read_data
     options = read_data(datacfg)
     train = options.path_of("train", "data/train.list")
     print(f"num_of_clusters = {clusters}, width = {width}, height = {height}", file=out)
@@ -79,7 +61,7 @@ def read_box_sizes(train_list, classes=1):
     """Relative (w, h) of every box of a train list's label files, and the boxes per class (at least `classes`
     counters, more when a label names a higher class, as AlexeyAB's counter grows)."""
     from tqdm import tqdm
-    from .data import parse_boxes, label_path, read_list
+    from ..data.labels import parse_boxes, label_path, read_list
     paths = read_list(train_list)
     if not paths:
         raise AnchorsError(f"{train_list}: the train list names no images")

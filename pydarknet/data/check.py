@@ -12,10 +12,10 @@ import sys
 
 from tqdm import tqdm
 
-from . import files
-from .cfg import read_cfg, read_data
-from .data import label_path, parse_boxes, read_list
-from .errors import DarknetError
+from .. import files
+from ..cfg import read_cfg, read_data
+from .labels import label_path, parse_boxes, read_list
+from ..errors import DarknetError
 
 HEADS = {"yolo": "detection", "region": "detection", "detection": "region"}     # head section -> label rule
 BAD_LIST, BAD_LABEL_LIST = "bad.list", "bad_label.list"
@@ -111,13 +111,3 @@ def summary(problems, fast):
                if any((p.line is not None) if kinds is None else p.kind in kinds for p in problems)]
     return (f"{len(problems)} problems ({'; '.join(f'{kind}: {n}' for kind, n in counts.most_common())})"
             + f", listed in {' and '.join(os.path.abspath(name) for name in written)}")
-
-
-def command(args):
-    from .cli import UsageError
-    fast = args.flag("-fast")
-    if len(args.argv) not in (2, 3):
-        raise UsageError("usage: pydarknet dataset check DATA [CFG] [-fast]")
-    problems = check_lists(args.argv[1], args.positional(2), fast)
-    print(summary(problems, fast))
-    return 1 if problems else 0

@@ -14,16 +14,13 @@ contains a class name ("/data/circles") would give every image that class too: i
 """
 import concurrent.futures
 import os
-import sys
-import time
 
 import numpy as np
 
-from . import files
-from .shapes import SHAPES, _parse, render, write_png
+from .. import files
+from .shapes import SHAPES, render, write_png
 
 SIDES = (0.30, 0.80)
-USAGE = "usage: pydarknet dataset shapes-cls OUTDIR [-n 1000] [-size 64] [-seed 0]"
 
 
 def sample(seed, index, size=64, classes=SHAPES):
@@ -77,21 +74,3 @@ def generate(outdir, n=1000, size=64, seed=0, valid_fraction=0.2, classes=SHAPES
                              f"labels={lists['labels.txt']}", f"names={lists['labels.txt']}", "top=2",
                              f"backup={os.path.join(outdir, 'backup')}"])
     return data
-
-
-def main(argv=None):
-    """`pydarknet dataset shapes-cls` with argv = the words after it; prints one line, returns the exit status."""
-    argv = sys.argv[1:] if argv is None else argv
-    if any(a in ("-h", "-help", "--help") for a in argv):
-        print(USAGE)
-        return 0
-    try:
-        outdir, n, size, seed = _parse(argv, n=1000, size=64)
-        start = time.perf_counter()
-        data = generate(outdir, n=n, size=size, seed=seed)
-    except (ValueError, OSError) as e:
-        print(f"pydarknet dataset shapes-cls: {e}; {USAGE}", file=sys.stderr)
-        return 2
-    print(f"shapes-cls: {n} images {size}x{size}, one shape each, in {time.perf_counter() - start:.1f}s; "
-          f"data file {data}")
-    return 0

@@ -5,11 +5,13 @@ import sys
 
 import numpy as np
 
-from . import files
-from .cfg import read_data, read_names
-from .detector import class_count, detect_image, load_network
-from .errors import DarknetError
-from .image import draw_detections, load_image_color, save_image
+from .. import files
+from ..cfg import read_data, read_names
+from .pipeline import class_count, detect_image
+from ..network import load_network
+from ..errors import DarknetError
+from ..draw import draw_detections
+from ..image import image_paths, load_image_color, save_image
 
 
 def print_detections(lines, ext_output, img_w, img_h):
@@ -38,22 +40,6 @@ def write_json(path, records):
     with files.replacing(path) as tmp, open(tmp, "w") as f:
         json.dump(records, f, indent=1)
     print(f"Saved {len(records)} image records to {path}", file=sys.stderr)
-
-
-def image_paths(filename, prompt):
-    """The image to work on, or Darknet's prompt loop over standard input."""
-    if filename:
-        yield filename
-        return
-    while True:
-        if prompt:
-            print("Enter Image Path: ", end="", flush=True)
-        line = sys.stdin.readline()
-        if not line:
-            return
-        line = line.strip()
-        if line:
-            yield line
 
 
 def label_lines(dets, thresh):
@@ -107,7 +93,7 @@ def detect_images(datacfg, cfgfile, weightfile, filename, thresh, hier_thresh, o
         if json_out:
             records.append(json_record(frame_id, path, dets, names, thresh))
         if save_labels:
-            from .data import label_path    # data.py is the training loader: loaded only when asked for
+            from ..data.labels import label_path  # data.py is the training loader: loaded only when asked for
             labels = label_path(path)
             if labels == path:
                 raise DarknetError(f"{path}: -save_labels needs an image extension label_path knows "

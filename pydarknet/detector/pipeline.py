@@ -1,55 +1,15 @@
 """Detection end to end: image -> letterbox -> network -> boxes -> NMS, and the typed `Detector` API."""
 import dataclasses
 import os
-import sys
 import time
-import warnings
 
 import numpy as np
 
-from .cfg import read_cfg, read_data, read_names
-from .errors import DarknetError, WeightsError
-from .image import image_from_array, letterbox_image, load_image_color, resize_image
-from .network import Network
-from .nms import do_nms_sort
-from .weights import covers_every_layer, load_weights
-
-
-def load_network(cfg, weights=None, clear=False, verbose=False, complete=False, seed=None):
-    """libdarknet's load_network: parse the cfg, load the weights if given; `clear` resets `seen`.
-
-    verbose: print Darknet's layer table and its "Unused field" notes to stderr, as the darknet program does.
-    complete: for the commands that must not run on random weights (export, demo), a weights file that does not
-    hold every layer's weights (truncated, a partial file, another cfg's) is an error, not a warning.
-    seed: the initial weights of the layers the file leaves out (all of them without a file) come from this seed
-    (fine-tuning from a partial file such as yolov3-tiny.conv.15 starts from the same head every time).
-    """
-    cfg = os.fsdecode(cfg)
-    net = Network(read_cfg(cfg), cfg)
-    covered = bool(weights) and covers_every_layer(net, weights)    # the file overwrites every random weight
-    if complete and not covered:
-        refuse_incomplete(net, weights)
-    if not covered:
-        net.init_random(seed)
-    if verbose:
-        print(net.summary(), file=sys.stderr)
-        net.report_unused()
-    if weights:
-        load_weights(net, weights)
-    if clear:
-        net.seen = 0
-    return net
-
-
-def refuse_incomplete(net, weights):
-    """The error for a weights file that leaves layers of `net` without weights (load_weights's own, where the
-    file cannot be read at all)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        load_weights(net, weights)
-    need = sum(layer.file_floats for layer in net.layers if layer.weight_arrays())
-    raise WeightsError(f"{os.fsdecode(weights)}: holds fewer than the {need:,} weights {net.path} needs (truncated, "
-                       f"a partial file, or for another cfg)")
+from ..cfg import read_data, read_names
+from ..errors import DarknetError
+from ..image import image_from_array, letterbox_image, load_image_color, resize_image
+from ..network import load_network
+from ..nms import do_nms_sort
 
 
 def class_count(net):

@@ -18,11 +18,13 @@ import time
 import cv2
 import numpy as np
 
-from .cfg import read_data, read_names
-from .detector import class_count, load_network, network_boxes, network_input
-from .errors import DarknetError
-from .image import _bbox_tuple, _box_edges, draw_detections, image_from_array
-from .predict import print_detections
+from ..cfg import read_data, read_names
+from .pipeline import class_count, network_boxes, network_input
+from ..network import load_network
+from ..errors import DarknetError
+from ..draw import bbox_tuple, box_edges, draw_detections
+from ..image import image_from_array
+from .test import print_detections
 
 CODECS = {".avi": "MJPG", ".mp4": "mp4v"}
 DEFAULT_FPS = 25        # demo.c's src_fps when the stream does not say
@@ -79,7 +81,7 @@ class Stage(threading.Thread):
             if self.background is not None:
                 self.background.join()
             self.work()
-        except BaseException as e:          # re-raised by the main thread (finish)
+        except BaseException as e:  # noqa: BLE001  (whatever it is, the main thread re-raises it in finish)
             self.error = e
         finally:
             if self.output is not None:
@@ -234,7 +236,7 @@ def detection_lines(dets, thresh, names, classes, w, h):
     for det in dets:
         hits = [j for j in range(classes) if det.prob[j] > thresh]
         if hits:
-            edges = _box_edges(_bbox_tuple(det.bbox), w, h)
+            edges = box_edges(bbox_tuple(det.bbox), w, h)
             lines.extend((names[j], float(det.prob[j]), *edges) for j in hits)
     return lines
 
@@ -367,20 +369,3 @@ def run_pipeline(net, capture, first, writer, tmp, out_filename, options, names,
     if interrupted is not None:
         raise interrupted
     return result
-
-
-def command(args):
-    """`pydarknet detector demo DATA CFG WEIGHTS [VIDEO] [-c N] [-out_filename OUT] ...` (cli.py's Args)."""
-    from .cli import UsageError
-    camera = args.value("-c", 0, int)
-    out_filename = args.value("-out_filename", None)
-    thresh = args.value("-thresh", .5, float)
-    hier = args.value("-hier", .5, float)
-    ext_output = args.flag("-ext_output")
-    args.flag("-dont_show")          # no window is ever opened; accepted for AlexeyAB's scripts
-    if len(args.argv) < 4:
-        raise UsageError("usage: pydarknet detector demo DATA CFG WEIGHTS [VIDEO] [-c N] [-out_filename OUT]")
-    data, cfg, weights = args.argv[1:4]
-    video = args.positional(4)
-    run_demo(data, cfg, weights, video if video is not None else camera, out_filename, thresh, hier, ext_output)
-    return 0

@@ -1,6 +1,6 @@
 """`make demo` in one process, with one progress line for the whole run.
 
-    python -m pydarknet.shapes_demo [OUT]     # OUT defaults to out/
+    python examples/shapes_demo.py [OUT]     # OUT defaults to out/ (make demo)
 
 The four steps the target always ran: generate the shapes dataset (OUT/shapes, 2,000 images at 160x160, seed 1),
 train cfg/yolov3-tiny-shapes.cfg from scratch with -map (seed 1; chart in OUT/chart.png), `detector map` on the final
@@ -13,9 +13,9 @@ import os
 import sys
 import time
 
-from .errors import DarknetError
+from pydarknet.errors import DarknetError
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))     # it reads the repository's cfg/ and data/
 CFG = os.path.join(REPO, "cfg", "yolov3-tiny-shapes.cfg")
 SAMPLE = os.path.join(REPO, "data", "shapes-sample.png")
 
@@ -64,10 +64,10 @@ class ProgressLine:
 
 def run(out="out", images=2000, max_batches=None, line=None, cfg=CFG, sample=SAMPLE):
     """The four steps, their output in OUT/demo.log; returns a dict of the results (mAP, paths, seconds)."""
-    from . import shapes
-    from .evaluate import detector_map
-    from .predict import detect_images
-    from .trainer import train_detector
+    from pydarknet.data import shapes
+    from pydarknet.detector.map import detector_map
+    from pydarknet.detector.test import detect_images
+    from pydarknet.detector.train import train_detector
 
     out = os.path.abspath(out)
     os.makedirs(out, exist_ok=True)

@@ -23,14 +23,12 @@ least 60% of itself inside. Pixels are drawn without anti-aliasing, then get a b
 import concurrent.futures
 import functools
 import os
-import sys
-import time
 from collections import namedtuple
 
 import cv2
 import numpy as np
 
-from .data import label_path
+from .labels import label_path
 
 SHAPES = ("circle", "square", "triangle", "cross", "ring")
 MIN_SIDE, MAX_SIDE = 0.08, 0.60     # object extent, as a fraction of the image side
@@ -273,52 +271,3 @@ def generate(outdir, n=2000, size=160, seed=0, valid_fraction=0.2, classes=SHAPE
         f.write(f"classes={len(classes)}\ntrain={files['train.txt']}\nvalid={files['valid.txt']}\n"
                 f"names={files['shapes.names']}\nbackup={backup}\neval=voc\n")
     return Dataset(files["shapes.data"], files["shapes.names"], train, valid, counts)
-
-
-USAGE = "usage: pydarknet dataset shapes OUTDIR [-n 2000] [-size 160] [-seed 0]"
-
-
-def _parse(argv, n=2000, size=160):
-    """OUTDIR and the -n/-size/-seed flags, anywhere on the line as Darknet's find_int_arg reads them."""
-    options, positional, argv = {"-n": n, "-size": size, "-seed": 0}, [], list(argv)
-    while argv:
-        word = argv.pop(0)
-        if word in options:
-            if not argv:
-                raise ValueError(f"{word} needs a value")
-            text = argv.pop(0)
-            try:
-                options[word] = int(text)
-            except ValueError:
-                raise ValueError(f"{word} {text}: not an integer") from None
-        elif word.startswith("-") and len(word) > 1:
-            raise ValueError(f"unknown flag {word}")
-        else:
-            positional.append(word)
-    if len(positional) != 1:
-        raise ValueError("need exactly one OUTDIR" + (f", got {' '.join(positional)}" if positional else ""))
-    return positional[0], options["-n"], options["-size"], options["-seed"]
-
-
-def main(argv=None):
-    """`pydarknet dataset shapes` with argv = the words after it; prints one line, returns the exit status."""
-    argv = sys.argv[1:] if argv is None else argv
-    if any(a in ("-h", "-help", "--help") for a in argv):
-        print(USAGE)
-        return 0
-    try:
-        outdir, n, size, seed = _parse(argv)
-        start = time.perf_counter()
-        dataset = generate(outdir, n=n, size=size, seed=seed)
-    except (ValueError, OSError) as e:
-        print(f"pydarknet dataset shapes: {e}; {USAGE}", file=sys.stderr)
-        return 2
-    counts = ", ".join(f"{name} {count}" for name, count in dataset.counts.items())
-    print(f"shapes: {n} images {size}x{size} ({len(dataset.train)} train, {len(dataset.valid)} valid), "
-          f"{sum(dataset.counts.values())} objects ({counts}) in {time.perf_counter() - start:.1f}s; "
-          f"data file {dataset.data}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,0 +1,182 @@
+"""Darknet's command line: the same verbs, arguments and flags, and what AlexeyAB's fork added for users.
+
+    pydarknet detect CFG WEIGHTS [IMG] [-thresh T] [-save_labels]
+    pydarknet detector test DATA CFG WEIGHTS [IMG] [-thresh T] [-hier H] [-out NAME|result.json]
+                                                  [-ext_output] [-dont_show] [-save_labels]
+    pydarknet detector train DATA CFG [WEIGHTS] [-clear] [-map] [-seed K] [-max_batches N] [-workers N]
+    pydarknet detector valid DATA CFG WEIGHTS [-out PREFIX]     (results/comp4_det_test_<class>.txt or coco json)
+    pydarknet detector recall DATA CFG WEIGHTS
+    pydarknet detector map DATA CFG WEIGHTS [-thresh T] [-iou_thresh I]
+    pydarknet partial CFG WEIGHTS OUT N
+    pydarknet randweights CFG OUT [-seed K]   (sane random weights, for trying a cfg without training)
+    pydarknet export CFG WEIGHTS OUT.onnx [-batch N] [-decode]   (ONNX, opset 13: pip install 'pydarknet[export]')
+    pydarknet detector demo DATA CFG WEIGHTS [VIDEO] [-c N] [-out_filename OUT.avi|OUT.mp4] [-thresh T] [-hier H]
+                                                  [-ext_output] [-dont_show]
+    pydarknet detector calc_anchors DATA -width W -height H [-num_of_clusters K] [-show] [-seed S]
+    pydarknet dataset shapes OUTDIR [-n N] [-size S] [-seed K]   (a small detection dataset, no download)
+    pydarknet dataset shapes-cls OUTDIR [-n N] [-size S] [-seed K]   (one shape an image, for classifiers)
+    pydarknet dataset from-voc VOCDEVKIT OUTDIR [-names FILE] [-difficult]
+    pydarknet dataset from-coco INSTANCES.json IMAGEDIR OUTDIR [-list train|valid]
+    pydarknet dataset check DATA [CFG] [-fast]
+    pydarknet yolo train|test|valid CFG [WEIGHTS] [IMG]   (Darknet's v1 verbs, on cfg/voc.data)
+    pydarknet classifier train|valid|predict|label DATA CFG [WEIGHTS] [IMG] [-t K] [-clear] [-seed S]
+
+Flags anywhere on the line, as Darknet's find_arg reads them: -threads N, -nogpu, -i N, -gpus 0,1.
+`pydarknet CMD [VERB] --help` lists a command's flags and their defaults (-h stays Darknet's integer where a
+command reads one).
+"""
+import os
+import sys
+import warnings
+
+from .. import settings
+from ..errors import DarknetError, UsageError
+from . import classifier, dataset, detector, export, weights
+from .args import GLOBAL_FLAGS, UNSUPPORTED_FLAGS, Args, implemented_flags
+
+# The words of every command are read in this package and nowhere else (args.py's Args, a module a verb family).
+USAGE = __doc__.split("\n\n", 1)[1]
+
+
+def set_threads(n):
+    """Threads for Numba's kernels and for the GEMMs alike (backend/threads.py shares single-threaded BLAS calls
+    out over as many)."""
+    import numba
+    from ..backend import threads
+    n = max(1, min(int(n), numba.config.NUMBA_NUM_THREADS))
+    numba.set_num_threads(n)
+    threads.limit_blas(again=True)
+
+
+# each verb family's words are read in a module of its own; each calls one library function with plain values
+COMMANDS = {"detector": detector.detector, "detect": detector.detect, "partial": weights.partial,
+            "randweights": weights.randweights, "export": export.export, "dataset": dataset.dataset,
+            "yolo": detector.yolo, "classifier": classifier.classifier}
+
+
+def select_device(nogpu, index, gpus):
+    """Darknet's -nogpu, -i N and -gpus 0,1, for the networks this command builds ($PYDARKNET_GPU overrides them).
+    As in Darknet, -i and -gpus only matter in a GPU build (`make GPU=1`); one GPU per process for now: the first
+    of -gpus."""
+    from .. import backend
+    backend.request_device(None)
+    if nogpu:
+        backend.request_device("cpu")
+    elif backend.build_wants_gpu() and (gpus or index is not None):
+        first = gpus.split(",")[0] if gpus else index
+        backend.request_device(backend.parse_device(first, "-gpus" if gpus else "-i"))
+
+
+class _Refuse:
+    """An import hook that turns the imports of some modules down (see refuse_unused_imports)."""
+
+    def __init__(self, names):
+        self.names = names
+
+    def find_spec(self, name, path=None, target=None):
+        if name in self.names:
+            raise ImportError(f"{name} is not loaded by the pydarknet command")
+        return None
+
+
+def refuse_unused_imports():
+    """Turn down, for the command's process, imports Numba makes that pydarknet's kernels do not need.
+
+    - Loading a cached kernel rebuilds the modules its code refers to; one of them (numba.np.arraymath) imports
+      scipy.linalg to see whether np.dot can run compiled (0.3-0.7 s); Numba's set-up imports cffi (0.06 s).
+    - `import numba` imports yaml (0.02 s) to read a .numba_config.yaml, which is then only needed when there is one.
+    Not done on `import pydarknet` or in main(): a program's own Numba code may want them."""
+    if any(isinstance(hook, _Refuse) for hook in sys.meta_path):
+        return
+    names = {"scipy.linalg", "cffi"} | (set() if os.path.exists(".numba_config.yaml") else {"yaml"})
+    sys.meta_path.insert(0, _Refuse(names - set(sys.modules)))
+
+
+# Where none of these is set before numpy loads its BLAS, the command sets them to 1: the library then starts on
+# one thread, as backend/threads.py wants it, and threadpoolctl need not find and limit it (0.01-0.02 s).
+BLAS_THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def prepare_process():
+    """What the command's own process does before it loads numpy and Numba (run() does it; main(), which tests
+    and programs call in their own processes, does not): refuse_unused_imports, BLAS on one thread from the start,
+    and jit.light_cache_loads."""
+    refuse_unused_imports()
+    blas_by_environment = "numpy" not in sys.modules and not any(v in os.environ for v in BLAS_THREAD_VARIABLES)
+    if blas_by_environment:
+        os.environ.update(dict.fromkeys(BLAS_THREAD_VARIABLES, "1"))
+    from .. import jit
+    from ..backend import threads as gemm_threads
+    jit.light_cache_loads()
+    if blas_by_environment:
+        gemm_threads.blas_limited_by_environment()
+
+
+def command_help(name, command, args, keep=()):
+    """`--help`: the command's usage line and every flag it reads, with its default (see Args's listing)."""
+    args.argv = args.argv[:1] if name in ("detector", "dataset", "yolo", "classifier") else []  # only the verb
+    args.listing = True
+    usage = f"usage: pydarknet {name} ..."
+    try:
+        command(args)
+    except DarknetError as e:       # the command stops at its missing arguments, having read its flags
+        usage = str(e)
+    print(usage)
+    print("flags (default):")
+    for flag, default in args.asked:
+        print(f"  {flag:<18} {default}")
+    for flag, default in GLOBAL_FLAGS:
+        print(f"  {flag:<18} {default}")
+    print("AlexeyAB's flags accepted and ignored (values they take): " +
+          ", ".join(f"{flag} {count}" for flag, count in UNSUPPORTED_FLAGS.items() if flag not in keep))
+    return 0
+
+
+def main(argv=None):
+    words = list(sys.argv[1:] if argv is None else argv)
+    asks_help = "--help" in words
+    args = Args([w for w in words if w != "--help"] if asks_help else words)
+    warnings.formatwarning = lambda message, category, *rest: f"Warning: {message}\n"
+    try:
+        keep = implemented_flags(words)
+        for note in args.drop_unsupported(keep):
+            print(f"pydarknet: {note}", file=sys.stderr)
+        threads = args.value("-threads", settings.threads(), int)
+        select_device(args.flag("-nogpu"), args.value("-i", None), args.value("-gpus", None))
+        if threads:
+            set_threads(threads)
+        command = COMMANDS.get(args.positional(0))
+        if command is None:
+            if args.positional(0) in (None, "-h", "--help", "help"):
+                print(USAGE)
+                return 0 if args.positional(0) else 2
+            raise UsageError(f"unknown command '{args.positional(0)}' (pydarknet -h lists the commands)")
+        name = args.argv.pop(0)
+        return command_help(name, command, args, keep) if asks_help else command(args)
+    except UsageError as e:
+        print(f"pydarknet: {e}", file=sys.stderr)
+        return 2
+    except DarknetError as e:
+        print(f"pydarknet: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt as e:      # 130, as a shell reports SIGINT; training says what it saved
+        print(f"pydarknet: interrupted{f' ({e})' if str(e) else ''}", file=sys.stderr)
+        return 130
+    except BrokenPipeError:     # output piped into `head`: stop quietly, as C programs do
+        sys.stdout = open(os.devnull, "w")
+        return 141
+
+
+def run():
+    """The `pydarknet` program (and `python -m pydarknet`): prepare_process(), main(), then out of the process as
+    soon as its output is flushed. The interpreter's teardown (Numba's and LLVM's) took 0.15-0.4 s of every
+    command, and nothing is left to write by then: files are closed and weights renamed into place before main
+    returns."""
+    prepare_process()
+    code = main()
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except (BrokenPipeError, ValueError):       # a reader that went away, or a stream already closed
+        pass
+    os._exit(code)

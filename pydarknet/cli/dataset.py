@@ -1,0 +1,100 @@
+"""`pydarknet dataset shapes|shapes-cls|from-voc|from-coco|check`: their words (data/ does the work)."""
+import sys
+import time
+
+from ..errors import UsageError
+
+SHAPES_USAGE = "usage: pydarknet dataset shapes OUTDIR [-n 2000] [-size 160] [-seed 0]"
+SHAPES_CLS_USAGE = "usage: pydarknet dataset shapes-cls OUTDIR [-n 1000] [-size 64] [-seed 0]"
+
+
+def dataset(args):
+    verb = args.positional(0)
+    if verb == "shapes":
+        return shapes(args)
+    if verb == "shapes-cls":
+        return shapes_cls(args)
+    if verb == "from-voc":
+        return from_voc(args)
+    if verb == "from-coco":
+        return from_coco(args)
+    if verb == "check":
+        return check(args)
+    raise UsageError("usage: pydarknet dataset shapes|shapes-cls|from-voc|from-coco|check ... (pydarknet -h lists "
+                     "them)")
+
+
+def generator_options(args, usage, n, size):
+    """OUTDIR and the -n/-size/-seed flags of a shapes generator, anywhere on the line."""
+    try:
+        n, size, seed = args.value("-n", n, int), args.value("-size", size, int), args.value("-seed", 0, int)
+    except UsageError as e:
+        raise UsageError(f"{e}; {usage}") from None
+    words = args.argv[1:]
+    unknown = [w for w in words if w.startswith("-") and len(w) > 1]
+    if unknown:
+        raise UsageError(f"unknown flag {unknown[0]}; {usage}")
+    if len(words) != 1:
+        raise UsageError(usage)
+    return words[0], n, size, seed
+
+
+def shapes(args):
+    """The shapes detection dataset; one line on stdout (a bad OUTDIR or count: one line, exit 2)."""
+    outdir, n, size, seed = generator_options(args, SHAPES_USAGE, 2000, 160)
+    from ..data import shapes
+    try:
+        start = time.perf_counter()
+        made = shapes.generate(outdir, n=n, size=size, seed=seed)
+    except (ValueError, OSError) as e:
+        print(f"pydarknet dataset shapes: {e}; {SHAPES_USAGE}", file=sys.stderr)
+        return 2
+    counts = ", ".join(f"{name} {count}" for name, count in made.counts.items())
+    print(f"shapes: {n} images {size}x{size} ({len(made.train)} train, {len(made.valid)} valid), "
+          f"{sum(made.counts.values())} objects ({counts}) in {time.perf_counter() - start:.1f}s; "
+          f"data file {made.data}")
+    return 0
+
+
+def shapes_cls(args):
+    """The shapes classification dataset (one shape an image); one line on stdout."""
+    outdir, n, size, seed = generator_options(args, SHAPES_CLS_USAGE, 1000, 64)
+    from ..data import shapes_cls
+    try:
+        start = time.perf_counter()
+        data = shapes_cls.generate(outdir, n=n, size=size, seed=seed)
+    except (ValueError, OSError) as e:
+        print(f"pydarknet dataset shapes-cls: {e}; {SHAPES_CLS_USAGE}", file=sys.stderr)
+        return 2
+    print(f"shapes-cls: {n} images {size}x{size}, one shape each, in {time.perf_counter() - start:.1f}s; "
+          f"data file {data}")
+    return 0
+
+
+def from_voc(args):
+    names = args.value("-names", None)
+    difficult = args.flag("-difficult")
+    if len(args.argv) != 3:
+        raise UsageError("usage: pydarknet dataset from-voc VOCDEVKIT OUTDIR [-names FILE] [-difficult]")
+    from ..data.voc import from_voc
+    from_voc(args.argv[1], args.argv[2], names, difficult)
+    return 0
+
+
+def from_coco(args):
+    which = args.value("-list", "train")
+    if len(args.argv) != 4 or which not in ("train", "valid"):
+        raise UsageError("usage: pydarknet dataset from-coco INSTANCES.json IMAGEDIR OUTDIR [-list train|valid]")
+    from ..data.coco import from_coco
+    from_coco(args.argv[1], args.argv[2], args.argv[3], which)
+    return 0
+
+
+def check(args):
+    fast = args.flag("-fast")
+    if len(args.argv) not in (2, 3):
+        raise UsageError("usage: pydarknet dataset check DATA [CFG] [-fast]")
+    from ..data.check import check_lists, summary
+    problems = check_lists(args.argv[1], args.positional(2), fast)
+    print(summary(problems, fast))
+    return 1 if problems else 0

@@ -1,0 +1,120 @@
+"""`detector train`: Darknet's train_detector on the shared loop (trainer.py): the detection loader, `random=1`'s
+multi-scale resizing, `-map` every few epochs and the `dataset check -fast` before the first iteration."""
+import os
+import sys
+import warnings
+
+from ..data.check import check_lists, summary
+from ..data.labels import DataWarning
+from ..data.loader import Loader
+from ..trainer import Training, run_until_done
+from .map import detector_map
+
+
+def head_layer(net):
+    """The layer whose settings drive the data (Darknet takes net->layers[net->n - 1])."""
+    return net.layers[-1]
+
+
+def next_map_at(last, images, batch, burn_in):
+    """The iteration of -map's next evaluation after the one at `last` (or the run's start), as AlexeyAB schedules
+    it: every 4 epochs of `images` in batches of `batch`, at least 100 iterations apart, not before burn_in (and,
+    in the loop, at the last iteration too). The shapes demo: 1,600 images in 16s, every 400 iterations."""
+    return max(last + max(4 * images // batch, 100), burn_in)
+
+
+def make_loader(net, paths, seed, workers, start=0):
+    """Darknet's load_args for the network: DETECTION_DATA for yolo/region heads, REGION_DATA for v1's grid."""
+    head = head_layer(net)
+    v1 = head.type == "detection"
+    return Loader(paths, (net.w, net.h), kind="region" if v1 else "detection", batch=net.batch * net.subdivisions,
+                  classes=head.classes, max_boxes=getattr(head, "max_boxes", 90), jitter=head.jitter, hue=net.hue,
+                  saturation=net.saturation, exposure=net.exposure, side=getattr(head, "side", 7), seed=seed,
+                  workers=workers, start=start)
+
+
+def train_detector(datacfg, cfgfile, weightfile=None, clear=False, calc_map=False, seed=None, workers=4,
+                   max_batches=None, chart="chart.png", out=None, progress=None):
+    """Train as Darknet's train_detector does; returns the path of the final weights.
+
+    Per iteration it prints Darknet's line (`N: loss, avg avg, rate rate, t seconds, images images`) followed by
+    images/s and an ETA. Backups go to the .data file's `backup` folder as Darknet names and schedules them, each
+    written atomically. Ctrl-C saves `<cfg>.backup` and raises TrainingInterrupted (a KeyboardInterrupt); a NaN or
+    infinite loss stops training with a message, keeping the last good backup. `max_batches` overrides the cfg's
+    (for short runs and tests). chart.png and its sidecar chart.json cover the whole run across resumes.
+    `progress`, when given, hears of each iteration (`iteration(i, max_batches, avg_loss, images_s, eta_s)`) and
+    each mAP (`mean_ap(i, value)`), for a caller that shows its own progress (make demo's one line).
+    """
+    run = DetectorTraining(datacfg, cfgfile, weightfile, clear, seed, max_batches, out or sys.stdout, calc_map)
+    run.progress = progress
+    run.start(workers, chart)
+    return run_until_done(run)
+
+
+class DetectorTraining(Training):
+    """One train_detector run on the shared loop: the detection loader, the multi-scale resize of `random=1`, the
+    dataset check before the first iteration, and with -map the mAP every few epochs."""
+
+    def __init__(self, datacfg, cfgfile, weightfile, clear, seed, max_batches, out, calc_map=False):
+        super().__init__(datacfg, cfgfile, weightfile, clear, seed, max_batches, out)
+        self.train_list = self.options.path_of("train", "data/train.list")
+        self.head = head_layer(self.net)
+        self.calc_map = calc_map
+
+    def start(self, workers, chart):
+        """The loader from the current batch on, the -map check and the chart (resumed with the weights)."""
+        net = self.net
+        self.workers = workers
+        self.loader = self.new_loader(net.w)
+        self.check_dataset()
+        self.next_map = next_map_at(net.current_batch(), self.loader.images, self.imgs, net.burn_in)
+        if self.calc_map and not self.options.get("valid"):
+            warnings.warn(f"{self.datacfg}: no valid= list, so -map measures mAP on the training list "
+                          f"{self.train_list} (as Darknet does)", DataWarning, stacklevel=3)
+        self.start_clock(chart)
+
+    def new_loader(self, size):
+        return make_loader(self.net, self.train_list, self.seed, self.workers, start=self.net.current_batch())
+
+    def check_dataset(self):
+        """`dataset check -fast` on the lists it uses before the first iteration: how many problems and where they
+        are listed (training goes on, as Darknet's does, skipping what the loader cannot use)."""
+        valid = self.calc_map and os.path.exists(self.options.path_of("valid", ""))
+        keys = ("train", "valid") if valid else ("train",)
+        problems = check_lists(self.datacfg, self.cfgfile, fast=True, out=None, progress=False, keys=keys)
+        print(f"dataset check -fast: {summary(problems, fast=False)}", file=self.out, flush=True)
+
+    def resizes_now(self):
+        return getattr(self.head, "random", 0) and self.count % 10 == 0
+
+    def resize(self):
+        """Darknet's multi-scale training: a new square size, 320..608 in steps of 32 (608 near the end)."""
+        dim = (int(self.rng.integers(10)) + 10) * 32
+        if self.net.current_batch() + 200 > self.net.max_batches:
+            dim = 608
+        print(f"Resizing\n{dim}", file=self.out)
+        self.loader.set_size(dim, dim)
+        self.net.resize(dim, dim)
+
+    def after_iteration(self, i):
+        """-map: at the scheduled iterations and the last one."""
+        if self.calc_map and (i >= self.next_map or i == self.net.max_batches):
+            self.next_map = next_map_at(i, self.loader.images, self.imgs, self.net.burn_in)
+            self.measure_map(i)
+
+    def measure_map(self, i):
+        value = evaluate_map(self.datacfg, self.net, self.out)
+        if self.chart:
+            self.chart.add_map(i, value)
+        if self.progress:
+            self.progress.mean_ap(i, value)
+
+
+def evaluate_map(datacfg, net, out):
+    """mAP@0.5 on the .data file's `valid` list with the network as it is (for -map), net.batch images a forward
+    pass: the same detections as one at a time (inference treats each image alone), in about 2/3 of the time."""
+    train = net.train
+    try:
+        return detector_map(datacfg, net=net, batch=net.batch)["map"]
+    finally:
+        net.train = train
