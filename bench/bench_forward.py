@@ -83,7 +83,7 @@ def _opencv_worker(conn, cfg, weights, blob):
     try:
         net = opencv_net(cfg, weights)
         outputs = list(net.getUnconnectedOutLayersNames())
-    except Exception as e:
+    except Exception as e:  # noqa: BLE001  (whatever OpenCV raises, its last line is the row's note)
         conn.send(str(e).strip().splitlines()[-1])
         return
     conn.send(None)

@@ -1,9 +1,10 @@
 """Benchmark: whole processes. `python -m pydarknet detect CFG WEIGHTS PHOTO` against the same detection written
 with OpenCV DNN (bench/opencv_detect.py), each a fresh process: cold-start wall time and peak resident memory.
 
-Wall time: the process from spawn to exit (timed by bench/peak_rss.py, which starts it), a warm-up run of each first (numba's cache on disk warm, the files in
-the page cache), then the repetitions alternated (pydarknet, OpenCV, ...); medians. Peak memory: ru_maxrss of the
-child (os.wait4 in bench/peak_rss.py), in MiB, the median of the runs.
+Wall time: the process from spawn to exit (timed by bench/peak_rss.py, which starts it), a warm-up run of each
+first (numba's cache on disk warm, the files in the page cache), then the repetitions alternated (pydarknet,
+OpenCV, ...); medians. Peak memory: ru_maxrss of the child (os.wait4 in bench/peak_rss.py), in MiB, the median of
+the runs.
 
     from bench.bench_process import run     # run(log=None, repeats=5) -> rows for bench/run.py
 """
@@ -93,7 +94,7 @@ def run(log=None, repeats=5, cases=CASES):
                 continue
             try:
                 rows.append(run_case(name, size, what, folder, repeats, log))
-            except Exception as e:
+            except Exception as e:  # noqa: BLE001  (a failed case is a row that says why; the rest still run)
                 rows.append({"name": name, "size": size, "what": what, "why_not": f"failed: {e}"})
     return rows
 

@@ -156,7 +156,7 @@ def _torch_worker(conn, cfg, weights, batch, threads):
     try:
         side = TorchSide(cfg, weights, batch, threads)
         conn.send(("ok", side.info()))
-    except BaseException as e:
+    except BaseException as e:  # noqa: BLE001  (the child reports any failure to the parent, then exits)
         conn.send(("error", f"{type(e).__name__}: {e}"))
         return
     while True:
@@ -166,7 +166,7 @@ def _torch_worker(conn, cfg, weights, batch, threads):
         method, args = request
         try:
             conn.send(("ok", getattr(side, method)(*args)))
-        except BaseException as e:
+        except BaseException as e:  # noqa: BLE001  (as above: the parent decides)
             conn.send(("error", f"{type(e).__name__}: {e}"))
 
 

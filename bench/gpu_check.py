@@ -246,7 +246,8 @@ def torch_phase(rows, log, yolov3_weights, tiny_weights, measured):
         with torch.no_grad():
             rate = 64 / timed(synchronized(lambda: model(batch)), 5)
         ours = measured.get(f"forward {mode}")
-        rows.append((f"PyTorch {torch.__version__} yolov3 416 forward, batch 64, {mode} (cuDNN)", f"{rate:.0f} images/s",
+        rows.append((f"PyTorch {torch.__version__} yolov3 416 forward, batch 64, {mode} (cuDNN)",
+                     f"{rate:.0f} images/s",
                      f"pydarknet / PyTorch = {ours / rate:.2f}" if ours else "no pydarknet figure"))
         log(rows[-1])
     torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False

@@ -1,4 +1,5 @@
-"""The detect verb done by OpenCV DNN, for bench/bench_process.py: python -m bench.opencv_detect CFG WEIGHTS IMAGE [OUT]"""
+"""The detect verb done by OpenCV DNN, for bench/bench_process.py:
+python bench/opencv_detect.py CFG WEIGHTS IMAGE [OUT]"""
 import sys
 
 import cv2

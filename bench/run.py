@@ -41,7 +41,7 @@ def guarded(what, function, *args, **kwargs):
     print(f"-- {what}", flush=True)
     try:
         return function(*args, **kwargs), None
-    except Exception as e:
+    except Exception as e:  # noqa: BLE001  (a failed bench is a row that says why; the others still run)
         traceback.print_exc()
         return None, f"failed: {type(e).__name__}: {e}"
 
@@ -104,7 +104,8 @@ ENVIRONMENT = ("NUMBA_THREADING_LAYER", "NUMBA_NUM_THREADS", "OMP_NUM_THREADS", 
 
 def environment_line():
     found = [f"`{key}={os.environ[key]}`" for key in ENVIRONMENT if key in os.environ]
-    return "- Threading settings in the environment (pydarknet sets the two waiting policies at import; OpenCV's process inherits them): " + (", ".join(found) if found else "none (the defaults)")
+    return ("- Threading settings in the environment (pydarknet sets the two waiting policies at import; OpenCV's "
+            "process inherits them): " + (", ".join(found) if found else "none (the defaults)"))
 
 
 def threading_layer():
@@ -127,7 +128,7 @@ def run_nms():
         return None, "skipped: bench/bench_nms.py is not there yet"
     try:
         return bench_nms.run(), None
-    except Exception as e:     # the forward table is still worth writing
+    except Exception as e:  # noqa: BLE001  (the forward table is still worth writing)
         traceback.print_exc()
         return None, f"failed: {type(e).__name__}: {e}"
 
@@ -142,7 +143,7 @@ def run_train():
         return None, "skipped: bench/bench_train.py is not there yet"
     try:
         return bench_train.run(log=lambda line: print(line, flush=True)), None
-    except Exception as e:     # the forward table is still worth writing
+    except Exception as e:  # noqa: BLE001  (the forward table is still worth writing)
         traceback.print_exc()
         return None, f"failed: {type(e).__name__}: {e}"
 
@@ -257,7 +258,8 @@ def process_lines(process):
             continue
         if "time" in r["what"]:
             out.append(f"| {work}, wall time | {r['repeats']} | {r['ours_ms']:,.0f} ms | {r['cv_ms']:,.0f} ms "
-                       f"| {r['ratio_ms']:.2f} | <= {TARGET_PROCESS}x: {target_cell(r['ratio_ms'], TARGET_PROCESS, 1.0)}"
+                       f"| {r['ratio_ms']:.2f} | <= {TARGET_PROCESS}x: "
+                       f"{target_cell(r['ratio_ms'], TARGET_PROCESS, 1.0)}"
                        f" (goal 1.0x) |")
         target = (f"<= {TARGET_MEMORY}x: {target_cell(r['ratio_mib'], TARGET_MEMORY, None)}" if r["name"] == "yolov3"
                   else "(for reference)")
@@ -395,7 +397,7 @@ def main():
         print("-- training steps (quick)", flush=True)
         try:
             train = bench_train.run(log=log, repeats=1, warmup=1, budget_s=0), None
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001  (a failed bench is a row that says why)
             traceback.print_exc()
             train = None, f"failed: {type(e).__name__}: {e}"
     else:

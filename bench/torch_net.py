@@ -3,8 +3,8 @@
 Knows the layer types yolov3 and yolov3-tiny use: [convolutional] (batch_normalize, leaky/linear/relu/logistic,
 pad or padding, stride), [maxpool] (Darknet's padding: -inf, padding//2 on the left/top, the rest on the
 right/bottom), [route], [shortcut] (linear, equal shapes), [upsample] and [yolo]. The model runs on whichever
-device it is moved to (the GPU benchmark, bench/gpu_check.py, uses it as the PyTorch peer). Weights are copied from a pydarknet Network built from the same cfg, so both
-start equal.
+device it is moved to (the GPU benchmark, bench/gpu_check.py, uses it as the PyTorch peer). Weights are copied
+from a pydarknet Network built from the same cfg, so both start equal.
 
 [yolo] returns Darknet's activated output (logistic on x, y, objectness and classes) and keeps its input for
 the loss. The loss, `yolo_loss`, is pjreddie's forward_yolo_layer written with torch tensors: the delta

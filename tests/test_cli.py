@@ -159,7 +159,8 @@ def test_non_finite_outputs_drop_boxes_with_one_warning(workdir, case):
 
 
 @pytest.mark.parametrize("args,message", [
-    (["detector", "test", "three.data", "tiny.cfg", "missing.weights", "img.png"], "missing.weights: weights file not found"),
+    (["detector", "test", "three.data", "tiny.cfg", "missing.weights", "img.png"],
+     "missing.weights: weights file not found"),
     (["detector", "test", "three.data", "tiny.cfg", "tiny.weights", "nope.png"], "nope.png"),
     (["detector", "test", "three.data", "missing.cfg", "tiny.weights", "img.png"], "missing.cfg: cfg file not found"),
     (["detector", "test", "three.data", "badline.cfg", "tiny.weights", "img.png"], "badline.cfg:10:"),

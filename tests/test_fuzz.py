@@ -358,7 +358,8 @@ def test_a_repeated_key_is_reported_unused(testcfg, folder, name, data):
 GENERATED_OPTIONS = {
     "convolutional": ["filters", "size", "stride", "pad", "padding", "groups", "batch_normalize"],
     "maxpool": ["size", "stride", "padding"], "route": ["layers"], "shortcut": ["from"], "upsample": ["stride"],
-    "reorg": ["stride", "reverse"], "connected": ["output", "batch_normalize"], "local": ["filters", "size", "stride", "pad"],
+    "reorg": ["stride", "reverse"], "connected": ["output", "batch_normalize"],
+    "local": ["filters", "size", "stride", "pad"],
     "softmax": ["groups"], "crop": ["crop_width", "crop_height"], "yolo": ["classes", "num", "mask"],
     "region": ["classes", "num", "coords", "softmax", "background"],
     "detection": ["classes", "num", "coords", "side", "softmax"], "dropout": [], "avgpool": [], "cost": [],

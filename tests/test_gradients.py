@@ -416,7 +416,8 @@ def test_maxpool(tmp_path, case):
     ((3, 8, 10), 2, 2, 1), ((2, 7, 9), 2, 2, 1), ((2, 13, 13), 2, 1, 1), ((2, 9, 8), 3, 2, 2), ((1, 6, 7), 3, 2, 3),
     ((2, 5, 5), 3, 1, 0), ((1, 4, 6), 2, 2, 0)])
 def test_maxpool_without_argmax_gives_the_same_values(shape, size, stride, padding):
-    """Inference skips the argmax and takes quicker loops; NaN, inf and ties must come out as Darknet's loop has them."""
+    """Inference skips the argmax and takes quicker loops; NaN, inf and ties must come out as Darknet's loop has
+    them."""
     rng = np.random.default_rng(21)
     x = rng.integers(-3, 3, (2,) + shape).astype(np.float32)      # small integers: many ties
     x.reshape(-1)[rng.choice(x.size, 5, replace=False)] = [np.nan, np.inf, -np.inf, np.nan, -np.inf]

@@ -147,8 +147,8 @@ def iou_matrix(bbox):
     two = F32(2)
     with np.errstate(all="ignore"):
         x, y, w, h = (b[:, i] for i in range(4))
-        l, r, t, btm = x - w / two, x + w / two, y - h / two, y + h / two
-        left = np.where(l[:, None] > l[None, :], l[:, None], l[None, :])
+        lft, r, t, btm = x - w / two, x + w / two, y - h / two, y + h / two
+        left = np.where(lft[:, None] > lft[None, :], lft[:, None], lft[None, :])
         right = np.where(r[:, None] < r[None, :], r[:, None], r[None, :])
         top = np.where(t[:, None] > t[None, :], t[:, None], t[None, :])
         bottom = np.where(btm[:, None] < btm[None, :], btm[:, None], btm[None, :])
