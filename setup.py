@@ -23,8 +23,9 @@ setup(
         # `pydarknet export`: onnx writes the graph, onnxruntime runs it
         "export": ["onnx>=1.14", "onnxruntime>=1.16"],
         # OpenCV 5 dropped the Darknet importer the cross-check tests need
+        # ruff pinned: a new release's rules would fail CI on code that has not changed
         "test": ["pytest>=7", "hypothesis>=6", "opencv-python-headless>=4.8,<5", "pycocotools>=2.0.7",
-                 "faster-coco-eval>=1.6", "onnx>=1.14", "onnxruntime>=1.16"],
+                 "faster-coco-eval>=1.6", "onnx>=1.14", "onnxruntime>=1.16", "ruff==0.17.5"],
     },
     entry_points={"console_scripts": ["pydarknet = pydarknet.cli:run"]},
 )
