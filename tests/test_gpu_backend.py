@@ -13,7 +13,8 @@ import pytest
 import cuda_emulator
 from pydarknet import backend, cli
 from pydarknet.activations import LEAKY, LOGISTIC
-from pydarknet.backend import cpu, cuda, ops
+from pydarknet.backend import cpu, ops
+from pydarknet.backend.cuda import ops as cuda_ops
 from pydarknet.cfg import read_cfg
 from pydarknet.errors import DarknetError
 from pydarknet.network import Network
@@ -39,7 +40,7 @@ def compile_ptx(source, arch):
     lib = nvrtc()
     program = lib.createProgram(source, "kernels.cu", [], [])
     try:
-        lib.compileProgram(program, list(cuda.OPTIONS) + [f"--gpu-architecture=compute_{arch}"])
+        lib.compileProgram(program, list(cuda_ops.OPTIONS) + [f"--gpu-architecture=compute_{arch}"])
         return lib.getPTX(program).decode() if isinstance(lib.getPTX(program), bytes) else lib.getPTX(program)
     except lib.NVRTCError:
         raise AssertionError(lib.getProgramLog(program)) from None
@@ -49,8 +50,8 @@ def compile_ptx(source, arch):
 
 @pytest.mark.parametrize("arch", [75, 90])   # Turing (the oldest CUDA 13 supports) and Hopper
 def test_every_kernel_compiles_with_nvrtc(arch):
-    ptx = compile_ptx(cuda.kernel_source(), arch)
-    names = cuda.kernel_names()
+    ptx = compile_ptx(cuda_ops.kernel_source(), arch)
+    names = cuda_ops.kernel_names()
     assert len(names) == len(set(names)) >= 19
     for name in names:
         assert f".entry {name}(" in ptx, f"{name} is missing from the PTX"
@@ -58,7 +59,7 @@ def test_every_kernel_compiles_with_nvrtc(arch):
 
 def test_nvrtc_reports_a_broken_source():
     """The compile above is a real one: a typo in a kernel fails with NVRTC's log."""
-    broken = cuda.kernel_source().replace("x[i] = activate_fast(x[i], a);", "x[i] = activate_fast(x[i], a)")
+    broken = cuda_ops.kernel_source().replace("x[i] = activate_fast(x[i], a);", "x[i] = activate_fast(x[i], a)")
     with pytest.raises(AssertionError, match="expected a \";\""):
         compile_ptx(broken, 90)
 
@@ -112,13 +113,13 @@ def test_ops_py_cpu_py_and_cuda_ops_declare_the_same_ops_both_ways():
                    "batchnorm_backward", "flush", "gemm"}
     assert layer_calls <= declared
     assert public_definitions(PACKAGE / "backend" / "cpu.py") == declared
-    assert public_definitions(PACKAGE / "backend" / "cuda.py", scope="CudaOps") == declared
-    instance = cuda.CudaOps(np, kernel=None)
+    assert public_definitions(PACKAGE / "backend" / "cuda" / "ops.py", scope="CudaOps") == declared
+    instance = cuda_ops.CudaOps(np, kernel=None)
     assert {name for name in dir(instance) if not name.startswith("_")} == declared
     assert not declared & public_definitions(PACKAGE / "backend" / "winograd.py"), "Winograd is CPU-only, not an op"
     assert cpu.xp is np and instance.xp is np
     for name in sorted(declared - {"xp"}):
-        assert parameters(getattr(cuda.CudaOps, name), drop_self=True) == parameters(getattr(cpu, name)), name
+        assert parameters(getattr(cuda_ops.CudaOps, name), drop_self=True) == parameters(getattr(cpu, name)), name
 
 
 def op_names_used(tree):
@@ -191,7 +192,7 @@ def test_batched_convolution_in_chunks_matches_cpu(emulated, monkeypatch, size, 
     rng = np.random.default_rng(0)
     batch, c, h, w, k = 5, 6, 7, 9, 12
     out_h, out_w = (h + 2 * pad - size) // stride + 1, (w + 2 * pad - size) // stride + 1
-    monkeypatch.setattr(cuda, "COLUMN_FLOATS", 2 * c // groups * size * size * out_h * out_w)
+    monkeypatch.setattr(cuda_ops, "COLUMN_FLOATS", 2 * c // groups * size * size * out_h * out_w)
     x = rng.standard_normal((batch, c, h, w)).astype(np.float32)
     weights = rng.standard_normal((k, c // groups * size * size)).astype(np.float32)
     delta = rng.standard_normal((batch, k, out_h, out_w)).astype(np.float32)
