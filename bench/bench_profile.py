@@ -17,7 +17,7 @@ ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 sys.path.insert(0, ROOT)
 
 from bench.bench_train import inputs, network, threads, PAUSE_S, THREADS  # noqa: E402
-from pydarknet.backend import direct  # noqa: E402
+from pydarknet.backend.cpu import direct  # noqa: E402
 
 PASSES = ("inference forward", "training forward", "backward", "update")
 

@@ -1,11 +1,12 @@
-"""backend/threads.py: GEMMs cut into pieces that the caller and pydarknet's workers share out."""
+"""backend/cpu/threads.py: GEMMs cut into pieces that the caller and pydarknet's workers share out."""
 import threading
 
 import numba
 import numpy as np
 import pytest
 
-from pydarknet.backend import cpu, threads
+from pydarknet.backend import cpu
+from pydarknet.backend.cpu import threads
 
 
 def test_every_piece_runs_once_on_several_threads():

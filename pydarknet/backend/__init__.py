@@ -1,7 +1,7 @@
 """The backend interface: layers ask an array for its kernels and never ask which device they are on.
 
-`ops_of(a)` returns the ops for a's device, the names ops.py declares with the same signatures on both: the module
-cpu.py for host arrays, cuda/device.py's CudaOps object (`device.ops`) for GPU arrays. `xp_of(a)` is its array module
+`ops_of(a)` returns the ops for a's device, the names ops.py declares with the same signatures on both: the package
+cpu/ for host arrays, cuda/device.py's CudaOps object (`device.ops`) for GPU arrays. `xp_of(a)` is its array module
 (numpy or cupy). The GPU module is imported only when a GPU array or device is first asked for.
 
 Which device a new network goes to (`default_device`), Darknet-style: a `make GPU=1` build records the choice in
@@ -19,6 +19,7 @@ import numpy as np
 from .. import settings
 from ..errors import DarknetError
 from . import cpu
+from .cpu import threads  # noqa: F401  only for cli.py's `from .backend import threads` until it imports .backend.cpu
 
 BUILD_RECORD = pathlib.Path(__file__).resolve().parent.parent / "_build_config.json"
 
@@ -38,7 +39,7 @@ def is_host(a):
 
 
 def ops_of(a):
-    """The ops that work on array a: the cpu module, or the GPU's CudaOps object."""
+    """The ops that work on array a: the cpu package, or the GPU's CudaOps object."""
     return _host_ops if is_host(a) else _gpu_module().ops
 
 

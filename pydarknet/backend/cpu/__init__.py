@@ -10,8 +10,8 @@ import math
 import numba
 import numpy as np
 
-from ..activations import ELU, HARDTAN, LEAKY, LHTAN, LINEAR, LOGGY, LOGISTIC, PLSE, RAMP, RELIE, RELU, STAIR, TANH
-from ..jit import kernel, piece_kernel
+from ...activations import ELU, HARDTAN, LEAKY, LHTAN, LINEAR, LOGGY, LOGISTIC, PLSE, RAMP, RELIE, RELU, STAIR, TANH
+from ...jit import kernel, piece_kernel
 from . import direct, threads, winograd
 
 xp = np         # the array module these ops work on
