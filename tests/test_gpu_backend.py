@@ -1,5 +1,5 @@
-"""The GPU backend without a GPU: its CUDA sources compile with NVRTC, its interface is cpu.py's, its code (with the
-kernels run on the CPU by tests/cuda_emulator.py) gives the CPU's numbers, and the device is chosen as Darknet
+"""The GPU backend without a GPU: its CUDA sources compile with NVRTC, its interface is backend/cpu/'s, its code (with
+the kernels run on the CPU by tests/cuda_emulator.py) gives the CPU's numbers, and the device is chosen as Darknet
 chooses it. The golden suites (test_forward, test_detections, test_training) run on a real GPU where one is."""
 import ast
 import inspect
@@ -101,9 +101,24 @@ def parameters(function, drop_self=False):
     return found[1:] if drop_self else found
 
 
-def test_ops_py_cpu_py_and_cuda_ops_declare_the_same_ops_both_ways():
-    """ops.__all__ is the interface; cpu.py defines exactly those public names (everything else there is private)
-    and CudaOps exactly those, each by name (grep and go-to-definition find them), with the same signatures."""
+CPU = PACKAGE / "backend" / "cpu"
+CPU_HELPERS = {"winograd.py", "direct.py", "threads.py"}     # convolution.py's helpers, CPU-only: no op is here
+
+
+def bound_names(path):
+    """The public names a module binds at its top level: what it defines (public_definitions) and what it imports."""
+    names = set(public_definitions(path))
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            names |= {(alias.asname or alias.name).split(".")[0] for alias in node.names}
+    return {name for name in names if not name.startswith("_")}
+
+
+def test_ops_py_backend_cpu_and_cuda_ops_declare_the_same_ops_both_ways():
+    """ops.__all__ is the interface. The modules of backend/cpu/ define exactly those ops, each in one module and by
+    name (grep and go-to-definition find them), and no other public name (winograd.py, direct.py and threads.py,
+    the convolution's helpers, define no op); cpu/__init__.py binds exactly those names (`import numpy as xp` is the
+    op xp); CudaOps defines exactly those, by name; and the two backends' signatures are the same."""
     declared = set(ops.__all__)
     assert len(ops.__all__) == len(declared), "an op is listed twice in ops.__all__"
     layer_calls = {"bias_activate", "activate", "batch_stats", "batchnorm_train", "convolution_forward",
@@ -112,12 +127,25 @@ def test_ops_py_cpu_py_and_cuda_ops_declare_the_same_ops_both_ways():
                    "shortcut_backward", "local_forward", "local_backward", "im2col", "col2im", "softmax_forward",
                    "batchnorm_backward", "flush", "gemm"}
     assert layer_calls <= declared
-    assert public_definitions(PACKAGE / "backend" / "cpu" / "__init__.py") == declared
+    defined = {}
+    for path in sorted(CPU.glob("*.py")):
+        if path.name != "__init__.py":
+            for name in public_definitions(path):
+                defined.setdefault(name, []).append(path.name)
+    op_modules = {name: files for name, files in defined.items() if name in declared}
+    assert set(op_modules) == declared - {"xp"}, f"not defined in backend/cpu/: {declared - {'xp'} - set(op_modules)}"
+    twice = {name: files for name, files in op_modules.items() if len(files) > 1}
+    assert not twice, f"ops defined in two modules of backend/cpu/: {twice}"
+    assert not {name for name, files in op_modules.items() if CPU_HELPERS & set(files)}, "the helpers are not ops"
+    stray = {name: files for name, files in defined.items() if name not in declared and set(files) - CPU_HELPERS}
+    assert not stray, f"public names of backend/cpu/ that are not ops: {stray}"
+    assert bound_names(CPU / "__init__.py") == declared
+    submodules = {name for name, value in vars(cpu).items()
+                  if inspect.ismodule(value) and value.__name__.startswith(cpu.__name__ + ".")}
+    assert {name for name in vars(cpu) if not name.startswith("_")} - submodules == declared
     assert public_definitions(PACKAGE / "backend" / "cuda" / "ops.py", scope="CudaOps") == declared
     instance = cuda_ops.CudaOps(np, kernel=None)
     assert {name for name in dir(instance) if not name.startswith("_")} == declared
-    winograd = public_definitions(PACKAGE / "backend" / "cpu" / "winograd.py")
-    assert not declared & winograd, "Winograd is CPU-only, not an op"
     assert cpu.xp is np and instance.xp is np
     for name in sorted(declared - {"xp"}):
         assert parameters(getattr(cuda_ops.CudaOps, name), drop_self=True) == parameters(getattr(cpu, name)), name
@@ -148,7 +176,7 @@ def op_names_used(tree):
 
 
 def test_every_op_the_layers_call_is_declared():
-    """Every op reached through ops_of(x) (or the cpu module) outside the backend is in ops.__all__."""
+    """Every op reached through ops_of(x) (or the cpu package) outside the backend is in ops.__all__."""
     called = {}
     for path in sorted(PACKAGE.rglob("*.py")):
         if "backend" in path.relative_to(PACKAGE).parts:
