@@ -151,6 +151,23 @@ def test_ops_py_backend_cpu_and_cuda_ops_declare_the_same_ops_both_ways():
         assert parameters(getattr(cuda_ops.CudaOps, name), drop_self=True) == parameters(getattr(cpu, name)), name
 
 
+def test_only_cuda_device_py_imports_cupy():
+    """CuPy is imported in one place, backend/cuda/device.py, which the backend loads once a GPU is asked for;
+    CudaOps (cuda/ops.py) and the rest of the package run without it."""
+    importers = set()
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                modules = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                modules = [node.module]
+            else:
+                continue
+            if any(module.split(".")[0] in ("cupy", "cupy_backends", "cupyx") for module in modules):
+                importers.add(path.relative_to(PACKAGE).as_posix())
+    assert importers == {"backend/cuda/device.py"}
+
+
 def op_names_used(tree):
     """NAME for every `ops_of(...).NAME`, `v.NAME` with v bound to `ops_of(...)` in the same function, and
     `cpu.NAME` (the CPU ops reached directly); and the places where a name bound to ops_of(...) is used other than

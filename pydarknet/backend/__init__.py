@@ -98,7 +98,7 @@ def build_wants_gpu():
 def gpu_problem(index):
     """Why GPU `index` cannot be used here, in one line; None when it can."""
     try:
-        import cupy
+        cupy = _gpu_module().xp     # cuda/device.py, the one module that imports CuPy
     except Exception as e:  # noqa: BLE001  (any import failure means the same: no CuPy)
         return f"GPU {index} requested, but CuPy cannot be imported ({_first_line(e)})"
     try:
