@@ -2,7 +2,7 @@
 
     activations.py   activate, gradient, bias_activate (normalize, scale, bias and activation fused), flush
     batchnorm.py     batch_stats (mean_cpu, variance_cpu), batchnorm_train, batchnorm_backward
-    im2col.py        im2col, col2im
+    im2col.py        im2col, col2im (in this package's namespace `im2col` is the op, which hides its module)
     convolution.py   gemm, convolution_workspace, convolution_forward, convolution_backward, local_forward, _backward
     pooling.py       maxpool_forward, maxpool_backward, avgpool_forward
     blas.py          shortcut_forward, _backward, upsample_forward, _backward, reorg_forward, _backward,
