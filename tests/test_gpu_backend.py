@@ -114,11 +114,22 @@ def bound_names(path):
     return {name for name in names if not name.startswith("_")}
 
 
+def shared_helpers(folder):
+    """The names that the modules of a package import from one another (`from .module import name`)."""
+    names = set()
+    for path in folder.glob("*.py"):
+        if path.name != "__init__.py":
+            names |= {alias.name for node in ast.parse(path.read_text()).body
+                      if isinstance(node, ast.ImportFrom) and node.level == 1 and node.module for alias in node.names}
+    return names
+
+
 def test_ops_py_backend_cpu_and_cuda_ops_declare_the_same_ops_both_ways():
     """ops.__all__ is the interface. The modules of backend/cpu/ define exactly those ops, each in one module and by
-    name (grep and go-to-definition find them), and no other public name (winograd.py, direct.py and threads.py,
-    the convolution's helpers, define no op); cpu/__init__.py binds exactly those names (`import numpy as xp` is the
-    op xp); CudaOps defines exactly those, by name; and the two backends' signatures are the same."""
+    name (grep and go-to-definition find them); their other public names are helpers that another of them imports
+    (winograd.py, direct.py and threads.py, the convolution's helpers, define no op); cpu/__init__.py binds exactly
+    the ops (`import numpy as xp` is the op xp); CudaOps defines exactly those, by name; and the two backends'
+    signatures are the same."""
     declared = set(ops.__all__)
     assert len(ops.__all__) == len(declared), "an op is listed twice in ops.__all__"
     layer_calls = {"bias_activate", "activate", "batch_stats", "batchnorm_train", "convolution_forward",
@@ -137,8 +148,10 @@ def test_ops_py_backend_cpu_and_cuda_ops_declare_the_same_ops_both_ways():
     twice = {name: files for name, files in op_modules.items() if len(files) > 1}
     assert not twice, f"ops defined in two modules of backend/cpu/: {twice}"
     assert not {name for name, files in op_modules.items() if CPU_HELPERS & set(files)}, "the helpers are not ops"
-    stray = {name: files for name, files in defined.items() if name not in declared and set(files) - CPU_HELPERS}
-    assert not stray, f"public names of backend/cpu/ that are not ops: {stray}"
+    shared = shared_helpers(CPU)
+    stray = {name: files for name, files in defined.items()
+             if name not in declared | shared and set(files) - CPU_HELPERS}
+    assert not stray, f"public names of backend/cpu/ that are neither ops nor helpers its modules share: {stray}"
     assert bound_names(CPU / "__init__.py") == declared
     submodules = {name for name, value in vars(cpu).items()
                   if inspect.ismodule(value) and value.__name__.startswith(cpu.__name__ + ".")}
@@ -243,12 +256,12 @@ def test_batched_convolution_in_chunks_matches_cpu(emulated, monkeypatch, size, 
     weights = rng.standard_normal((k, c // groups * size * size)).astype(np.float32)
     delta = rng.standard_normal((batch, k, out_h, out_w)).astype(np.float32)
     results = []
-    for ops in (cpu, emulated):
+    for kernels in (cpu, emulated):
         y = np.empty((batch, k, out_h, out_w), np.float32)
-        ops.convolution_forward(x, weights, size, stride, pad, groups, y)
+        kernels.convolution_forward(x, weights, size, stride, pad, groups, y)
         updates = np.ones_like(weights)
         dx = np.full_like(x, .5)
-        ops.convolution_backward(x, delta, weights, size, stride, pad, groups, updates, dx)
+        kernels.convolution_backward(x, delta, weights, size, stride, pad, groups, updates, dx)
         results.append((y, updates, dx))
     for ours, theirs, what in zip(results[1], results[0], ("output", "weight updates", "input gradient")):
         np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-5, err_msg=what)
@@ -261,11 +274,11 @@ def test_maxpool_gather_backward_matches_cpu(emulated, size, stride, padding):
     out_h, out_w = (9 + padding - size) // stride + 1, (8 + padding - size) // stride + 1
     delta = rng.standard_normal((2, 3, out_h, out_w)).astype(np.float32)
     results = []
-    for ops in (cpu, emulated):
+    for kernels in (cpu, emulated):
         y = np.empty((2, 3, out_h, out_w), np.float32)
-        _, argmax = ops.maxpool_forward(x, size, stride, padding, y)
+        _, argmax = kernels.maxpool_forward(x, size, stride, padding, y)
         dx = np.full_like(x, .25)
-        ops.maxpool_backward(delta, argmax, size, stride, padding, dx)
+        kernels.maxpool_backward(delta, argmax, size, stride, padding, dx)
         results.append((y, argmax, dx))
     for ours, theirs in zip(*results):
         np.testing.assert_array_equal(ours, theirs)
@@ -276,9 +289,9 @@ def test_softmax_over_strided_rows_matches_cpu(emulated):
     rng = np.random.default_rng(2)
     wide = rng.standard_normal((4, 30)).astype(np.float32)
     outs = []
-    for ops in (cpu, emulated):
+    for kernels in (cpu, emulated):
         y = np.zeros((4, 30), np.float32)
-        ops.softmax_forward(wide[:, 6:], 3, 8, 1, 8, .7, y[:, 6:])
+        kernels.softmax_forward(wide[:, 6:], 3, 8, 1, 8, .7, y[:, 6:])
         outs.append(y)
     np.testing.assert_allclose(outs[1], outs[0], rtol=1e-6, atol=1e-7)
     assert not outs[1][:, :6].any()

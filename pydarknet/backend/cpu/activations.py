@@ -3,7 +3,8 @@ add_bias and activate_array in one pass. Values that come out denormal are set t
 array), as Darknet's -Ofast build does in hardware.
 
 Arithmetic follows Darknet's C: where C promotes a float to double (exp, sqrt, `.1*x`), so do we, and round back to
-float32 where C stores the result. _activate, _flush and _FLT_MIN serve the other modules' fused loops too.
+float32 where C stores the result. activate_value and flush_value (kernels.cu's twins have the same names) and
+FLT_MIN serve the other modules' fused loops too.
 """
 import math
 
@@ -14,11 +15,11 @@ from ...activations import ELU, HARDTAN, LEAKY, LHTAN, LINEAR, LOGGY, LOGISTIC, 
 from ...jit import kernel
 
 
-_FLT_MIN = np.float32(1.17549435e-38)     # below this a float32 is denormal: we flush it, as Darknet's -Ofast does
+FLT_MIN = np.float32(1.17549435e-38)      # below this a float32 is denormal: we flush it, as Darknet's -Ofast does
 
 
 @kernel(inline="always")
-def _activate(x, a):
+def activate_value(x, a):
     """activations.h, one value: computed in double where C promotes, returned as float32."""
     v = np.float64(x)
     if a == LINEAR:
@@ -68,8 +69,8 @@ def _activate(x, a):
 
 
 @kernel(inline="always")
-def _flush(y):
-    return np.float32(0.0) if -_FLT_MIN < y < _FLT_MIN else y
+def flush_value(y):
+    return np.float32(0.0) if -FLT_MIN < y < FLT_MIN else y
 
 
 @kernel(parallel=True)
@@ -95,14 +96,14 @@ def _bias_activate(y, mean, variance, scales, biases, normalize, a):
             for i in range(size):
                 v = (row[i] - m) * k + bias
                 v = v if v > 0 else np.float32(0.1) * v
-                row[i] = np.float32(0.0) if abs(v) < _FLT_MIN else v   # NaN stays NaN
+                row[i] = np.float32(0.0) if abs(v) < FLT_MIN else v   # NaN stays NaN
         elif a == LINEAR:
             for i in range(size):
                 v = (row[i] - m) * k + bias
-                row[i] = np.float32(0.0) if abs(v) < _FLT_MIN else v   # NaN stays NaN
+                row[i] = np.float32(0.0) if abs(v) < FLT_MIN else v   # NaN stays NaN
         else:
             for i in range(size):
-                row[i] = _flush(_activate((row[i] - m) * k + bias, a))
+                row[i] = flush_value(activate_value((row[i] - m) * k + bias, a))
 
 
 def bias_activate(y, biases, activation, scales=None, mean=None, variance=None):
@@ -122,14 +123,14 @@ def _activate_array(x, a):
         for i in numba.prange(n):
             v = x[i]
             v = v if v > 0 else np.float32(0.1) * v
-            x[i] = np.float32(0.0) if abs(v) < _FLT_MIN else v   # NaN stays NaN
+            x[i] = np.float32(0.0) if abs(v) < FLT_MIN else v   # NaN stays NaN
     elif a == LINEAR:
         for i in numba.prange(n):
             v = x[i]
-            x[i] = np.float32(0.0) if abs(v) < _FLT_MIN else v   # NaN stays NaN
+            x[i] = np.float32(0.0) if abs(v) < FLT_MIN else v   # NaN stays NaN
     else:
         for i in numba.prange(n):
-            x[i] = _flush(_activate(x[i], a))
+            x[i] = flush_value(activate_value(x[i], a))
 
 
 def activate(x, activation):
@@ -197,7 +198,7 @@ def gradient(y, activation, delta):
 @kernel(parallel=True)
 def _flush_array(x):
     for i in numba.prange(x.size):
-        if -_FLT_MIN < x[i] < _FLT_MIN:
+        if -FLT_MIN < x[i] < FLT_MIN:
             x[i] = 0.0
 
 

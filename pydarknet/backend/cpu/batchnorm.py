@@ -8,7 +8,7 @@ import numpy as np
 
 from ...activations import LEAKY, LINEAR
 from ...jit import kernel
-from .activations import _FLT_MIN, _activate
+from .activations import FLT_MIN, activate_value
 
 
 @kernel(parallel=True)
@@ -75,8 +75,8 @@ def _batchnorm_train(y, mean, variance, scales, biases, a, x, x_norm):
             if a == LEAKY:
                 v = v if v > 0 else np.float32(0.1) * v
             elif a != LINEAR:
-                v = _activate(v, a)
-            y[b, c, i] = np.float32(0.0) if abs(v) < _FLT_MIN else v   # NaN stays NaN
+                v = activate_value(v, a)
+            y[b, c, i] = np.float32(0.0) if abs(v) < FLT_MIN else v   # NaN stays NaN
 
 
 def batchnorm_train(y, mean, variance, scales, biases, activation, x=None, x_norm=None):

@@ -8,7 +8,7 @@ import numpy as np
 
 from ...activations import LINEAR
 from ...jit import kernel
-from .activations import _activate, _flush, activate
+from .activations import activate, activate_value, flush_value
 
 
 @kernel(parallel=True)
@@ -113,7 +113,7 @@ def _shortcut(add, alpha, beta, out):
 def _shortcut_same(x, add, alpha, beta, a, out):
     for i in numba.prange(x.size):
         v = alpha * x[i] + beta * add[i]
-        out[i] = _flush(v if a == LINEAR else _activate(v, a))
+        out[i] = flush_value(v if a == LINEAR else activate_value(v, a))
 
 
 def shortcut_forward(x, add, alpha, beta, activation, out):

@@ -7,7 +7,7 @@ import numpy as np
 
 from ...jit import kernel
 from . import direct, threads, winograd
-from .im2col import _col2im_rows, _im2col_rows, im2col
+from .im2col import col2im_rows, im2col, im2col_rows
 
 
 # ---- GEMM (gemm.c): numpy's BLAS, in single-threaded calls -----------------------------------------------------
@@ -90,7 +90,7 @@ def convolution_forward(x, weights, size, stride, pad, groups, y, workspace=None
             col = xg.reshape(cg, -1)
         else:
             col = threads.buffer(rows * out_h * out_w).reshape(rows, -1)
-            _im2col_rows(xg, size, stride, pad, out_w, 0, out_h, col.reshape(-1))
+            im2col_rows(xg, size, stride, pad, out_w, 0, out_h, col.reshape(-1))
         np.matmul(wg, col, out=yg)
 
     if batch * groups == 1:     # one GEMM, cut into pieces
@@ -129,7 +129,7 @@ def _convolve_in_pieces(x, weights, size, stride, pad, out_h, out_w, y):
     def piece(i):
         first, last = i * per_piece, min(out_h, (i + 1) * per_piece)
         col = threads.buffer(rows * (last - first) * out_w)
-        _im2col_rows(x, size, stride, pad, out_w, first, last, col)
+        im2col_rows(x, size, stride, pad, out_w, first, last, col)
         np.matmul(weights, col.reshape(rows, -1), out=y[:, first * out_w:last * out_w])
 
     threads.run(piece, -(-out_h // per_piece))
@@ -213,11 +213,11 @@ def _backward_image(x, d, w, size, stride, pad, out_w, per_piece, total, fresh, 
         dp = d[:, first * out_w:last * out_w]
         if total is not None:
             col = threads.buffer(rows * n).reshape(rows, n)
-            _im2col_rows(x, size, stride, pad, out_w, first, last, col.reshape(-1))
+            im2col_rows(x, size, stride, pad, out_w, first, last, col.reshape(-1))
             _add_product(col, dp.T, total, fresh and first == 0)
         if dx is not None:
             gradient_columns = gemm(w.T, dp, out=threads.buffer(rows * n, "gradient").reshape(rows, n))
-            _col2im_rows(gradient_columns.reshape(-1), size, stride, pad, out_w, first, last, dx)
+            col2im_rows(gradient_columns.reshape(-1), size, stride, pad, out_w, first, last, dx)
 
 
 def _add_product(a, b, total, fresh):

@@ -34,7 +34,7 @@ def _im2col(x, size, stride, pad, out_h, out_w, col):
 
 
 @piece_kernel
-def _im2col_rows(x, size, stride, pad, out_w, first, last, col):
+def im2col_rows(x, size, stride, pad, out_w, first, last, col):
     """_im2col for the output rows first..last-1 only, on one thread: col is (C*size*size, (last-first)*out_w)."""
     for row in range(x.shape[0] * size * size):
         _im2col_row(x, size, stride, pad, out_w, row, first, last, col)
@@ -77,7 +77,7 @@ def _col2im(col, size, stride, pad, out_h, out_w, x):
 
 
 @piece_kernel
-def _col2im_rows(col, size, stride, pad, out_w, first, last, x):
+def col2im_rows(col, size, stride, pad, out_w, first, last, x):
     """_col2im for the output rows first..last-1 only, on one thread."""
     for row in range(x.shape[0] * size * size):
         _col2im_row(col, size, stride, pad, out_w, row, first, last, x)

@@ -16,7 +16,7 @@ __device__ __forceinline__ float flush_value(float y)
     return (y > -FLUSH_BELOW && y < FLUSH_BELOW) ? 0.0f : y;
 }
 
-// activations.h, one value, computed in double where C promotes (cpu/activations.py's _activate)
+// activations.h, one value, computed in double where C promotes (cpu/activations.py's activate_value)
 __device__ float activate_value(float x, int a)
 {
     double v = x, r;
