@@ -15,6 +15,7 @@ float32, Darknet's memory order. 3x3 convolutions with many channels go through 
 Darknet's C: where C promotes a float to double (exp, sqrt, `.1*x`), so do we, and round back to float32 where C
 stores the result.
 """
+# ruff: noqa: F401  (the imports are the package's names: the ops that ops.py declares)
 import numpy as xp      # the array module these ops work on
 
 from .activations import activate, bias_activate, flush, gradient

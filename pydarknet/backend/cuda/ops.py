@@ -26,7 +26,7 @@ BLOCK = 256             # threads per block; channel_sum_kernel's shared array h
 MAX_GRID = 1 << 16      # blocks per launch; the grid-stride loops cover the rest
 COLUMN_FLOATS = 1 << 28     # convolution columns per chunk of images (1 GiB)
 
-I, L, F = np.int32, np.int64, np.float32
+I, L, F = np.int32, np.int64, np.float32     # noqa: E741  (the kernels' int, long long and float arguments)
 
 
 def kernel_source():
