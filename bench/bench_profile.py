@@ -13,9 +13,8 @@ import statistics
 import sys
 import time
 
-
 from bench.bench_train import inputs, network, threads, PAUSE_S, THREADS
-from pydarknet.backend import direct
+from pydarknet.backend.cpu import direct
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 

@@ -211,11 +211,11 @@ class TorchProcess:
 
 @contextlib.contextmanager
 def threads(n):
-    """pydarknet on n threads, as `-threads n` sets it: Numba's count, which its kernels and backend/threads.py's
+    """pydarknet on n threads, as `-threads n` sets it: Numba's count, which its kernels and backend/cpu/threads.py's
     GEMM pieces use, with BLAS itself on one thread (BLAS on n as well put n x n threads on the cores: the
     training step took 2.5x as long). Numba's count is restored afterwards."""
     import numba
-    from pydarknet.backend import threads as gemm_threads
+    from pydarknet.backend.cpu import threads as gemm_threads
     before = numba.get_num_threads()
     numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
     gemm_threads.limit_blas(again=True)

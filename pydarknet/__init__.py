@@ -8,7 +8,7 @@ Three ways in:
 """
 import os
 
-# Two sets of threads share the cores: Numba's (OpenMP) for the kernels and backend/threads.py's for the GEMM pieces
+# Two sets of threads share the cores: Numba's (OpenMP) for the kernels and backend/cpu/threads.py's for the GEMM pieces
 # (BLAS itself runs on one thread; OpenBLAS's own pool matters where a program raises that again). Idle OpenMP or
 # OpenBLAS threads would spin and starve the others, so both are told to sleep soon. This works when pydarknet is
 # imported before numpy has loaded OpenBLAS and before the first Numba kernel runs.

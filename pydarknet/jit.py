@@ -17,13 +17,13 @@ ieee_kernel = functools.partial(numba.njit, cache=True, error_model="numpy")
 # Image operations: IEEE division, and the GIL released so that the data loader's threads run them in parallel.
 image_kernel = functools.partial(numba.njit, cache=True, nogil=True, error_model="numpy")
 
-# Loops that run inside the pieces backend/threads.py shares out: serial, and the GIL released so that the pieces
+# Loops that run inside the pieces backend/cpu/threads.py shares out: serial, and the GIL released so that the pieces
 # run side by side.
 piece_kernel = functools.partial(numba.njit, cache=True, nogil=True)
 
-# Loops that must become vector code (backend/direct.py's pieces): sums may be reordered and multiply-adds fused, so
+# Loops that must become vector code (backend/cpu/direct.py's pieces): sums may be reordered and multiply-adds fused, so
 # float32 results move within rounding; NaNs and infinities are still honoured (no nnan, ninf). Not for batch-norm
-# statistics: Darknet's order there is visible (backend/cpu.py's _batch_stats).
+# statistics: Darknet's order there is visible (backend/cpu/batchnorm.py's _batch_stats).
 VECTOR_MATH = {"contract", "reassoc"}
 vector_kernel = functools.partial(numba.njit, cache=True, nogil=True, fastmath=VECTOR_MATH)
 

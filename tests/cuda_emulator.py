@@ -17,7 +17,7 @@ import types
 
 import numpy as np
 
-from pydarknet.backend.cuda import CudaOps, kernel_source
+from pydarknet.backend.cuda.ops import CudaOps, kernel_source
 
 HEADER = r"""
 #include <math.h>
@@ -262,7 +262,7 @@ def install_gpu(monkeypatch):
         pytest.skip("no C++ compiler (g++) to run the CUDA kernels on the CPU")
     xp = emulated_cupy()
     ops = CudaOps(xp, DeviceKernels(shared_emulator()))
-    gpu = types.SimpleNamespace(xp=xp, set_math=lambda mode: None, ops=ops)     # what backend uses of gpu.py
+    gpu = types.SimpleNamespace(xp=xp, set_math=lambda mode: None, ops=ops)     # what backend uses of cuda/device.py
     monkeypatch.setattr(backend, "_gpu_module", lambda: gpu)
     monkeypatch.setattr(backend, "gpu_problem", lambda index: None if index == 0 else f"no GPU {index}")
     return gpu

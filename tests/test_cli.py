@@ -204,7 +204,7 @@ def test_layer_table_and_unused_fields_on_stderr(workdir):
 
 
 def test_threads_flag_sets_numba_and_blas(workdir, monkeypatch):
-    """-threads N: N threads for the kernels and the GEMM pieces; BLAS itself on one (backend/threads.py)."""
+    """-threads N: N threads for the kernels and the GEMM pieces; BLAS itself on one (backend/cpu/threads.py)."""
     import numba
     from threadpoolctl import threadpool_info
     monkeypatch.setattr(numba, "set_num_threads", numba.set_num_threads)

@@ -1,9 +1,10 @@
-"""backend/direct.py: 3x3 stride-1 pad-1 convolutions with few input channels, without im2col, against float64."""
+"""backend/cpu/direct.py: 3x3 stride-1 pad-1 convolutions with few input channels, without im2col, against float64."""
 import numpy as np
 import pytest
 
 import reference
-from pydarknet.backend import cpu, direct
+from pydarknet.backend import cpu
+from pydarknet.backend.cpu import direct
 from test_threads import convolution_gradients
 
 # (batch, channels, height, width, filters): odd sizes, filters not a multiple of 4 nor of 2, one pixel, one image

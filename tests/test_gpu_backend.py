@@ -1,5 +1,5 @@
-"""The GPU backend without a GPU: its CUDA sources compile with NVRTC, its interface is cpu.py's, its code (with the
-kernels run on the CPU by tests/cuda_emulator.py) gives the CPU's numbers, and the device is chosen as Darknet
+"""The GPU backend without a GPU: its CUDA sources compile with NVRTC, its interface is backend/cpu/'s, its code (with
+the kernels run on the CPU by tests/cuda_emulator.py) gives the CPU's numbers, and the device is chosen as Darknet
 chooses it. The golden suites (test_forward, test_detections, test_training) run on a real GPU where one is."""
 import ast
 import inspect
@@ -13,7 +13,8 @@ import pytest
 import cuda_emulator
 from pydarknet import backend, cli
 from pydarknet.activations import LEAKY, LOGISTIC
-from pydarknet.backend import cpu, cuda, ops
+from pydarknet.backend import cpu, ops
+from pydarknet.backend.cuda import ops as cuda_ops
 from pydarknet.cfg import read_cfg
 from pydarknet.errors import DarknetError
 from pydarknet.network import Network
@@ -39,7 +40,7 @@ def compile_ptx(source, arch):
     lib = nvrtc()
     program = lib.createProgram(source, "kernels.cu", [], [])
     try:
-        lib.compileProgram(program, list(cuda.OPTIONS) + [f"--gpu-architecture=compute_{arch}"])
+        lib.compileProgram(program, list(cuda_ops.OPTIONS) + [f"--gpu-architecture=compute_{arch}"])
         return lib.getPTX(program).decode() if isinstance(lib.getPTX(program), bytes) else lib.getPTX(program)
     except lib.NVRTCError:
         raise AssertionError(lib.getProgramLog(program)) from None
@@ -50,8 +51,8 @@ def compile_ptx(source, arch):
 @pytest.mark.nvrtc
 @pytest.mark.parametrize("arch", [75, 90])   # Turing (the oldest CUDA 13 supports) and Hopper
 def test_every_kernel_compiles_with_nvrtc(arch):
-    ptx = compile_ptx(cuda.kernel_source(), arch)
-    names = cuda.kernel_names()
+    ptx = compile_ptx(cuda_ops.kernel_source(), arch)
+    names = cuda_ops.kernel_names()
     assert len(names) == len(set(names)) >= 19
     for name in names:
         assert f".entry {name}(" in ptx, f"{name} is missing from the PTX"
@@ -60,7 +61,7 @@ def test_every_kernel_compiles_with_nvrtc(arch):
 @pytest.mark.nvrtc
 def test_nvrtc_reports_a_broken_source():
     """The compile above is a real one: a typo in a kernel fails with NVRTC's log."""
-    broken = cuda.kernel_source().replace("x[i] = activate_fast(x[i], a);", "x[i] = activate_fast(x[i], a)")
+    broken = cuda_ops.kernel_source().replace("x[i] = activate_fast(x[i], a);", "x[i] = activate_fast(x[i], a)")
     with pytest.raises(AssertionError, match="expected a \";\""):
         compile_ptx(broken, 90)
 
@@ -102,9 +103,35 @@ def parameters(function, drop_self=False):
     return found[1:] if drop_self else found
 
 
-def test_ops_py_cpu_py_and_cuda_ops_declare_the_same_ops_both_ways():
-    """ops.__all__ is the interface; cpu.py defines exactly those public names (everything else there is private)
-    and CudaOps exactly those, each by name (grep and go-to-definition find them), with the same signatures."""
+CPU = PACKAGE / "backend" / "cpu"
+CPU_HELPERS = {"winograd.py", "direct.py", "threads.py"}     # convolution.py's helpers, CPU-only: no op is here
+
+
+def bound_names(path):
+    """The public names a module binds at its top level: what it defines (public_definitions) and what it imports."""
+    names = set(public_definitions(path))
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            names |= {(alias.asname or alias.name).split(".")[0] for alias in node.names}
+    return {name for name in names if not name.startswith("_")}
+
+
+def shared_helpers(folder):
+    """The names that the modules of a package import from one another (`from .module import name`)."""
+    names = set()
+    for path in folder.glob("*.py"):
+        if path.name != "__init__.py":
+            names |= {alias.name for node in ast.parse(path.read_text()).body
+                      if isinstance(node, ast.ImportFrom) and node.level == 1 and node.module for alias in node.names}
+    return names
+
+
+def test_ops_py_backend_cpu_and_cuda_ops_declare_the_same_ops_both_ways():
+    """ops.__all__ is the interface. The modules of backend/cpu/ define exactly those ops, each in one module and by
+    name (grep and go-to-definition find them); their other public names are helpers that another of them imports
+    (winograd.py, direct.py and threads.py, the convolution's helpers, define no op); cpu/__init__.py binds exactly
+    the ops (`import numpy as xp` is the op xp); CudaOps defines exactly those, by name; and the two backends'
+    signatures are the same."""
     declared = set(ops.__all__)
     assert len(ops.__all__) == len(declared), "an op is listed twice in ops.__all__"
     layer_calls = {"bias_activate", "activate", "batch_stats", "batchnorm_train", "convolution_forward",
@@ -113,14 +140,47 @@ def test_ops_py_cpu_py_and_cuda_ops_declare_the_same_ops_both_ways():
                    "shortcut_backward", "local_forward", "local_backward", "im2col", "col2im", "softmax_forward",
                    "batchnorm_backward", "flush", "gemm"}
     assert layer_calls <= declared
-    assert public_definitions(PACKAGE / "backend" / "cpu.py") == declared
-    assert public_definitions(PACKAGE / "backend" / "cuda.py", scope="CudaOps") == declared
-    instance = cuda.CudaOps(np, kernel=None)
+    defined = {}
+    for path in sorted(CPU.glob("*.py")):
+        if path.name != "__init__.py":
+            for name in public_definitions(path):
+                defined.setdefault(name, []).append(path.name)
+    op_modules = {name: files for name, files in defined.items() if name in declared}
+    assert set(op_modules) == declared - {"xp"}, f"not defined in backend/cpu/: {declared - {'xp'} - set(op_modules)}"
+    twice = {name: files for name, files in op_modules.items() if len(files) > 1}
+    assert not twice, f"ops defined in two modules of backend/cpu/: {twice}"
+    assert not {name for name, files in op_modules.items() if CPU_HELPERS & set(files)}, "the helpers are not ops"
+    shared = shared_helpers(CPU)
+    stray = {name: files for name, files in defined.items()
+             if name not in declared | shared and set(files) - CPU_HELPERS}
+    assert not stray, f"public names of backend/cpu/ that are neither ops nor helpers its modules share: {stray}"
+    assert bound_names(CPU / "__init__.py") == declared
+    submodules = {name for name, value in vars(cpu).items()
+                  if inspect.ismodule(value) and value.__name__.startswith(cpu.__name__ + ".")}
+    assert {name for name in vars(cpu) if not name.startswith("_")} - submodules == declared
+    assert public_definitions(PACKAGE / "backend" / "cuda" / "ops.py", scope="CudaOps") == declared
+    instance = cuda_ops.CudaOps(np, kernel=None)
     assert {name for name in dir(instance) if not name.startswith("_")} == declared
-    assert not declared & public_definitions(PACKAGE / "backend" / "winograd.py"), "Winograd is CPU-only, not an op"
     assert cpu.xp is np and instance.xp is np
     for name in sorted(declared - {"xp"}):
-        assert parameters(getattr(cuda.CudaOps, name), drop_self=True) == parameters(getattr(cpu, name)), name
+        assert parameters(getattr(cuda_ops.CudaOps, name), drop_self=True) == parameters(getattr(cpu, name)), name
+
+
+def test_only_cuda_device_py_imports_cupy():
+    """CuPy is imported in one place, backend/cuda/device.py, which the backend loads once a GPU is asked for;
+    CudaOps (cuda/ops.py) and the rest of the package run without it."""
+    importers = set()
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                modules = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                modules = [node.module]
+            else:
+                continue
+            if any(module.split(".")[0] in ("cupy", "cupy_backends", "cupyx") for module in modules):
+                importers.add(path.relative_to(PACKAGE).as_posix())
+    assert importers == {"backend/cuda/device.py"}
 
 
 def op_names_used(tree):
@@ -148,7 +208,7 @@ def op_names_used(tree):
 
 
 def test_every_op_the_layers_call_is_declared():
-    """Every op reached through ops_of(x) (or the cpu module) outside the backend is in ops.__all__."""
+    """Every op reached through ops_of(x) (or the cpu package) outside the backend is in ops.__all__."""
     called = {}
     for path in sorted(PACKAGE.rglob("*.py")):
         if "backend" in path.relative_to(PACKAGE).parts:
@@ -193,17 +253,17 @@ def test_batched_convolution_in_chunks_matches_cpu(emulated, monkeypatch, size, 
     rng = np.random.default_rng(0)
     batch, c, h, w, k = 5, 6, 7, 9, 12
     out_h, out_w = (h + 2 * pad - size) // stride + 1, (w + 2 * pad - size) // stride + 1
-    monkeypatch.setattr(cuda, "COLUMN_FLOATS", 2 * c // groups * size * size * out_h * out_w)
+    monkeypatch.setattr(cuda_ops, "COLUMN_FLOATS", 2 * c // groups * size * size * out_h * out_w)
     x = rng.standard_normal((batch, c, h, w)).astype(np.float32)
     weights = rng.standard_normal((k, c // groups * size * size)).astype(np.float32)
     delta = rng.standard_normal((batch, k, out_h, out_w)).astype(np.float32)
     results = []
-    for ops in (cpu, emulated):
+    for kernels in (cpu, emulated):
         y = np.empty((batch, k, out_h, out_w), np.float32)
-        ops.convolution_forward(x, weights, size, stride, pad, groups, y)
+        kernels.convolution_forward(x, weights, size, stride, pad, groups, y)
         updates = np.ones_like(weights)
         dx = np.full_like(x, .5)
-        ops.convolution_backward(x, delta, weights, size, stride, pad, groups, updates, dx)
+        kernels.convolution_backward(x, delta, weights, size, stride, pad, groups, updates, dx)
         results.append((y, updates, dx))
     for ours, theirs, what in zip(results[1], results[0], ("output", "weight updates", "input gradient")):
         np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-5, err_msg=what)
@@ -216,11 +276,11 @@ def test_maxpool_gather_backward_matches_cpu(emulated, size, stride, padding):
     out_h, out_w = (9 + padding - size) // stride + 1, (8 + padding - size) // stride + 1
     delta = rng.standard_normal((2, 3, out_h, out_w)).astype(np.float32)
     results = []
-    for ops in (cpu, emulated):
+    for kernels in (cpu, emulated):
         y = np.empty((2, 3, out_h, out_w), np.float32)
-        _, argmax = ops.maxpool_forward(x, size, stride, padding, y)
+        _, argmax = kernels.maxpool_forward(x, size, stride, padding, y)
         dx = np.full_like(x, .25)
-        ops.maxpool_backward(delta, argmax, size, stride, padding, dx)
+        kernels.maxpool_backward(delta, argmax, size, stride, padding, dx)
         results.append((y, argmax, dx))
     for ours, theirs in zip(*results):
         np.testing.assert_array_equal(ours, theirs)
@@ -231,9 +291,9 @@ def test_softmax_over_strided_rows_matches_cpu(emulated):
     rng = np.random.default_rng(2)
     wide = rng.standard_normal((4, 30)).astype(np.float32)
     outs = []
-    for ops in (cpu, emulated):
+    for kernels in (cpu, emulated):
         y = np.zeros((4, 30), np.float32)
-        ops.softmax_forward(wide[:, 6:], 3, 8, 1, 8, .7, y[:, 6:])
+        kernels.softmax_forward(wide[:, 6:], 3, 8, 1, 8, .7, y[:, 6:])
         outs.append(y)
     np.testing.assert_allclose(outs[1], outs[0], rtol=1e-6, atol=1e-7)
     assert not outs[1][:, :6].any()

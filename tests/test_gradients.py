@@ -19,7 +19,8 @@ import pytest
 from pydarknet.errors import CfgError
 
 from pydarknet.activations import ACTIVATIONS
-from pydarknet.backend import cpu, winograd
+from pydarknet.backend import cpu
+from pydarknet.backend.cpu import winograd
 from pydarknet.cfg import read_cfg
 from pydarknet.network import Network
 

@@ -1,11 +1,12 @@
-"""backend/threads.py: GEMMs cut into pieces that the caller and pydarknet's workers share out."""
+"""backend/cpu/threads.py: GEMMs cut into pieces that the caller and pydarknet's workers share out."""
 import threading
 
 import numba
 import numpy as np
 import pytest
 
-from pydarknet.backend import cpu, threads
+from pydarknet.backend import cpu
+from pydarknet.backend.cpu import convolution, threads
 
 
 def test_every_piece_runs_once_on_several_threads():
@@ -70,9 +71,9 @@ def test_convolution_in_pieces(monkeypatch, shape, filters, size, stride, pad, g
     import reference
     monkeypatch.setenv("PYDARKNET_DIRECT_MAX_CHANNELS", "0")
     if pieces == "rows":
-        monkeypatch.setattr(cpu, "_LARGE_COLUMNS", 1)
-        monkeypatch.setattr(cpu, "_PIECE_COLUMNS", 1)
-        monkeypatch.setattr(cpu, "_PIECE_MIN_WIDTH", 1)        # one output row a piece
+        monkeypatch.setattr(convolution, "_LARGE_COLUMNS", 1)
+        monkeypatch.setattr(convolution, "_PIECE_COLUMNS", 1)
+        monkeypatch.setattr(convolution, "_PIECE_MIN_WIDTH", 1)        # one output row a piece
     rng = np.random.default_rng(5)
     x = rng.standard_normal((2,) + shape).astype(np.float32)
     w = rng.standard_normal((filters, shape[0] // groups * size * size)).astype(np.float32)
@@ -122,9 +123,9 @@ def test_convolution_backward_in_pieces(monkeypatch, batch, shape, filters, size
     if way != "direct":
         monkeypatch.setenv("PYDARKNET_DIRECT_MAX_CHANNELS", "0")
     if way == "rows":
-        monkeypatch.setattr(cpu, "_LARGE_COLUMNS", 1)
-        monkeypatch.setattr(cpu, "_PIECE_COLUMNS", 1)
-        monkeypatch.setattr(cpu, "_PIECE_MIN_WIDTH", 1)
+        monkeypatch.setattr(convolution, "_LARGE_COLUMNS", 1)
+        monkeypatch.setattr(convolution, "_PIECE_COLUMNS", 1)
+        monkeypatch.setattr(convolution, "_PIECE_MIN_WIDTH", 1)
     if way == "winograd":
         monkeypatch.setenv("PYDARKNET_WINOGRAD_MIN_CHANNELS", "1")
     rng = np.random.default_rng(7)

@@ -1,8 +1,8 @@
 """The backend interface: layers ask an array for its kernels and never ask which device they are on.
 
-`ops_of(a)` returns the ops for a's device, the names ops.py declares with the same signatures on both: the module
-cpu.py for host arrays, gpu.py's CudaOps object (`gpu.ops`) for GPU arrays. `xp_of(a)` is its array module (numpy or
-cupy). The GPU module is imported only when a GPU array or device is first asked for.
+`ops_of(a)` returns the ops for a's device, the names ops.py declares with the same signatures on both: the package
+cpu/ for host arrays, cuda/device.py's CudaOps object (`device.ops`) for GPU arrays. `xp_of(a)` is its array module
+(numpy or cupy). The GPU module is imported only when a GPU array or device is first asked for.
 
 Which device a new network goes to (`default_device`), Darknet-style: a `make GPU=1` build records the choice in
 pydarknet/_build_config.json and then uses GPU 0; the command line's -i N picks another and -nogpu the CPU;
@@ -28,8 +28,8 @@ _reported = set()       # fallback messages already printed
 
 
 def _gpu_module():
-    from . import gpu   # imports cupy; only reached once a GPU is requested
-    return gpu
+    from .cuda import device    # imports cupy; only reached once a GPU is requested
+    return device
 
 
 def is_host(a):
@@ -38,7 +38,7 @@ def is_host(a):
 
 
 def ops_of(a):
-    """The ops that work on array a: the cpu module, or the GPU's CudaOps object."""
+    """The ops that work on array a: the cpu package, or the GPU's CudaOps object."""
     return _host_ops if is_host(a) else _gpu_module().ops
 
 
@@ -97,7 +97,7 @@ def build_wants_gpu():
 def gpu_problem(index):
     """Why GPU `index` cannot be used here, in one line; None when it can."""
     try:
-        import cupy
+        cupy = _gpu_module().xp     # cuda/device.py, the one module that imports CuPy
     except Exception as e:  # noqa: BLE001  (any import failure means the same: no CuPy)
         return f"GPU {index} requested, but CuPy cannot be imported ({_first_line(e)})"
     try:

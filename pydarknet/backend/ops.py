@@ -1,8 +1,9 @@
 """The op interface: every name a layer may reach through `ops_of(x).NAME`.
 
-Two backends implement it with the same names and signatures: cpu.py (module functions, Numba and numpy's BLAS)
-and cuda.py's CudaOps (methods, kernels.cu and cuBLAS; gpu.py binds it to CuPy). tests/test_gpu_backend.py checks
-that this list, cpu.py's public names and CudaOps's are the same, and that every op the layers call is listed here.
+Two backends implement it with the same names and signatures: the package cpu/ (module functions, Numba and
+numpy's BLAS) and cuda/ops.py's CudaOps (methods, cuda/kernels.cu and cuBLAS; cuda/device.py binds it to CuPy).
+tests/test_gpu_backend.py checks that this list, the ops cpu/'s modules define (and cpu/__init__.py binds) and
+CudaOps's are the same, and that every op the layers call is listed here.
 Arrays are NCHW float32; ops that take an output array (y, dx, ...) write into it and return it.
 """
 

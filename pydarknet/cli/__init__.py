@@ -39,10 +39,10 @@ USAGE = __doc__.split("\n\n", 1)[1]
 
 
 def set_threads(n):
-    """Threads for Numba's kernels and for the GEMMs alike (backend/threads.py shares single-threaded BLAS calls
+    """Threads for Numba's kernels and for the GEMMs alike (backend/cpu/threads.py shares single-threaded BLAS calls
     out over as many)."""
     import numba
-    from ..backend import threads
+    from ..backend.cpu import threads
     n = max(1, min(int(n), numba.config.NUMBA_NUM_THREADS))
     numba.set_num_threads(n)
     threads.limit_blas(again=True)
@@ -93,7 +93,7 @@ def refuse_unused_imports():
 
 
 # Where none of these is set before numpy loads its BLAS, the command sets them to 1: the library then starts on
-# one thread, as backend/threads.py wants it, and threadpoolctl need not find and limit it (0.01-0.02 s).
+# one thread, as backend/cpu/threads.py wants it, and threadpoolctl need not find and limit it (0.01-0.02 s).
 BLAS_THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
@@ -106,7 +106,7 @@ def prepare_process():
     if blas_by_environment:
         os.environ.update(dict.fromkeys(BLAS_THREAD_VARIABLES, "1"))
     from .. import jit
-    from ..backend import threads as gemm_threads
+    from ..backend.cpu import threads as gemm_threads
     jit.light_cache_loads()
     if blas_by_environment:
         gemm_threads.blas_limited_by_environment()

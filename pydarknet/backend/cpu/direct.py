@@ -14,8 +14,8 @@ CPU-only, and not an op of the backend interface (ops.py): cpu.convolution_forwa
 import numba
 import numpy as np
 
-from .. import settings
-from ..jit import kernel, vector_kernel
+from ... import settings
+from ...jit import kernel, vector_kernel
 from . import threads
 
 _BAND_FLOATS = 2048     # outputs per channel made at a time: 4 channels' bands stay in the core's L1 cache

@@ -1,14 +1,14 @@
-"""GPU kernels: CudaOps (cuda.py) bound to CuPy, kernels.cu compiled by NVRTC once per device, GEMM by cuBLAS.
+"""GPU kernels: CudaOps (cuda/ops.py) bound to CuPy, kernels.cu compiled by NVRTC once per device, GEMM by cuBLAS.
 
-`ops` is the one CudaOps object of the process, the twin of cpu.py (the ops of ops.py, same names and signatures,
-on cupy arrays of the current device); `xp` and `set_math` are what backend/__init__.py needs besides.
+`ops` is the one CudaOps object of the process, the twin of backend/cpu/ (the ops of backend/ops.py, same names and
+signatures, on cupy arrays of the current device); `xp` and `set_math` are what backend/__init__.py needs besides.
 Importing this module imports CuPy; backend/__init__.py does so only once a GPU is asked for.
 """
 import cupy
 import numpy as np
 
-from ..errors import DarknetError
-from .cuda import OPTIONS, CudaOps, kernel_source
+from ...errors import DarknetError
+from .ops import OPTIONS, CudaOps, kernel_source
 
 MATH_MODES = ("fp32", "tf32")
 

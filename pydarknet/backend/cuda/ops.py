@@ -1,15 +1,15 @@
 """The GPU backend's operations, written against an array module and a kernel launcher: kernels.cu and CudaOps.
 
-gpu.py binds CudaOps to CuPy (kernels.cu compiled by NVRTC, GEMM through cuBLAS). CudaOps's public names are
-exactly the ops that ops.py declares, each defined here by name: a method that is the twin of the cpu.py function of
-the same name and signature, working on cupy arrays of the current device (and `xp`, the array module). The
-arithmetic is cpu.py's; where the GPU sums in another order (GEMM, per-channel reductions) the results agree within
+device.py binds CudaOps to CuPy (kernels.cu compiled by NVRTC, GEMM through cuBLAS). CudaOps's public names are
+exactly the ops that backend/ops.py declares, each defined here by name: a method that is the twin of the backend/cpu/
+function of the same name and signature, working on cupy arrays of the current device (and `xp`, the array module).
+The arithmetic is cpu/'s; where the GPU sums in another order (GEMM, per-channel reductions) the results agree within
 float32 rounding. Because CudaOps takes its array module and kernel launcher as arguments, the tests also run it
 on the CPU (tests/cuda_emulator.py: kernels.cu compiled with a C++ compiler, arrays that play CuPy's).
 
 Convolutions run batched: the columns of many images at once (rows C*size*size, then image, then position), one
-GEMM per chunk of images, instead of cpu.py's image by image. PYDARKNET_GPU_MATH=tf32 lets cuBLAS use TF32 tensor
-cores for float32 GEMMs (opt-in, like Darknet's CUDNN_HALF); the default is exact float32.
+GEMM per chunk of images, instead of cpu/convolution.py's image by image. PYDARKNET_GPU_MATH=tf32 lets cuBLAS use
+TF32 tensor cores for float32 GEMMs (opt-in, like Darknet's CUDNN_HALF); the default is exact float32.
 
 Nothing here imports CuPy, so the sources can be compiled and the code tested on machines without it.
 """
@@ -18,15 +18,15 @@ import re
 
 import numpy as np
 
-from ..activations import ACTIVATIONS, LINEAR
+from ...activations import ACTIVATIONS, LINEAR
 
 SOURCE_PATH = pathlib.Path(__file__).with_name("kernels.cu")
-OPTIONS = ("--std=c++14", "--fmad=false")     # no fused multiply-adds: the element-wise kernels round as cpu.py does
+OPTIONS = ("--std=c++14", "--fmad=false")     # no fused multiply-adds: the element-wise kernels round as cpu/ does
 BLOCK = 256             # threads per block; channel_sum_kernel's shared array holds this many partial sums
 MAX_GRID = 1 << 16      # blocks per launch; the grid-stride loops cover the rest
 COLUMN_FLOATS = 1 << 28     # convolution columns per chunk of images (1 GiB)
 
-I, L, F = np.int32, np.int64, np.float32
+I, L, F = np.int32, np.int64, np.float32     # noqa: E741  (the kernels' int, long long and float arguments)
 
 
 def kernel_source():

@@ -1,6 +1,6 @@
-// CUDA kernels of the GPU backend: the twins of backend/cpu.py's Numba loops, with the same arithmetic (double
-// where Darknet's C promotes, denormals flushed where cpu.py flushes them). gpu.py compiles this file with NVRTC;
-// the activation codes (LINEAR, LEAKY, ...) are #defined in front of it from activations.py.
+// CUDA kernels of the GPU backend: the twins of backend/cpu/'s Numba loops, with the same arithmetic (double
+// where Darknet's C promotes, denormals flushed where cpu/ flushes them). device.py compiles this file with NVRTC;
+// the activation codes (LINEAR, LEAKY, ...) are #defined in front of it from pydarknet/activations.py.
 //
 // Every element-wise kernel walks its range with a grid-stride loop, so any launch size is correct (and the test
 // emulator can run each kernel as a single thread on the CPU). The per-channel sums use one block per channel.
@@ -8,7 +8,7 @@
 #define LOOP(i, n) for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < (long long)(n); \
                         i += (long long)blockDim.x * gridDim.x)
 
-#define FLUSH_BELOW 1.17549435e-38f     // FLT_MIN: smaller magnitudes are denormal and become 0, as in cpu.py
+#define FLUSH_BELOW 1.17549435e-38f     // FLT_MIN: smaller magnitudes are denormal and become 0, as in cpu/activations.py
 #define NEG_FLT_MAX (-3.4028234663852886e38f)
 
 __device__ __forceinline__ float flush_value(float y)
@@ -16,7 +16,7 @@ __device__ __forceinline__ float flush_value(float y)
     return (y > -FLUSH_BELOW && y < FLUSH_BELOW) ? 0.0f : y;
 }
 
-// activations.h, one value, computed in double where C promotes (cpu.py's _activate)
+// activations.h, one value, computed in double where C promotes (cpu/activations.py's activate_value)
 __device__ float activate_value(float x, int a)
 {
     double v = x, r;
@@ -43,7 +43,7 @@ __device__ float activate_value(float x, int a)
     return (float)r;
 }
 
-// the common activations in float, as cpu.py's fused loops compute them, the rest through activate_value
+// the common activations in float, as cpu/activations.py's fused loops compute them, the rest through activate_value
 __device__ __forceinline__ float activate_fast(float v, int a)
 {
     if (a == LEAKY) return flush_value(v > 0 ? v : 0.1f * v);
@@ -51,7 +51,7 @@ __device__ __forceinline__ float activate_fast(float v, int a)
     return flush_value(activate_value(v, a));
 }
 
-// activations.h's *_gradient from the activated output y (cpu.py's _gradient)
+// activations.h's *_gradient from the activated output y (cpu/activations.py's _gradient)
 __device__ float gradient_value(float y, int a)
 {
     switch (a) {

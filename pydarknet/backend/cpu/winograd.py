@@ -6,8 +6,8 @@ it pays, and cpu.convolution_workspace sizes its tiles. The GPU backend convolve
 import numba
 import numpy as np
 
-from .. import settings
-from ..jit import kernel
+from ... import settings
+from ...jit import kernel
 from . import threads
 
 
