@@ -43,16 +43,12 @@ def shapes(args):
     """The shapes detection dataset; one line on stdout (a bad OUTDIR or count: one line, exit 2)."""
     outdir, n, size, seed = generator_options(args, SHAPES_USAGE, 2000, 160)
     from ..data import shapes
-    try:
-        start = time.perf_counter()
-        made = shapes.generate(outdir, n=n, size=size, seed=seed)
-    except (ValueError, OSError) as e:
-        print(f"pydarknet dataset shapes: {e}; {SHAPES_USAGE}", file=sys.stderr)
+    made, seconds = generated("shapes", SHAPES_USAGE, shapes.generate, outdir, n, size, seed)
+    if made is None:
         return 2
     counts = ", ".join(f"{name} {count}" for name, count in made.counts.items())
     print(f"shapes: {n} images {size}x{size} ({len(made.train)} train, {len(made.valid)} valid), "
-          f"{sum(made.counts.values())} objects ({counts}) in {time.perf_counter() - start:.1f}s; "
-          f"data file {made.data}")
+          f"{sum(made.counts.values())} objects ({counts}) in {seconds:.1f}s; data file {made.data}")
     return 0
 
 
@@ -60,15 +56,21 @@ def shapes_cls(args):
     """The shapes classification dataset (one shape an image); one line on stdout."""
     outdir, n, size, seed = generator_options(args, SHAPES_CLS_USAGE, 1000, 64)
     from ..data import shapes_cls
-    try:
-        start = time.perf_counter()
-        data = shapes_cls.generate(outdir, n=n, size=size, seed=seed)
-    except (ValueError, OSError) as e:
-        print(f"pydarknet dataset shapes-cls: {e}; {SHAPES_CLS_USAGE}", file=sys.stderr)
+    data, seconds = generated("shapes-cls", SHAPES_CLS_USAGE, shapes_cls.generate, outdir, n, size, seed)
+    if data is None:
         return 2
-    print(f"shapes-cls: {n} images {size}x{size}, one shape each, in {time.perf_counter() - start:.1f}s; "
-          f"data file {data}")
+    print(f"shapes-cls: {n} images {size}x{size}, one shape each, in {seconds:.1f}s; data file {data}")
     return 0
+
+
+def generated(verb, usage, generate, outdir, n, size, seed):
+    """(what generate returned, seconds), or (None, None) after the one line that says why it could not."""
+    start = time.perf_counter()
+    try:
+        return generate(outdir, n=n, size=size, seed=seed), time.perf_counter() - start
+    except (ValueError, OSError) as e:
+        print(f"pydarknet dataset {verb}: {e}; {usage}", file=sys.stderr)
+        return None, None
 
 
 def from_voc(args):
