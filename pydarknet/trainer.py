@@ -186,10 +186,16 @@ class Training:
         self.progress = None
 
     def start(self, workers, chart):
-        """The loader from the current batch on, and the chart (resumed with the weights)."""
+        """The loader from the current batch on, what the kind of training checks first, and the chart (resumed
+        with the weights)."""
         self.workers = workers
         self.loader = self.new_loader(self.net.w)
+        self.before_first_iteration()
         self.start_clock(chart)
+
+    def before_first_iteration(self):
+        """What a kind of training checks with its loader before the clock starts (detector train's dataset
+        check)."""
 
     def new_loader(self, size):
         """The loader of this kind of training, for a network size x size, from the current batch on."""

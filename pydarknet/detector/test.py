@@ -93,7 +93,7 @@ def detect_images(datacfg, cfgfile, weightfile, filename, thresh, hier_thresh, o
         if json_out:
             records.append(json_record(frame_id, path, dets, names, thresh))
         if save_labels:
-            from ..data.labels import label_path  # data.py is the training loader: loaded only when asked for
+            from ..data.labels import label_path  # only -save_labels needs the label rule
             labels = label_path(path)
             if labels == path:
                 raise DarknetError(f"{path}: -save_labels needs an image extension label_path knows "

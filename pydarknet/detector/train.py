@@ -61,17 +61,14 @@ class DetectorTraining(Training):
         self.head = head_layer(self.net)
         self.calc_map = calc_map
 
-    def start(self, workers, chart):
-        """The loader from the current batch on, the -map check and the chart (resumed with the weights)."""
+    def before_first_iteration(self):
+        """The dataset check, and -map's first iteration."""
         net = self.net
-        self.workers = workers
-        self.loader = self.new_loader(net.w)
         self.check_dataset()
         self.next_map = next_map_at(net.current_batch(), self.loader.images, self.imgs, net.burn_in)
         if self.calc_map and not self.options.get("valid"):
             warnings.warn(f"{self.datacfg}: no valid= list, so -map measures mAP on the training list "
-                          f"{self.train_list} (as Darknet does)", DataWarning, stacklevel=3)
-        self.start_clock(chart)
+                          f"{self.train_list} (as Darknet does)", DataWarning, stacklevel=4)
 
     def new_loader(self, size):
         return make_loader(self.net, self.train_list, self.seed, self.workers, start=self.net.current_batch())
