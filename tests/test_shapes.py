@@ -236,3 +236,14 @@ def test_main_bad_arguments(tmp_path, capsys, argv):
     captured = capsys.readouterr()
     assert captured.out == "" and captured.err.count("\n") == 1 and "shapes" in captured.err
     assert not (tmp_path / "out" / "shapes.data").exists()
+
+
+@pytest.mark.parametrize("verb", ["shapes", "shapes-cls"])
+@pytest.mark.parametrize("word", ["-h", "-help", "--help"])
+def test_generators_help_lists_their_flags(tmp_path, capsys, verb, word):
+    """The generators' help is every command's --help (the usage line and each flag with its default); -h and -help
+    still ask for it, as they did when the generators read their own words."""
+    assert main(["dataset", verb, str(tmp_path / "out"), word]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"usage: pydarknet dataset {verb} OUTDIR") and "-size" in out and "-seed" in out
+    assert not (tmp_path / "out").exists()

@@ -132,10 +132,16 @@ def command_help(name, command, args, keep=()):
     return 0
 
 
+def help_words(words):
+    """The words that ask for a command's help: --help; on the dataset verbs, which read no -h of their own, -h and
+    -help too, as the shapes generators always took them (elsewhere -h stays Darknet's integer)."""
+    return ("--help", "-help", "-h") if words[:1] == ["dataset"] and len(words) > 2 else ("--help",)
+
+
 def main(argv=None):
     words = list(sys.argv[1:] if argv is None else argv)
-    asks_help = "--help" in words
-    args = Args([w for w in words if w != "--help"] if asks_help else words)
+    asks_help = any(w in help_words(words) for w in words)
+    args = Args([w for w in words if w not in help_words(words)] if asks_help else words)
     warnings.formatwarning = lambda message, category, *rest: f"Warning: {message}\n"
     try:
         keep = implemented_flags(words)
