@@ -92,6 +92,30 @@ def test_from_voc_writes_voc_label_numbers_and_the_lists(tmp_path):
     assert "objects" in result.stdout and not (devkit / "VOC2007" / "labels" / "dog_train.txt").exists()
 
 
+def test_from_voc_reports_a_missing_image_and_an_unknown_name(tmp_path):
+    """Checked before writing, one line each: an image its list names but JPEGImages lacks (left out of the lists)
+    and, with VOC's classes, an object of another name (the planted 'unicorn'); with -names FILE such objects are
+    the user's choice: counted, not listed."""
+    devkit, out = tmp_path / "VOCdevkit", tmp_path / "voc"
+    write_voc(devkit, VOC)
+    gone = devkit / "VOC2007" / "JPEGImages" / "000007.jpg"
+    gone.unlink()
+    result = run_cli("dataset", "from-voc", devkit, out, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 2, lines
+    assert lines[0] == f"{gone}: missing (named by {devkit / 'VOC2007/ImageSets/Main/train.txt'}); left out of the lists"
+    assert lines[1].startswith(str(devkit / "VOC2007" / "Annotations" / "000009.xml")) and "'unicorn'" in lines[1]
+    assert "2 difficult and 1 of other classes skipped; 1 listed image missing, left out" in result.stdout
+    assert str(gone) not in (out / "train.txt").read_text()
+    assert not (devkit / "VOC2007" / "labels" / "000007.txt").exists()
+    names = tmp_path / "mine.names"
+    names.write_text("chair\nhorse\n")
+    result = run_cli("dataset", "from-voc", devkit, tmp_path / "mine", "-names", names, cwd=tmp_path)
+    assert result.returncode == 0 and "unicorn" not in result.stderr and result.stderr.count("\n") == 1
+    assert "of other classes skipped" in result.stdout and " 0 of other classes" not in result.stdout
+
+
 def test_from_voc_keeps_difficult_objects_with_the_flag_and_reads_a_names_file(tmp_path):
     devkit, out = tmp_path / "VOCdevkit", tmp_path / "out"
     write_voc(devkit, VOC)

@@ -182,6 +182,11 @@ class DatasetError(DarknetError):
     """A dataset that cannot be converted: the message names the file (and what is wrong in it)."""
 
 
+def plural(count, noun):
+    """'1 problem', '2 problems': a count and its noun, in the number English wants."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
 def progress(items, what):
     """A tqdm bar on stderr for the dataset tools (none when stderr is not a terminal)."""
     from tqdm import tqdm     # the dataset tools' only: training never loads it

@@ -11,7 +11,7 @@ import xml.etree.ElementTree as ElementTree
 
 from .. import files
 from ..cfg import read_names
-from .labels import DatasetError, label_file_in, label_line, progress, write_data
+from .labels import DatasetError, label_file_in, label_line, plural, progress, write_data
 
 
 # voc_label.py's classes, in its order (data/voc.names holds the same)
@@ -31,7 +31,7 @@ def _voc_box(size, box):
 
 
 def _voc_annotation(path, names, difficult):
-    """(label lines, objects skipped) of one Annotations/ID.xml."""
+    """(label lines, difficult objects skipped, names of the objects outside `names`) of one Annotations/ID.xml."""
     def number(node, tag, convert):
         found = node.find(tag)
         try:
@@ -51,19 +51,22 @@ def _voc_annotation(path, names, difficult):
     width, height = number(size, "width", int), number(size, "height", int)
     if width <= 0 or height <= 0:
         raise DatasetError(f"{path}: <size> {width}x{height} is empty")
-    lines, skipped = [], 0
+    lines, hard_skipped, unknown = [], 0, []
     for obj in root.iter("object"):
         name = (obj.findtext("name") or "").strip()
         hard = obj.find("difficult") is not None and number(obj, "difficult", int) == 1
-        if name not in names or (hard and not difficult):
-            skipped += 1
+        if name not in names:
+            unknown.append(name)
+            continue
+        if hard and not difficult:
+            hard_skipped += 1
             continue
         box = obj.find("bndbox")
         if box is None:
             raise DatasetError(f"{path}: an <object> ({name}) without <bndbox>")
         corners = tuple(number(box, tag, float) for tag in ("xmin", "xmax", "ymin", "ymax"))
         lines.append(label_line(names.index(name), _voc_box((width, height), corners)))
-    return lines, skipped
+    return lines, hard_skipped, unknown
 
 
 def _read_ids(path):
@@ -106,33 +109,52 @@ def split_voc(lists):
     return train, valid
 
 
-def from_voc(devkit, outdir, names=None, difficult=False, out=sys.stdout):
+def from_voc(devkit, outdir, names=None, difficult=False, out=sys.stdout, err=sys.stderr):
     """voc_label.py for every VOC20XX folder of devkit, then OUTDIR/{train.txt, valid.txt, voc.names, voc.data};
-    returns {"train": n, "valid": n, "objects": n, "skipped": n, "data": path}."""
+    returns {"train": n, "valid": n, "objects": n, "skipped": n, "difficult": n, "unknown": n, "missing": n,
+    "data": path}.
+
+    Checked before anything is written, each reported in one line on `err`: an image a list names that JPEGImages
+    lacks (left out of the lists), and with VOC's own classes an object of another name (skipped; with -names FILE
+    such objects are the user's choice, so only counted)."""
     devkit, outdir = os.path.abspath(devkit), os.path.abspath(outdir)
-    names = list(VOC_NAMES if names is None else read_names(names))
+    own_names = names is not None
+    names = list(read_names(names) if own_names else VOC_NAMES)
     lists = voc_lists(devkit)
     train, valid = split_voc(lists)
-    images = {key: [os.path.join(devkit, f"VOC{key[0]}", "JPEGImages", f"{i}.jpg") for i in _read_ids(lists[key])]
-              for key in train + valid}
-    labels, skipped = {}, 0
+    images, notes = {}, []        # notes: printed once everything is read (bad input stays one line)
+    for key in train + valid:
+        listed = [os.path.join(devkit, f"VOC{key[0]}", "JPEGImages", f"{i}.jpg") for i in _read_ids(lists[key])]
+        images[key] = [image for image in listed if os.path.isfile(image)]
+        notes += [f"{image}: missing (named by {lists[key]}); left out of the lists"
+                  for image in sorted(set(listed) - set(images[key]))]
+    missing = len(notes)
+    labels, hard, unknown = {}, 0, 0
     for key in train + valid:
         annotations = os.path.join(devkit, f"VOC{key[0]}", "Annotations")
         for image in progress(images[key], f"VOC{key[0]} {key[1]}"):
             if image in labels:
                 continue
             stem = os.path.splitext(os.path.basename(image))[0]
-            lines, dropped = _voc_annotation(os.path.join(annotations, f"{stem}.xml"), names, difficult)
+            xml = os.path.join(annotations, f"{stem}.xml")
+            lines, dropped, others = _voc_annotation(xml, names, difficult)
             labels[image] = (label_file_in(image, devkit), lines)
-            skipped += dropped
+            hard, unknown = hard + dropped, unknown + len(others)
+            notes += [f"{xml}: an object '{name}', not one of VOC's {len(names)} classes; skipped"
+                      for name in (others if not own_names else ())]
+    for note in notes:
+        print(note, file=err)
     for image, (label, lines) in progress(labels.items(), "labels"):
         files.write_lines(label, lines)
     data = write_data(outdir, "voc", names, {"train": [p for key in train for p in images[key]],
                                               "valid": [p for key in valid for p in images[key]]})
     objects = sum(len(lines) for _, lines in labels.values())
     result = {"train": sum(len(images[k]) for k in train), "valid": sum(len(images[k]) for k in valid),
-              "objects": objects, "skipped": skipped, "data": data}
-    print(f"{len(labels)} label files ({objects} objects; {skipped} difficult or unlisted skipped); training "
+              "objects": objects, "skipped": hard + unknown, "difficult": hard, "unknown": unknown,
+              "missing": missing, "data": data}
+    gone = f"; {plural(missing, 'listed image')} missing, left out" if missing else ""
+    print(f"{len(labels)} label files ({objects} objects; {hard} difficult and {unknown} of other classes "
+          f"skipped{gone}); training "
           f"{', '.join(f'VOC{y} {s}' for y, s in train)}: {result['train']} images; validation "
           f"{', '.join(f'VOC{y} {s}' for y, s in valid)}: {result['valid']} images; {data}", file=out)
     return result
