@@ -104,7 +104,8 @@ def test_from_voc_reports_a_missing_image_and_an_unknown_name(tmp_path):
     assert result.returncode == 0, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 2, lines
-    assert lines[0] == f"{gone}: missing (named by {devkit / 'VOC2007/ImageSets/Main/train.txt'}); left out of the lists"
+    train_list = devkit / "VOC2007" / "ImageSets" / "Main" / "train.txt"
+    assert lines[0] == f"{gone}: missing (named by {train_list}); left out of the lists"
     assert lines[1].startswith(str(devkit / "VOC2007" / "Annotations" / "000009.xml")) and "'unicorn'" in lines[1]
     assert "2 difficult and 1 of other classes skipped; 1 listed image missing, left out" in result.stdout
     assert str(gone) not in (out / "train.txt").read_text()
