@@ -25,7 +25,6 @@ from .network import load_network
 from .errors import DarknetError
 from .image import center_crop_image, crop_image, letterbox_image, load_image_color, resize_min
 from .trainer import Training, run_until_done
-from .weights import save_weights
 
 SHOWN_LABEL_PROBLEMS = 10       # "Too many or too few labels" lines printed before the count
 
@@ -165,16 +164,15 @@ class ClassifierTraining(Training):
             self.chart.add(i, loss, self.avg_loss)
         return i
 
-    def back_up(self, i):
+    def backup_names(self, i):
+        """train_classifier's: `<cfg>_<epoch>.weights` when an epoch ends, `<cfg>.backup` every 1,000 batches."""
         names = []
         if self.net.seen // len(self.paths) > self.epoch:
             self.epoch = self.net.seen // len(self.paths)
             names.append(os.path.join(self.backup, f"{self.base}_{self.epoch}.weights"))
         if i % 1000 == 0:
             names.append(os.path.join(self.backup, f"{self.base}.backup"))
-        for name in names:
-            save_weights(self.net, name)
-            self.last_good = name
+        return names
 
     def final_name(self):
         return os.path.join(self.backup, f"{self.base}.weights")

@@ -285,9 +285,15 @@ class Training:
         return i
 
     def back_up(self, i):
-        for name in backup_names(self.backup, self.base, i):
+        """The backups iteration i is due (Darknet's save_weights line for each)."""
+        for name in self.backup_names(i):
+            print(f"Saving weights to {name}", file=self.out, flush=True)
             save_weights(self.net, name)
             self.last_good = name
+
+    def backup_names(self, i):
+        """The files due after iteration i: train_detector's schedule (classifier train has its own)."""
+        return backup_names(self.backup, self.base, i)
 
     def finish(self):
         """The final weights; after Ctrl-C, `<cfg>.backup` and TrainingInterrupted."""

@@ -102,8 +102,9 @@ def test_prompt_loop(workdir, capsys, monkeypatch):
     import io
     monkeypatch.setattr(sys, "stdin", io.StringIO("img.png\n"))
     assert main(["detector", "test", "three.data", "tiny.cfg", "tiny.weights"]) == 0
-    out = capsys.readouterr().out
-    assert out.count("Enter Image Path: ") == 2 and "img.png: Predicted in" in out
+    captured = capsys.readouterr()
+    assert captured.out.count("Enter Image Path: ") == 2 and "img.png: Predicted in" in captured.out
+    assert "Saved predictions.jpg" in captured.err      # as with an image on the line
 
 
 def test_partial_writes_first_layers(workdir):

@@ -122,6 +122,8 @@ def test_train_backups_and_resume(dataset, tmp_path, capsys, monkeypatch):
     first, last = np.mean([loss for _, loss, _ in its[:10]]), np.mean([loss for _, loss, _ in its[-10:]])
     assert last < first * .7, f"loss did not fall: {first:.2f} -> {last:.2f}"
     assert sorted(os.listdir(backup)) == ["tiny.backup", "tiny_100.weights", "tiny_final.weights"]
+    saving = [line for line in out.splitlines() if line.startswith("Saving weights to ")]     # Darknet's line
+    assert saving == [f"Saving weights to {os.path.join(backup, name)}" for name in ("tiny.backup", "tiny_100.weights")]
     assert read_header(open(os.path.join(backup, "tiny_final.weights"), "rb"), "w")[1] == 400   # seen = 100 * 4
     assert os.path.getsize("chart.png") > 1000
     # resume: the iteration count continues from the weights' `seen`

@@ -101,8 +101,7 @@ def detect_images(datacfg, cfgfile, weightfile, filename, thresh, hier_thresh, o
             files.write_lines(labels, label_lines(dets, thresh))
             print(f"Saved {labels}", file=sys.stderr)
         written = save_image(im, outfile if outfile and not json_out else "predictions")
-        if filename:
-            print(f"Saved {written}", file=sys.stderr)
+        print(f"Saved {written}", file=sys.stderr)
     if json_out:
         write_json(json_out, records)
     return 1 if failures and not records and not filename else 0
