@@ -192,14 +192,14 @@ class Network(NetOptions):
         x = backend.move(x, self.device)
         x = xp_of(x).ascontiguousarray(x, dtype=np.float32)
         shape = self.input_shape
-        if x.ndim == 3 or x.ndim == 1:
-            x = x.reshape((1,) + shape)
-        elif x.ndim == 2:
-            x = x.reshape((x.shape[0],) + shape)
-        if x.shape[1:] != shape:
-            c, h, w = shape
-            raise ValueError(f"network input must be {c} x {h} x {w} (C x H x W), got {x.shape[1:]}")
-        return x
+        c, h, w = shape
+        size = c * h * w
+        fits = (x.shape == shape if x.ndim == 3 else x.shape[1:] == shape if x.ndim == 4 else
+                x.size == size if x.ndim == 1 else x.ndim == 2 and x.shape[1] == size)
+        if not fits:
+            raise DarknetError(f"{self.path}: the network takes {c} x {h} x {w} (C x H x W, float32; resize or "
+                               f"letterbox_image first), got an array of shape {tuple(x.shape)}")
+        return x.reshape((-1,) + shape)
 
     def predict(self, x):
         """network_predict: inference on one image (C, H, W) or a batch (B, C, H, W)."""

@@ -116,3 +116,23 @@ def test_darknet_py_accepts_bytes_and_str_paths_from_any_folder(tmp_path, monkey
     assert meta.classes == 5 and meta.names == ["circle", "square", "triangle", "cross", "ring"]
     net = pydarknet.load_net(spell(files["cfg"]), spell(files["weights"]), 0)
     assert pydarknet.detect(net, meta, spell(files["image"])) == expect and len(expect) > 3
+
+
+def test_wrong_input_size_and_unusable_device_are_one_line_errors():
+    """network_predict with an image of another size, and net.to(a GPU) where none can be used (a CPU build has no
+    CuPy at all): one DarknetError line that says what to do, not numpy's reshape error or a ModuleNotFoundError."""
+    import numpy as np
+    from pydarknet import backend, load_network, network_predict
+    from pydarknet.errors import DarknetError
+    from tests.conftest import REPO
+    net = load_network(REPO / "cfg" / "yolov3-tiny-shapes.cfg")
+    with pytest.raises(DarknetError, match=r"takes 3 x 160 x 160 .*letterbox_image.*\(3, 100, 100\)"):
+        network_predict(net, np.zeros((3, 100, 100), np.float32))
+    with pytest.raises(DarknetError, match="neither 'cpu' nor a GPU index"):
+        net.to("gpu")
+    problem = backend.gpu_problem(0)
+    if problem is not None:
+        with pytest.raises(DarknetError, match="GPU 0 requested") as error:
+            net.to(0)
+        assert "\n" not in str(error.value)
+    assert network_predict(net, np.zeros((1, 3, 160, 160), np.float32)).size > 0

@@ -159,7 +159,13 @@ def move(a, device):
 
 
 def prepare_gpu(device):
-    """Per-device settings before a network runs there: the GEMM math mode from $PYDARKNET_GPU_MATH."""
+    """Per-device settings before a network runs there: the GEMM math mode from $PYDARKNET_GPU_MATH. A device
+    that cannot be used is one line (a CPU build has no CuPy: `make GPU=1` installs it)."""
+    problem = gpu_problem(device) if isinstance(device, int) and device >= 0 else (
+        f"device {device!r}: neither 'cpu' nor a GPU index (0, 1, ...)")
+    if problem:
+        raise DarknetError(f"{problem} (a CPU build has no CuPy: `make GPU=1` installs it)"
+                           if "CuPy" in problem else problem)
     gpu = _gpu_module()
     with gpu.xp.cuda.Device(device):
         gpu.set_math(settings.gpu_math())
