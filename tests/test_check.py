@@ -108,3 +108,11 @@ def test_check_bad_input_is_one_line(tmp_path, defect):
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert (str(tmp_path / "train.txt") if defect == "empty list" else str(data)) in result.stderr
+
+
+def test_summary_counts_in_english():
+    """'1 problem', not '1 problems'."""
+    from pydarknet.data.check import Problem, summary
+    one = [Problem("image missing", "a.jpg", None, None, "no such file")]
+    assert summary(one, fast=True).startswith("1 problem (image missing: 1)")
+    assert summary(one * 2, fast=True).startswith("2 problems (image missing: 2)")

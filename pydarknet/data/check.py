@@ -14,7 +14,7 @@ from tqdm import tqdm
 
 from .. import files
 from ..cfg import read_cfg, read_data
-from .labels import label_path, parse_boxes, read_list
+from .labels import label_path, parse_boxes, plural, read_list
 from ..errors import DarknetError
 
 HEADS = {"yolo": "detection", "region": "detection", "detection": "region"}     # head section -> label rule
@@ -109,5 +109,5 @@ def summary(problems, fast):
     written = [name for name, kinds in ((BAD_LIST, ("image missing", "image unreadable", "label file missing")),
                                         (BAD_LABEL_LIST, None))
                if any((p.line is not None) if kinds is None else p.kind in kinds for p in problems)]
-    return (f"{len(problems)} problems ({'; '.join(f'{kind}: {n}' for kind, n in counts.most_common())})"
+    return (f"{plural(len(problems), 'problem')} ({'; '.join(f'{kind}: {n}' for kind, n in counts.most_common())})"
             + f", listed in {' and '.join(os.path.abspath(name) for name in written)}")
