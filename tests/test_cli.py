@@ -98,6 +98,17 @@ def test_json_output_reads_images_from_stdin(workdir, capsys, monkeypatch):
     assert "Enter Image Path" not in capsys.readouterr().out
 
 
+def test_a_truncated_weights_warning_comes_last_too(workdir):
+    """The warning of a truncated weights file is printed before the detections and again after them, where a long
+    listing (thousands of lines with random weights) cannot bury it."""
+    (workdir / "trunc.weights").write_bytes((workdir / "tiny.weights").read_bytes()[:300])
+    done = run_cli("detector", "test", "three.data", "tiny.cfg", "trunc.weights", "img.png", "-thresh", ".2",
+                   cwd=workdir)
+    assert done.returncode == 0, done.stderr
+    warned = [line for line in done.stderr.splitlines() if "trunc.weights: truncated inside layer" in line]
+    assert len(warned) == 2 and done.stderr.strip().splitlines()[-1] == warned[1]
+
+
 def test_prompt_loop(workdir, capsys, monkeypatch):
     import io
     monkeypatch.setattr(sys, "stdin", io.StringIO("img.png\n"))

@@ -2,6 +2,7 @@
 the objects, draws them into predictions.jpg (or OUT.jpg), and with `-out NAME.json` writes AlexeyAB's JSON."""
 import json
 import sys
+import warnings
 
 import numpy as np
 
@@ -9,6 +10,7 @@ from .. import files
 from ..cfg import read_data, read_names
 from .pipeline import class_count, detect_image
 from ..network import load_network
+from ..weights import WeightsWarning
 from ..errors import DarknetError
 from ..draw import draw_detections
 from ..image import image_paths, load_image_color, save_image
@@ -69,7 +71,11 @@ def detect_images(datacfg, cfgfile, weightfile, filename, thresh, hier_thresh, o
     skipped. Returns the exit code: 1 when an image typed failed to load and no JSON record was written, else 0.
     """
     names = read_names(read_data(datacfg).path_of("names", "data/names.list"))
-    net = load_network(cfgfile, weightfile, verbose=True)
+    with warnings.catch_warnings(record=True) as weight_warnings:      # shown now, and again after the detections
+        warnings.simplefilter("always", WeightsWarning)
+        net = load_network(cfgfile, weightfile, verbose=True)
+    for caught in weight_warnings:
+        warnings.showwarning(caught.message, caught.category, caught.filename, caught.lineno)
     net.one_pass = filename is not None
     classes = class_count(net)
     if len(names) < classes:
@@ -104,4 +110,6 @@ def detect_images(datacfg, cfgfile, weightfile, filename, thresh, hier_thresh, o
         print(f"Saved {written}", file=sys.stderr)
     if json_out:
         write_json(json_out, records)
+    for caught in weight_warnings:      # a truncated file's warning would be buried under the detections
+        warnings.showwarning(caught.message, caught.category, caught.filename, caught.lineno)
     return 1 if failures and not records and not filename else 0
