@@ -280,3 +280,14 @@ def test_alexeyabs_unsupported_flags_are_reported_and_their_values_not_read_as_f
     assert "ignoring -mjpeg_port 8090: not supported" in result.stderr
     assert "ignoring -letter_box: not supported" in result.stderr
     assert (tmp_path / "predictions.jpg").exists() and "circle" in result.stdout + result.stderr
+
+
+def test_numpys_arithmetic_warnings_are_said_in_words():
+    """A raw 'RuntimeWarning: overflow encountered in cast' reached users of a diverging run: the command line says
+    what it means; other warnings keep their own words."""
+    from pydarknet.cli import warning_line
+    line = warning_line(RuntimeWarning("overflow encountered in cast"), RuntimeWarning)
+    assert line.startswith("Warning: numbers too large for float32") and "(numpy: overflow encountered in cast)" in line
+    assert "diverging" in line and "\n" not in line
+    assert warning_line(UserWarning("x.weights: partial weights file"), UserWarning) == \
+        "Warning: x.weights: partial weights file"

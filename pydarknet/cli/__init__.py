@@ -132,6 +132,16 @@ def command_help(name, command, args, keep=()):
     return 0
 
 
+def warning_line(message, category):
+    """A warning as the command prints it: one line. numpy's arithmetic warnings ("overflow encountered in cast")
+    are said in words: they mean numbers beyond float32, which training reaches as its loss diverges."""
+    text = str(message)
+    if issubclass(category, RuntimeWarning) and " encountered in " in text:
+        return (f"Warning: numbers too large for float32, or not numbers at all, in the network's arithmetic "
+                f"(numpy: {text}): weights or a loss are overflowing; a training run at this point is diverging")
+    return f"Warning: {text}"
+
+
 def help_words(words):
     """The words that ask for a command's help: --help; on the dataset verbs, which read no -h of their own, -h and
     -help too, as the shapes generators always took them (elsewhere -h stays Darknet's integer)."""
@@ -142,7 +152,7 @@ def main(argv=None):
     words = list(sys.argv[1:] if argv is None else argv)
     asks_help = any(w in help_words(words) for w in words)
     args = Args([w for w in words if w not in help_words(words)] if asks_help else words)
-    warnings.formatwarning = lambda message, category, *rest: f"Warning: {message}\n"
+    warnings.formatwarning = lambda message, category, *rest: warning_line(message, category) + "\n"
     try:
         keep = implemented_flags(words)
         for note in args.drop_unsupported(keep):
