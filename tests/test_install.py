@@ -53,6 +53,15 @@ def test_only_the_gpu_extras_name_cupy_or_cuda(extras):
     assert cuda_packages(extras["gpu13"]) == ["cupy-cuda13x"]
 
 
+def test_the_readme_install_section_lists_every_dependency(extras):
+    """Every runtime dependency (install_requires) and every package of the test extra is named where the README
+    says how to install (issue 25, item 10)."""
+    install = (REPO / "README.md").read_text().split("## Install\n", 1)[1].split("\n## ", 1)[0]
+    for requirement in extras["install"] + extras["test"]:
+        name = re.split(r"[<>=!~\[ ;]", requirement, 1)[0]
+        assert re.search(rf"(?<![\w-]){re.escape(name)}(?![\w-])", install), f"the README's Install omits {name}"
+
+
 # ---- `pip install .`, not editable: what the package reads at run time ships with it (issue 25, item 1) ----------
 
 INSTALL_TIMEOUT = 300       # seconds a pip install or a command of the installed copy may take before the test fails
