@@ -1,4 +1,32 @@
+import os
+
 from setuptools import find_packages, setup
+from setuptools.command.build_py import build_py
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+# The files of the repository's cfg/ and data/ that the package itself reads: `detect` reads cfg/coco.data and
+# `yolo` cfg/voc.data, which name data/coco.names and data/voc.names. They have one copy, there; a build copies them
+# into the package as pydarknet/defaults/{cfg,data}/ (the same layout, so names=data/coco.names resolves beside the
+# copy) and cli/detector.py reads that copy where the repository's is not beside the package. MANIFEST.in puts them
+# in the sdist.
+DEFAULTS = ["cfg/coco.data", "data/coco.names", "cfg/voc.data", "data/voc.names"]
+
+
+class build_py_with_defaults(build_py):
+    """build_py, plus DEFAULTS copied into the built package (an editable install reads them in place)."""
+
+    def run(self):
+        super().run()
+        if not getattr(self, "editable_mode", False):
+            for path in DEFAULTS:
+                target = os.path.join(self.build_lib, "pydarknet", "defaults", path)
+                self.mkpath(os.path.dirname(target))
+                self.copy_file(os.path.join(HERE, path), target)
+
+    def get_outputs(self, include_bytecode=True):
+        built = [os.path.join(self.build_lib, "pydarknet", "defaults", path) for path in DEFAULTS]
+        return super().get_outputs(include_bytecode) + ([] if getattr(self, "editable_mode", False) else built)
+
 
 setup(
     name="pydarknet",
@@ -7,6 +35,9 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     packages=find_packages(include=["pydarknet", "pydarknet.*"]),
+    # read at run time: the CUDA sources NVRTC compiles, and `make`'s record of the build (when there is one)
+    package_data={"pydarknet.backend.cuda": ["kernels.cu"], "pydarknet": ["_build_config.json"]},
+    cmdclass={"build_py": build_py_with_defaults},
     python_requires=">=3.9",
     install_requires=[
         "numpy>=1.22",

@@ -3,6 +3,7 @@
 import json
 import math
 import os
+import platform
 import signal
 import warnings
 import time
@@ -124,15 +125,38 @@ class Chart:
 
 
 def repeat_conditions():
-    """What a seeded run's bytes depend on besides the seed: the BLAS kernel picked for this CPU, the thread count
-    and the versions of the numeric libraries (their float rounding). Loader workers and machine load do not."""
+    """What a seeded run's bytes depend on besides the seed: the CPU (its model; the CPU Numba compiles the kernels
+    for; the kernel OpenBLAS picks for it: an AMD EPYC on which OpenBLAS picks its SkylakeX kernel, as on an Intel
+    Xeon, gave other bytes than the Xeon, with Numba compiling for znver4), the thread count and the versions of the
+    numeric libraries (their float rounding). Loader workers and machine load do not."""
     import numba
     from threadpoolctl import threadpool_info
     pools = [pool for pool in threadpool_info() if pool["user_api"] == "blas"]
     pools = [pool for pool in pools if "numpy" in pool["filepath"]] or pools      # not OpenCV's own copy
     blas = [f"{pool['internal_api']} {pool['version']} {pool.get('architecture') or ''}".strip() for pool in pools]
-    return (f"{', '.join(blas) or 'this BLAS'}, {numba.get_num_threads()} threads, numpy {np.__version__}, "
-            f"numba {numba.__version__}")
+    return (f"{cpu_model()}, Numba target {numba_target()}, {', '.join(blas) or 'this BLAS'}, "
+            f"{numba.get_num_threads()} threads, numpy {np.__version__}, numba {numba.__version__}")
+
+
+def cpu_model():
+    """The CPU's model name as the system gives it (Linux: /proc/cpuinfo's), else the machine's architecture."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.startswith("model name") and ":" in line:
+                    return " ".join(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "this CPU"
+
+
+def numba_target():
+    """The CPU that Numba compiles the kernels for: NUMBA_CPU_NAME when it is set, else LLVM's name for this one."""
+    import numba
+    if numba.config.CPU_NAME:
+        return numba.config.CPU_NAME
+    from llvmlite import binding
+    return binding.get_host_cpu_name()
 
 
 def _format_eta(seconds):

@@ -220,6 +220,31 @@ def test_a_seed_repeats_the_run_byte_for_byte(dataset, tmp_path):
     assert quiet[2] == busy[2], "the same seed gave different weights"
 
 
+def test_the_seed_line_names_the_cpu_and_numba_target(dataset, tmp_path, monkeypatch):
+    """What decides a seeded run's bytes, named on the Seed line: the CPU model, the CPU Numba compiles for (LLVM's
+    name for this one unless NUMBA_CPU_NAME says otherwise), OpenBLAS's kernel, threads, versions (issue 25, item 7)."""
+    import numba
+    from llvmlite import binding
+    cpuinfo = "/proc/cpuinfo"
+    if os.path.exists(cpuinfo):
+        models = [line.split(":", 1)[1].strip() for line in open(cpuinfo) if line.startswith("model name")]
+        assert not models or trainer.cpu_model() == " ".join(models[0].split())
+    assert trainer.cpu_model()
+    if not numba.config.CPU_NAME:
+        assert trainer.numba_target() == binding.get_host_cpu_name()
+    monkeypatch.setattr(numba.config, "CPU_NAME", "generic")
+    assert trainer.numba_target() == "generic"
+    monkeypatch.undo()
+    result = run_cli("detector", "train", data_file(dataset, tmp_path), write_cfg(tmp_path), "-seed", "3",
+                     "-max_batches", "1", "-workers", "1", "-chart", "", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    seed = [line for line in result.stdout.splitlines() if line.startswith("Seed: 3 ")]
+    assert len(seed) == 1 and seed[0].startswith(f"Seed: 3 (-seed 3 repeats this run byte for byte on "
+                                                 f"{trainer.cpu_model()}, Numba target {trainer.numba_target()}, ")
+    assert re.search(r", (openblas|mkl|blis)[^,]*, \d+ threads, numpy [\d.]+, numba [\d.]+\)$", seed[0]) \
+        or "this BLAS" in seed[0], seed[0]
+
+
 def test_resume_keeps_the_chart_history(dataset, tmp_path):
     """chart.png covers the whole run: its sidecar chart.json keeps the points, and a resumed run reads those up
     to the iteration it resumes at (a later part that is being redone is dropped)."""

@@ -6,8 +6,20 @@ import sys
 from ..errors import UsageError
 from .args import training_flags
 
-# the repository's cfg/ folder: `detect` reads cfg/coco.data and `yolo` cfg/voc.data, as Darknet's do from its own
-CFG_FOLDER = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "cfg")
+PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# `detect` reads cfg/coco.data and `yolo` cfg/voc.data, as Darknet's do from its own folder: the working folder's
+# cfg/ when it has them, else the copy an installed package carries (setup.py's build puts it in
+# pydarknet/defaults/cfg/, the names files in defaults/data/), else the repository's cfg/ beside the package
+DEFAULTS_FOLDER = os.path.join(PACKAGE, "defaults", "cfg")
+CFG_FOLDER = os.path.join(os.path.dirname(PACKAGE), "cfg")
+
+
+def default_data(name):
+    """The path of the .data file `name` (coco.data, voc.data) that `detect` and `yolo` read."""
+    for folder in ("cfg", DEFAULTS_FOLDER, CFG_FOLDER):
+        if os.path.exists(os.path.join(folder, name)):
+            return os.path.join(folder, name)
+    return os.path.join(CFG_FOLDER, name)
 
 
 def detector(args):
@@ -120,7 +132,7 @@ def detect(args):
     if len(args.argv) < 2:
         raise UsageError("usage: pydarknet detect CFG WEIGHTS [IMG] [-thresh T] [-save_labels]")
     cfg, weights = args.argv[:2]
-    data = "cfg/coco.data" if os.path.exists("cfg/coco.data") else os.path.join(CFG_FOLDER, "coco.data")
+    data = default_data("coco.data")
     from ..detector.test import detect_images
     return detect_images(data, cfg, weights, args.positional(2), thresh, .5, outfile, ext_output, save_labels)
 
@@ -130,6 +142,6 @@ def yolo(args):
     verb = args.positional(0)
     if verb not in ("train", "test", "valid"):
         raise UsageError("usage: pydarknet yolo train|test|valid CFG [WEIGHTS] [IMG]")
-    data = "cfg/voc.data" if os.path.exists("cfg/voc.data") else os.path.join(CFG_FOLDER, "voc.data")
+    data = default_data("voc.data")
     args.argv[1:1] = [data]
     return detector(args)
