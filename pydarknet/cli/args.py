@@ -140,7 +140,7 @@ def unknown_flag_note(word, listing, command, elsewhere=()):
     meant = "-" + word.lstrip("-").lower()
     if meant not in own + common and meant in elsewhere:
         return f"unknown flag '{word}' (pydarknet {command} does not read {meant}; --help lists what it reads)"
-    close = (difflib.get_close_matches(meant, own, n=1, cutoff=0.6) or      # the global flags: only near misses
+    close = (difflib.get_close_matches(meant, own, n=1, cutoff=0.7) or      # the global flags: only near misses
              difflib.get_close_matches(meant, common, n=1, cutoff=0.8))
     return (f"unknown flag '{word}' " +
             (f"(did you mean {close[0]}?)" if close else f"(pydarknet {command} --help lists its flags)"))
