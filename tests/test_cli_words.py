@@ -158,6 +158,9 @@ def test_file_kind_reads_the_first_line_that_says(tmp_path):
     assert file_kind(tmp_path / "my.data") == ("data", "classes=5 on line 2")
     assert file_kind(tmp_path / "my.weights")[0] == "binary"
     assert file_kind(tmp_path / "shapes.names") is None and file_kind(tmp_path / "missing") is None
+    (tmp_path / "no-net.cfg").write_text("batch=1\nwidth=32\n[convolutional]\nfilters=8\n")     # still a cfg
+    assert file_kind(tmp_path / "no-net.cfg") == ("cfg", "[convolutional] on line 3")
+    assert file_kind(IMAGE) == ("binary", "an image")
 
 
 @pytest.mark.parametrize("words, expected", [

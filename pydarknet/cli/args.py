@@ -151,28 +151,30 @@ WANTED = {"data": "a .data file", "cfg": "a .cfg file", "weights": "a .weights f
 GOT = {"data": "a .data file", "cfg": "a cfg", "binary": "a binary file"}
 
 
+IMAGE_MAGIC = (b"\x89PNG", b"\xff\xd8\xff", b"BM", b"GIF8")
+
+
 def file_kind(path):
-    """What a file on the line looks like, cheaply, from its first line that is not blank or a comment:
-    ('cfg', '[net] on line 8') where a `[section]` opens it, ('data', 'classes=3 on line 1') where it is a
-    key=value line, ('binary', ...) where its first 4 KiB hold a NUL byte (a .weights file); None where it cannot
-    be read or looks like none of these (the library then says what is wrong with it)."""
+    """What a file on the line looks like, cheaply, from its first 4 KiB: ('cfg', '[net] on line 8') where a
+    `[section]` line is there (the first one named), ('data', 'classes=3 on line 1') where the first line that is
+    not blank or a comment is a key=value line and no section follows, ('binary', ...) where a NUL byte is there (a
+    .weights file, or an image); None where it cannot be read or looks like none of these (a .names file, a broken
+    cfg: the library then says what is wrong with it)."""
     try:
         with open(path, "rb") as f:
             head = f.read(4096)
     except OSError:
         return None
     if b"\0" in head:
-        return "binary", "a .weights file?"
+        return "binary", "an image" if head.startswith(IMAGE_MAGIC) else "a .weights file?"
     lines = head.decode("utf-8", "replace").splitlines()
-    for number, line in enumerate(lines[:-1] if len(head) == 4096 else lines, 1):
-        text = line.strip()
-        if not text or text[0] in "#;":
-            continue
+    texts = [(number, line.strip()) for number, line in enumerate(lines[:-1] if len(head) == 4096 else lines, 1)]
+    texts = [(number, text) for number, text in texts if text and text[0] not in "#;"]
+    for number, text in texts:
         if text.startswith("[") and "]" in text:
             return "cfg", f"{text[:text.index(']') + 1]} on line {number}"
-        if "=" in text:
-            return "data", f"{text[:40]} on line {number}"
-        return None
+    if texts and "=" in texts[0][1]:
+        return "data", f"{texts[0][1][:40]} on line {texts[0][0]}"
     return None
 
 
