@@ -259,7 +259,8 @@ def test_detect_loads_only_what_it_uses_and_exits_with_its_code(tmp_path):
                                     "-show": "off (a switch)"}),
     (["detect"], {"-thresh": "0.5", "-ext_output": "off (a switch)"}),
     (["export"], {"-batch": "1", "-decode": "off (a switch)"}),
-    (["classifier", "train"], {"-t": "0", "-clear": "off (a switch)", "-seed": "none", "-workers": "4"}),
+    (["classifier", "train"], {"-clear": "off (a switch)", "-seed": "none", "-workers": "4"}),
+    (["classifier", "predict"], {"-t": "0"}),
 ])
 def test_help_lists_each_commands_flags_with_their_defaults(tmp_path, words, flags):
     """`CMD --help` lists the flags the command's own code reads, so the list cannot drift from what it parses."""

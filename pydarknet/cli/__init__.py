@@ -19,11 +19,13 @@
     pydarknet dataset from-coco INSTANCES.json IMAGEDIR OUTDIR [-list train|valid]
     pydarknet dataset check DATA [CFG] [-fast]
     pydarknet yolo train|test|valid CFG [WEIGHTS] [IMG]   (Darknet's v1 verbs, on cfg/voc.data)
-    pydarknet classifier train|valid|predict|label DATA CFG [WEIGHTS] [IMG] [-t K] [-clear] [-seed S]
+    pydarknet classifier train DATA CFG [WEIGHTS] [-clear] [-seed S]
+    pydarknet classifier valid|predict|label DATA CFG WEIGHTS [IMG] [-t K]   (IMG and -t: predict's)
 
-Flags anywhere on the line, as Darknet's find_arg reads them: -threads N, -nogpu, -i N, -gpus 0,1.
-`pydarknet CMD [VERB] --help` lists a command's flags and their defaults (-h stays Darknet's integer where a
-command reads one).
+Flags anywhere on the line, as Darknet's find_arg reads them: -threads N, -nogpu, -i N, -gpus 0,1. A flag the
+command does not read stops it (exit 2, naming the flag it may have meant); AlexeyAB's that pydarknet does not
+implement are reported and ignored. `pydarknet CMD [VERB] --help` (-h, -help: where the command reads no -h) lists
+a command's flags and their defaults; `pydarknet detector` (classifier, dataset, yolo) lists its verbs.
 """
 import os
 import sys
@@ -32,7 +34,8 @@ import warnings
 from .. import settings
 from ..errors import DarknetError, UsageError
 from . import classifier, dataset, detector, export, weights
-from .args import GLOBAL_FLAGS, UNSUPPORTED_FLAGS, Args, implemented_flags
+from .args import (GLOBAL_FLAGS, HELP_WORDS, UNSUPPORTED_FLAGS, Args, UnknownVerb, implemented_flags, unknown_flag_note,
+                   unknown_flags)
 
 # The words of every command are read in this package and nowhere else (args.py's Args, a module a verb family).
 USAGE = __doc__.split("\n\n", 1)[1]
@@ -112,20 +115,40 @@ def prepare_process():
         gemm_threads.blas_limited_by_environment()
 
 
-def command_help(name, command, args, keep=()):
-    """`--help`: the command's usage line and every flag it reads, with its default (see Args's listing)."""
-    args.argv = args.argv[:1] if name in ("detector", "dataset", "yolo", "classifier") else []  # only the verb
-    args.listing = True
-    usage = f"usage: pydarknet {name} ..."
+FAMILIES = ("detector", "dataset", "yolo", "classifier")      # the commands whose first word is a verb
+
+
+def listing(name, command, verb=None):
+    """Run the command in listing mode (args.py's Args) on its verb alone, so that it stops at its missing arguments
+    having read its flags: (that Args, whose `asked` holds them, and the usage line it stopped at). A family's
+    UnknownVerb (no verb, or one it does not know) goes up."""
+    probe = Args([verb] if verb is not None and name in FAMILIES else [], listing=True, name=name)
     try:
-        command(args)
-    except DarknetError as e:       # the command stops at its missing arguments, having read its flags
-        usage = str(e)
+        command(probe)
+    except UnknownVerb:
+        raise
+    except DarknetError as e:
+        return probe, str(e)
+    return probe, f"usage: pydarknet {name} ..."
+
+
+def flags_read_anywhere():
+    """Every flag some command reads (each family's verbs listed one by one)."""
+    found = set()
+    for name, command in COMMANDS.items():
+        try:
+            probes = [listing(name, command)[0]]
+        except UnknownVerb as e:
+            probes = [listing(name, command, verb)[0] for verb in e.verbs]
+        found.update(flag for probe in probes for flag, _ in probe.asked)
+    return found
+
+
+def command_help(usage, probe, keep=()):
+    """`--help`: the command's usage line and every flag it reads, with its default (see Args's listing)."""
     print(usage)
     print("flags (default):")
-    for flag, default in args.asked:
-        print(f"  {flag:<18} {default}")
-    for flag, default in GLOBAL_FLAGS:
+    for flag, default in probe.asked + list(GLOBAL_FLAGS):
         print(f"  {flag:<18} {default}")
     print("AlexeyAB's flags accepted and ignored (values they take): " +
           ", ".join(f"{flag} {count}" for flag, count in UNSUPPORTED_FLAGS.items() if flag not in keep))
@@ -142,33 +165,50 @@ def warning_line(message, category):
     return f"Warning: {text}"
 
 
-def help_words(words):
-    """The words that ask for a command's help: --help; on the dataset verbs, which read no -h of their own, -h and
-    -help too, as the shapes generators always took them (elsewhere -h stays Darknet's integer)."""
-    return ("--help", "-help", "-h") if words[:1] == ["dataset"] and len(words) > 2 else ("--help",)
+def run_command(name, command, args, keep=()):
+    """The command on its words: its help where they ask for it (--help; -h and -help where it reads no such flag),
+    exit 2 with one line each on the flags it does not read (a value of one it reads and a number pass), else its
+    run. A family without a verb lists its verbs (exit 0 where help was asked for)."""
+    verb = next((word for word in args.argv if word not in HELP_WORDS), None)
+    try:
+        probe, usage = listing(name, command, verb)
+    except UnknownVerb as e:
+        if verb is None and any(word in HELP_WORDS for word in args.argv):
+            print(e)
+            return 0
+        raise
+    if probe.asks_help(args.argv):
+        return command_help(usage, probe, keep)
+    unknown = unknown_flags(args.argv, probe)
+    if unknown:
+        elsewhere = flags_read_anywhere()
+        for word in unknown:
+            note = unknown_flag_note(word, probe, f"{name} {verb}" if name in FAMILIES else name, elsewhere)
+            print(f"pydarknet: {note}", file=sys.stderr)
+        return 2
+    return command(args)
 
 
 def main(argv=None):
-    words = list(sys.argv[1:] if argv is None else argv)
-    asks_help = any(w in help_words(words) for w in words)
-    args = Args([w for w in words if w not in help_words(words)] if asks_help else words)
+    args = Args(sys.argv[1:] if argv is None else argv)
     warnings.formatwarning = lambda message, category, *rest: warning_line(message, category) + "\n"
     try:
-        keep = implemented_flags(words)
+        keep = implemented_flags(args.argv)
         for note in args.drop_unsupported(keep):
             print(f"pydarknet: {note}", file=sys.stderr)
         threads = args.value("-threads", settings.threads(), int)
         select_device(args.flag("-nogpu"), args.value("-i", None), args.value("-gpus", None))
         if threads:
             set_threads(threads)
-        command = COMMANDS.get(args.positional(0))
+        name = args.positional(0)
+        command = COMMANDS.get(name)
         if command is None:
-            if args.positional(0) in (None, "-h", "--help", "help"):
+            if name in (None, "help") + HELP_WORDS:
                 print(USAGE)
-                return 0 if args.positional(0) else 2
-            raise UsageError(f"unknown command '{args.positional(0)}' (pydarknet -h lists the commands)")
-        name = args.argv.pop(0)
-        return command_help(name, command, args, keep) if asks_help else command(args)
+                return 0 if name else 2
+            raise UsageError(f"unknown command '{name}' (pydarknet -h lists the commands)")
+        args.name = args.argv.pop(0)
+        return run_command(name, command, args, keep)
     except UsageError as e:
         print(f"pydarknet: {e}", file=sys.stderr)
         return 2

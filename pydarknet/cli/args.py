@@ -1,4 +1,7 @@
-"""Darknet's way of reading a command line (find_arg, find_int_arg, ...): `Args`, and the flag tables."""
+"""Darknet's way of reading a command line (find_arg, find_int_arg, ...): `Args`, the flag tables, the flags a
+command does not read (unknown_flags) and the files given in the wrong order (check_order)."""
+import difflib
+
 from ..errors import UsageError
 
 # AlexeyAB's flags that pydarknet does not implement, with how many values each takes: they are reported and
@@ -11,17 +14,28 @@ UNSUPPORTED_FLAGS = {"-benchmark": 0, "-benchmark_layers": 0, "-letter_box": 0, 
 IMPLEMENTED_FLAGS = {("detector", "demo"): ("-c", "-out_filename")}
 GLOBAL_FLAGS = (("-threads", "N (PYDARKNET_THREADS, else the cores)"), ("-nogpu", "off (a switch)"),
                 ("-i", "N (GPU 0)"), ("-gpus", "LIST (GPU 0)"))
+GLOBAL_VALUES = ("-threads", "-i", "-gpus")
+# The words that ask for a command's help: --help always; -h and -help where the command reads no flag of that name
+# (-h stays Darknet's integer where a command reads one).
+HELP_WORDS = ("--help", "-help", "-h")
+
+
+class UnknownVerb(UsageError):
+    """A family (detector, classifier, dataset, yolo) without a verb, or with one it does not know: the message
+    lists its verbs."""
 
 
 class Args:
     """Darknet's find_arg/find_int_arg/find_float_arg/find_char_arg: flags are removed from argv as they are read.
 
-    With `listing`, nothing is parsed: each flag a command asks for is recorded in `asked` (name, default) and
-    its default returned, which is how `--help` lists a command's flags from the code that reads them."""
+    With `listing`, nothing is parsed: each flag a command asks for is recorded in `asked` (name, default), those
+    that take a value in `valued` too, and its default returned, which is how `--help` lists a command's flags
+    from the code that reads them and how main() tells the flags a command does not read. `name` is the command's
+    name (its usage lines say it: `yolo` runs detector's verbs)."""
 
-    def __init__(self, argv, listing=False):
+    def __init__(self, argv, listing=False, name=None):
         self.argv = list(argv)
-        self.listing, self.asked = listing, []
+        self.listing, self.asked, self.valued, self.name = listing, [], set(), name
 
     def drop_unsupported(self, keep=()):
         """Remove AlexeyAB's flags pydarknet does not implement (but those in `keep`, the command's own), each with
@@ -47,6 +61,7 @@ class Args:
     def value(self, name, default, convert=str):
         if self.listing:
             self.asked.append((name, "none" if default is None else default))
+            self.valued.add(name)
             return default
         if name not in self.argv:
             return default
@@ -62,6 +77,11 @@ class Args:
 
     def positional(self, i, default=None):
         return self.argv[i] if i < len(self.argv) else default
+
+    def asks_help(self, words):
+        """Whether one of `words` asks for the command's help (HELP_WORDS, less the flags this listing read)."""
+        read = {flag for flag, _ in self.asked}
+        return any(word in HELP_WORDS and word not in read for word in words)
 
 
 def implemented_flags(words):
@@ -79,3 +99,92 @@ def training_flags(args):
                  chart=args.value("-chart", "chart.png"))
     args.flag("-dont_show")
     return flags
+
+
+def verbs_error(name, usages, verb):
+    """A family's UnknownVerb: its verbs, one usage line each (`usages`: verb -> its arguments)."""
+    head = (f"usage: pydarknet {name} VERB ... (pydarknet {name} VERB --help lists a verb's flags); the verbs:"
+            if verb is None else f"unknown {name} command '{verb}'; the verbs:")
+    error = UnknownVerb("\n".join([head] + [f"  pydarknet {name} {v} {rest}" for v, rest in usages.items()]))
+    error.verbs = list(usages)
+    return error
+
+
+def is_number(word):
+    try:
+        float(word)
+        return True
+    except ValueError:
+        return False
+
+
+def unknown_flags(argv, listing):
+    """The words of argv that look like flags (a '-' first, not a number such as -0.5) and that the command, as its
+    `listing` (an Args in listing mode, after a run) recorded it, does not read, nor are a value of one it does."""
+    known = {flag for flag, _ in listing.asked} | {flag for flag, _ in GLOBAL_FLAGS}
+    valued = listing.valued | set(GLOBAL_VALUES)
+    unknown, i = [], 0
+    while i < len(argv):
+        word = argv[i]
+        if word.startswith("-") and len(word) > 1 and word not in known and not is_number(word):
+            unknown.append(word)
+        i += 2 if word in valued else 1
+    return unknown
+
+
+def unknown_flag_note(word, listing, command, elsewhere=()):
+    """`unknown flag '--thresh' (did you mean -thresh?)`: the flag the command reads that it names, or one another
+    command reads (`elsewhere`: `-thresh` on detector valid), or the closest one the command reads (difflib), else
+    where the command's flags are listed."""
+    own, common = [flag for flag, _ in listing.asked], [flag for flag, _ in GLOBAL_FLAGS]
+    meant = "-" + word.lstrip("-").lower()
+    if meant not in own + common and meant in elsewhere:
+        return f"unknown flag '{word}' (pydarknet {command} does not read {meant}; --help lists what it reads)"
+    close = (difflib.get_close_matches(meant, own, n=1, cutoff=0.7) or      # the global flags: only near misses
+             difflib.get_close_matches(meant, common, n=1, cutoff=0.8))
+    return (f"unknown flag '{word}' " +
+            (f"(did you mean {close[0]}?)" if close else f"(pydarknet {command} --help lists its flags)"))
+
+
+ORDINALS = ("first", "second", "third", "fourth")
+WANTED = {"data": "a .data file", "cfg": "a .cfg file", "weights": "a .weights file"}
+GOT = {"data": "a .data file", "cfg": "a cfg", "binary": "a binary file"}
+
+
+IMAGE_MAGIC = (b"\x89PNG", b"\xff\xd8\xff", b"BM", b"GIF8")
+
+
+def file_kind(path):
+    """What a file on the line looks like, cheaply, from its first 4 KiB: ('cfg', '[net] on line 8') where a
+    `[section]` line is there (the first one named), ('data', 'classes=3 on line 1') where the first line that is
+    not blank or a comment is a key=value line and no section follows, ('binary', ...) where a NUL byte is there (a
+    .weights file, or an image); None where it cannot be read or looks like none of these (a .names file, a broken
+    cfg: the library then says what is wrong with it)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4096)
+    except OSError:
+        return None
+    if b"\0" in head:
+        return "binary", "an image" if head.startswith(IMAGE_MAGIC) else "a .weights file?"
+    lines = head.decode("utf-8", "replace").splitlines()
+    texts = [(number, line.strip()) for number, line in enumerate(lines[:-1] if len(head) == 4096 else lines, 1)]
+    texts = [(number, text) for number, text in texts if text and text[0] not in "#;"]
+    for number, text in texts:
+        if text.startswith("[") and "]" in text:
+            return "cfg", f"{text[:text.index(']') + 1]} on line {number}"
+    if texts and "=" in texts[0][1]:
+        return "data", f"{texts[0][1][:40]} on line {texts[0][0]}"
+    return None
+
+
+def check_order(words, kinds, usage):
+    """Refuse files given in the wrong order, or with one left out (`detector test CFG WEIGHTS IMG`): each word of
+    `words` that file_kind recognises as another kind than the one `kinds` expects at its place is a UsageError
+    that names both (`expected a .data file first, got a cfg (yolo.cfg: [net] on line 8)`) and the usage line."""
+    for place, (word, wanted) in enumerate(zip(words, kinds)):
+        found = file_kind(word)
+        if wanted is None or found is None or found[0] == wanted or (wanted == "weights" and found[0] == "binary"):
+            continue
+        raise UsageError(f"expected {WANTED[wanted]} {ORDINALS[place]}, got {GOT[found[0]]} ({word}: {found[1]}); "
+                         f"{usage}")

@@ -1,23 +1,32 @@
 """`pydarknet classifier train|valid|predict|label`: their words, as run_classifier reads them (classifier.py runs
-them)."""
+them). Each verb reads its own flags: the training flags on train, -t on predict."""
 from ..errors import UsageError
-from .args import training_flags
+from .args import check_order, training_flags, verbs_error
+
+USAGES = {"train": "DATA CFG [WEIGHTS] [-clear] [-seed S] [-max_batches N] [-workers N] [-chart FILE]",
+          "valid": "DATA CFG WEIGHTS",
+          "predict": "DATA CFG WEIGHTS [IMG] [-t K]",
+          "label": "DATA CFG WEIGHTS"}
 
 
 def classifier(args):
     verb = args.positional(0)
-    top = args.value("-t", 0, int)
-    flags = training_flags(args)
-    usage = "usage: pydarknet classifier train|valid|predict|label DATA CFG [WEIGHTS] [IMG] [-t K]"
-    if verb not in ("train", "valid", "predict", "label") or len(args.argv) < 3:
+    if verb not in USAGES:
+        raise verbs_error("classifier", USAGES, verb)
+    top = args.value("-t", 0, int) if verb == "predict" else 0
+    flags = training_flags(args) if verb == "train" else {}
+    if verb != "train":
+        args.flag("-dont_show")         # accepted for AlexeyAB's scripts, as training_flags does
+    usage = f"usage: pydarknet classifier {verb} {USAGES[verb]}"
+    words = args.argv[1:]
+    check_order(words, ("data", "cfg", "weights"), usage)
+    if len(words) < (2 if verb == "train" else 3):
         raise UsageError(usage)
-    data, cfg, weights = args.argv[1], args.argv[2], args.positional(3)
+    data, cfg, weights = words[0], words[1], args.positional(3)
     from .. import classifier
     if verb == "train":
         classifier.train_classifier(data, cfg, weights, **flags)
         return 0
-    if weights is None:
-        raise UsageError(f"usage: pydarknet classifier {verb} DATA CFG WEIGHTS")
     if verb == "valid":
         classifier.validate_classifier(data, cfg, weights)
         return 0

@@ -3,25 +3,22 @@ import sys
 import time
 
 from ..errors import UsageError
+from .args import check_order, verbs_error
 
+USAGES = {"shapes": "OUTDIR [-n 2000] [-size 160] [-seed 0]   (a small detection dataset, no download)",
+          "shapes-cls": "OUTDIR [-n 1000] [-size 64] [-seed 0]   (one shape an image, for classifiers)",
+          "from-voc": "VOCDEVKIT OUTDIR [-names FILE] [-difficult]",
+          "from-coco": "INSTANCES.json IMAGEDIR OUTDIR [-list train|valid]",
+          "check": "DATA [CFG] [-fast]"}
 SHAPES_USAGE = "usage: pydarknet dataset shapes OUTDIR [-n 2000] [-size 160] [-seed 0]"
 SHAPES_CLS_USAGE = "usage: pydarknet dataset shapes-cls OUTDIR [-n 1000] [-size 64] [-seed 0]"
 
 
 def dataset(args):
     verb = args.positional(0)
-    if verb == "shapes":
-        return shapes(args)
-    if verb == "shapes-cls":
-        return shapes_cls(args)
-    if verb == "from-voc":
-        return from_voc(args)
-    if verb == "from-coco":
-        return from_coco(args)
-    if verb == "check":
-        return check(args)
-    raise UsageError("usage: pydarknet dataset shapes|shapes-cls|from-voc|from-coco|check ... (pydarknet -h lists "
-                     "them)")
+    if verb not in USAGES:
+        raise verbs_error("dataset", USAGES, verb)
+    return VERBS[verb](args)
 
 
 def generator_options(args, usage, n, size):
@@ -30,10 +27,7 @@ def generator_options(args, usage, n, size):
         n, size, seed = args.value("-n", n, int), args.value("-size", size, int), args.value("-seed", 0, int)
     except UsageError as e:
         raise UsageError(f"{e}; {usage}") from None
-    words = args.argv[1:]
-    unknown = [w for w in words if w.startswith("-") and len(w) > 1]
-    if unknown:
-        raise UsageError(f"unknown flag {unknown[0]}; {usage}")
+    words = args.argv[1:]       # main() refused the flags the generator does not read
     if len(words) != 1:
         raise UsageError(usage)
     return words[0], n, size, seed
@@ -77,7 +71,7 @@ def from_voc(args):
     names = args.value("-names", None)
     difficult = args.flag("-difficult")
     if len(args.argv) != 3:
-        raise UsageError("usage: pydarknet dataset from-voc VOCDEVKIT OUTDIR [-names FILE] [-difficult]")
+        raise UsageError(f"usage: pydarknet dataset from-voc {USAGES['from-voc']}")
     from ..data.voc import from_voc
     from_voc(args.argv[1], args.argv[2], names, difficult)
     return 0
@@ -86,7 +80,7 @@ def from_voc(args):
 def from_coco(args):
     which = args.value("-list", "train")
     if len(args.argv) != 4 or which not in ("train", "valid"):
-        raise UsageError("usage: pydarknet dataset from-coco INSTANCES.json IMAGEDIR OUTDIR [-list train|valid]")
+        raise UsageError(f"usage: pydarknet dataset from-coco {USAGES['from-coco']}")
     from ..data.coco import from_coco
     from_coco(args.argv[1], args.argv[2], args.argv[3], which)
     return 0
@@ -94,9 +88,14 @@ def from_coco(args):
 
 def check(args):
     fast = args.flag("-fast")
+    usage = f"usage: pydarknet dataset check {USAGES['check']}"
+    check_order(args.argv[1:], ("data", "cfg"), usage)
     if len(args.argv) not in (2, 3):
-        raise UsageError("usage: pydarknet dataset check DATA [CFG] [-fast]")
+        raise UsageError(usage)
     from ..data.check import check_lists, summary
     problems = check_lists(args.argv[1], args.positional(2), fast)
     print(summary(problems, fast))
     return 1 if problems else 0
+
+
+VERBS = {"shapes": shapes, "shapes-cls": shapes_cls, "from-voc": from_voc, "from-coco": from_coco, "check": check}

@@ -4,7 +4,7 @@ import os
 import sys
 
 from ..errors import UsageError
-from .args import training_flags
+from .args import check_order, training_flags, verbs_error
 
 PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # `detect` reads cfg/coco.data and `yolo` cfg/voc.data, as Darknet's do from its own folder: the working folder's
@@ -22,19 +22,45 @@ def default_data(name):
     return os.path.join(CFG_FOLDER, name)
 
 
+# each verb's words after it: its usage line, and `detector --help`'s list of verbs
+USAGES = {"test": "DATA CFG WEIGHTS [IMG] [-thresh T] [-hier H] [-out result.json] [-ext_output] [-save_labels]",
+          "train": "DATA CFG [WEIGHTS] [-clear] [-map] [-seed K] [-max_batches N] [-workers N] [-chart FILE]",
+          "valid": "DATA CFG WEIGHTS [-out PREFIX]",
+          "recall": "DATA CFG WEIGHTS",
+          "map": "DATA CFG WEIGHTS [-thresh T] [-iou_thresh I]",
+          "demo": "DATA CFG WEIGHTS [VIDEO] [-c N] [-out_filename OUT.avi|OUT.mp4] [-thresh T] [-hier H] "
+                  "[-ext_output]",
+          "calc_anchors": "DATA -width W -height H [-num_of_clusters K] [-show] [-seed S]"}
+# Darknet's v1 verbs: detector's on cfg/voc.data, so their lines name no DATA
+YOLO_USAGES = {verb: USAGES[verb].replace("DATA ", "", 1) + "   (on cfg/voc.data)" for verb in ("train", "test",
+                                                                                               "valid")}
+DETECT_USAGE = "usage: pydarknet detect CFG WEIGHTS [IMG] [-thresh T] [-out result.json] [-ext_output] [-save_labels]"
+
+
 def detector(args):
     verb = args.positional(0)
-    if verb in ("valid", "recall", "map"):
-        return evaluate(verb, args)
-    if verb == "train":
-        return train(args)
-    if verb == "calc_anchors":
-        return calc_anchors(args)
-    if verb == "demo":
-        return demo(args)
-    if verb != "test":
-        raise UsageError(f"unknown detector command '{verb}' (pydarknet -h lists the commands)")
-    return test(args)
+    if verb not in USAGES:
+        raise verbs_error("detector", USAGES, verb)
+    return VERBS[verb](args)
+
+
+def usage_line(args, verb):
+    """The verb's usage line, as `yolo VERB` where the line is yolo's."""
+    if args.name == "yolo":
+        return f"usage: pydarknet yolo {verb} {YOLO_USAGES[verb]}"
+    return f"usage: pydarknet detector {verb} {USAGES[verb]}"
+
+
+def operands(args, least, kinds=("data", "cfg", "weights")):
+    """The words after the verb, DATA first (yolo put cfg/voc.data there): their order checked (args.check_order),
+    then their count (at least `least`), else the verb's usage line."""
+    usage = usage_line(args, args.positional(0))
+    words = args.argv[1:]
+    yolo = args.name == "yolo"
+    check_order(words[1:] if yolo else words, kinds[1:] if yolo else kinds, usage)
+    if len(words) < least:
+        raise UsageError(usage)
+    return words
 
 
 def test(args):
@@ -46,22 +72,19 @@ def test(args):
     save_labels = args.flag("-save_labels")
     args.flag("-dont_show")          # no window is ever opened; accepted for AlexeyAB's scripts
     args.flag("-fullscreen")
-    if len(args.argv) < 4:
-        raise UsageError("usage: pydarknet detector test DATA CFG WEIGHTS [IMG] [-thresh T] [-save_labels]")
-    data, cfg, weights = args.argv[1:4]
+    data, cfg, weights, *image = operands(args, 3)
     from ..detector.test import detect_images
-    return detect_images(data, cfg, weights, args.positional(4), thresh, hier, outfile, ext_output, save_labels)
+    return detect_images(data, cfg, weights, (image or [None])[0], thresh, hier, outfile, ext_output, save_labels)
 
 
-def evaluate(verb, args):
+def evaluate(args):
     """detector valid | recall (detector/valid.py) | map (detector/map.py)."""
-    outfile = args.value("-out", None)
-    thresh = args.value("-thresh", .25, float)
-    iou_thresh = args.value("-iou_thresh", .5, float)
+    verb = args.positional(0)
+    outfile = args.value("-out", None) if verb == "valid" else None
+    thresh = args.value("-thresh", .25, float) if verb == "map" else None
+    iou_thresh = args.value("-iou_thresh", .5, float) if verb == "map" else None
     args.flag("-dont_show")
-    if len(args.argv) < 4:
-        raise UsageError(f"usage: pydarknet detector {verb} DATA CFG WEIGHTS")
-    data, cfg, weights = args.argv[1:4]
+    data, cfg, weights = operands(args, 3)[:3]
     if verb == "valid":
         from ..detector.valid import validate_detector
         for path in validate_detector(data, cfg, weights, outfile):
@@ -79,11 +102,9 @@ def train(args):
     """detector train (detector/train.py)."""
     calc_map = args.flag("-map")
     flags = training_flags(args)
-    if len(args.argv) < 3:
-        raise UsageError("usage: pydarknet detector train DATA CFG [WEIGHTS] [-clear] [-map]")
-    data, cfg = args.argv[1:3]
+    data, cfg, *weights = operands(args, 2)
     from ..detector.train import train_detector
-    train_detector(data, cfg, args.positional(3), calc_map=calc_map, **flags)
+    train_detector(data, cfg, (weights or [None])[0], calc_map=calc_map, **flags)
     return 0
 
 
@@ -94,14 +115,14 @@ def calc_anchors(args):
     height = args.value("-height", None, int)
     show = args.flag("-show")
     seed = args.value("-seed", 0, int)
-    datacfg = args.positional(1)
-    usage = "usage: pydarknet detector calc_anchors DATA -width W -height H [-num_of_clusters K] [-show] [-seed S]"
-    if datacfg is None or width is None or height is None:
-        raise UsageError(f"{usage} (-width and -height are required)" if datacfg else usage)
+    words = operands(args, 0, ("data",))
+    usage = usage_line(args, "calc_anchors")
+    if not words or width is None or height is None:
+        raise UsageError(f"{usage} (-width and -height are required)" if words else usage)
     if width <= 0 or height <= 0 or clusters <= 0:
         raise UsageError("calc_anchors: -width, -height and -num_of_clusters must be positive")
     from ..detector.anchors import calc_anchors
-    calc_anchors(datacfg, clusters, width, height, show, seed)
+    calc_anchors(words[0], clusters, width, height, show, seed)
     return 0
 
 
@@ -113,13 +134,14 @@ def demo(args):
     hier = args.value("-hier", .5, float)
     ext_output = args.flag("-ext_output")
     args.flag("-dont_show")          # no window is ever opened; accepted for AlexeyAB's scripts
-    if len(args.argv) < 4:
-        raise UsageError("usage: pydarknet detector demo DATA CFG WEIGHTS [VIDEO] [-c N] [-out_filename OUT]")
-    data, cfg, weights = args.argv[1:4]
-    video = args.positional(4)
+    data, cfg, weights, *video = operands(args, 3)
     from ..detector.demo import run_demo
-    run_demo(data, cfg, weights, video if video is not None else camera, out_filename, thresh, hier, ext_output)
+    run_demo(data, cfg, weights, video[0] if video else camera, out_filename, thresh, hier, ext_output)
     return 0
+
+
+VERBS = {"test": test, "train": train, "valid": evaluate, "recall": evaluate, "map": evaluate, "demo": demo,
+         "calc_anchors": calc_anchors}
 
 
 def detect(args):
@@ -129,8 +151,9 @@ def detect(args):
     ext_output = args.flag("-ext_output")
     save_labels = args.flag("-save_labels")
     args.flag("-dont_show")
+    check_order(args.argv, ("cfg", "weights"), DETECT_USAGE)
     if len(args.argv) < 2:
-        raise UsageError("usage: pydarknet detect CFG WEIGHTS [IMG] [-thresh T] [-save_labels]")
+        raise UsageError(DETECT_USAGE)
     cfg, weights = args.argv[:2]
     data = default_data("coco.data")
     from ..detector.test import detect_images
@@ -140,8 +163,8 @@ def detect(args):
 def yolo(args):
     """Darknet's `yolo train|test|valid` (v1), which hard-code their data paths: here cfg/voc.data."""
     verb = args.positional(0)
-    if verb not in ("train", "test", "valid"):
-        raise UsageError("usage: pydarknet yolo train|test|valid CFG [WEIGHTS] [IMG]")
+    if verb not in YOLO_USAGES:
+        raise verbs_error("yolo", YOLO_USAGES, verb)
     data = default_data("voc.data")
     args.argv[1:1] = [data]
     return detector(args)

@@ -1,10 +1,13 @@
 """`pydarknet partial` and `pydarknet randweights`: their words (the bodies are network.py's)."""
 from ..errors import UsageError
+from .args import check_order
 
 
 def partial(args):
+    usage = "usage: pydarknet partial CFG WEIGHTS OUT N"
+    check_order(args.argv, ("cfg", "weights"), usage)
     if len(args.argv) < 4:
-        raise UsageError("usage: pydarknet partial CFG WEIGHTS OUT N")
+        raise UsageError(usage)
     try:
         count = int(args.argv[3])
     except ValueError:
@@ -15,7 +18,9 @@ def partial(args):
 
 def randweights(args):
     seed = args.value("-seed", 0, int)
+    usage = "usage: pydarknet randweights CFG OUT [-seed K]"
+    check_order(args.argv, ("cfg",), usage)
     if len(args.argv) < 2:
-        raise UsageError("usage: pydarknet randweights CFG OUT [-seed K]")
+        raise UsageError(usage)
     from ..network import randweights
     return randweights(args.argv[0], args.argv[1], seed)
