@@ -292,3 +292,18 @@ def test_numpys_arithmetic_warnings_are_said_in_words():
     assert "diverging" in line and "\n" not in line
     assert warning_line(UserWarning("x.weights: partial weights file"), UserWarning) == \
         "Warning: x.weights: partial weights file"
+
+
+@pytest.mark.parametrize("words", [["-thresh", "50"], ["-hier", "1.5"], ["-thresh", "nan"]])
+def test_a_threshold_outside_0_to_1_is_a_usage_error(workdir, capsys, words):
+    """-thresh 50 (a percentage) would keep nothing, silently: thresholds are from 0 to 1, said in one line."""
+    assert main(["detector", "test", "three.data", "tiny.cfg", "tiny.weights", "img.png", *words]) == 2
+    captured = capsys.readouterr()
+    assert captured.err == f"pydarknet: {words[0]} {words[1]}: thresholds are from 0 to 1 (-thresh .5 for 50%)\n"
+    assert captured.out == "" and not os.path.exists("predictions.jpg")
+
+
+def test_train_help_says_when_map_measures(capsys):
+    assert main(["detector", "train", "--help"]) == 0
+    usage = capsys.readouterr().out.splitlines()[0]
+    assert usage.startswith("usage: pydarknet detector train DATA CFG") and "at least 100 iterations apart" in usage

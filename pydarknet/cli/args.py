@@ -73,7 +73,8 @@ class Args:
         try:
             return convert(text)
         except ValueError:
-            raise UsageError(f"{name} {text}: not a valid {convert.__name__}") from None
+            why = getattr(convert, "why", None) or f"not a valid {convert.__name__}"
+            raise UsageError(f"{name} {text}: {why}") from None
 
     def positional(self, i, default=None):
         return self.argv[i] if i < len(self.argv) else default
@@ -90,6 +91,17 @@ def implemented_flags(words):
         if name in words and words[words.index(name) + 1:][:1] == [verb]:
             return flags
     return ()
+
+
+def fraction(text):
+    """A threshold's value: a float from 0 to 1."""
+    value = float(text)
+    if not 0 <= value <= 1:
+        raise ValueError(text)
+    return value
+
+
+fraction.why = "thresholds are from 0 to 1 (-thresh .5 for 50%)"
 
 
 def training_flags(args):

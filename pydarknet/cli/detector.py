@@ -4,7 +4,7 @@ import os
 import sys
 
 from ..errors import UsageError
-from .args import check_order, training_flags, verbs_error
+from .args import check_order, fraction, training_flags, verbs_error
 
 PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # `detect` reads cfg/coco.data and `yolo` cfg/voc.data, as Darknet's do from its own folder: the working folder's
@@ -24,7 +24,8 @@ def default_data(name):
 
 # each verb's words after it: its usage line, and `detector --help`'s list of verbs
 USAGES = {"test": "DATA CFG WEIGHTS [IMG] [-thresh T] [-hier H] [-out result.json] [-ext_output] [-save_labels]",
-          "train": "DATA CFG [WEIGHTS] [-clear] [-map] [-seed K] [-max_batches N] [-workers N] [-chart FILE]",
+          "train": "DATA CFG [WEIGHTS] [-clear] [-map] [-seed K] [-max_batches N] [-workers N] [-chart FILE]   (-map: "
+                   "mAP@0.5 every 4 epochs, at least 100 iterations apart, and at the end)",
           "valid": "DATA CFG WEIGHTS [-out PREFIX]",
           "recall": "DATA CFG WEIGHTS",
           "map": "DATA CFG WEIGHTS [-thresh T] [-iou_thresh I]",
@@ -65,8 +66,8 @@ def operands(args, least, kinds=("data", "cfg", "weights")):
 
 def test(args):
     """detector test (detector/test.py)."""
-    thresh = args.value("-thresh", .5, float)
-    hier = args.value("-hier", .5, float)
+    thresh = args.value("-thresh", .5, fraction)
+    hier = args.value("-hier", .5, fraction)
     outfile = args.value("-out", None)
     ext_output = args.flag("-ext_output")
     save_labels = args.flag("-save_labels")
@@ -81,8 +82,8 @@ def evaluate(args):
     """detector valid | recall (detector/valid.py) | map (detector/map.py)."""
     verb = args.positional(0)
     outfile = args.value("-out", None) if verb == "valid" else None
-    thresh = args.value("-thresh", .25, float) if verb == "map" else None
-    iou_thresh = args.value("-iou_thresh", .5, float) if verb == "map" else None
+    thresh = args.value("-thresh", .25, fraction) if verb == "map" else None
+    iou_thresh = args.value("-iou_thresh", .5, fraction) if verb == "map" else None
     args.flag("-dont_show")
     data, cfg, weights = operands(args, 3)[:3]
     if verb == "valid":
@@ -130,8 +131,8 @@ def demo(args):
     """`detector demo DATA CFG WEIGHTS [VIDEO] [-c N] [-out_filename OUT] ...` (detector/demo.py)."""
     camera = args.value("-c", 0, int)
     out_filename = args.value("-out_filename", None)
-    thresh = args.value("-thresh", .5, float)
-    hier = args.value("-hier", .5, float)
+    thresh = args.value("-thresh", .5, fraction)
+    hier = args.value("-hier", .5, fraction)
     ext_output = args.flag("-ext_output")
     args.flag("-dont_show")          # no window is ever opened; accepted for AlexeyAB's scripts
     data, cfg, weights, *video = operands(args, 3)
@@ -146,7 +147,7 @@ VERBS = {"test": test, "train": train, "valid": evaluate, "recall": evaluate, "m
 
 def detect(args):
     """`detect CFG WEIGHTS [IMG]`: detector test on cfg/coco.data."""
-    thresh = args.value("-thresh", .5, float)
+    thresh = args.value("-thresh", .5, fraction)
     outfile = args.value("-out", None)
     ext_output = args.flag("-ext_output")
     save_labels = args.flag("-save_labels")
