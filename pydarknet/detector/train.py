@@ -70,7 +70,8 @@ class DetectorTraining(Training):
         if not self.paths:
             raise DarknetError(f"{self.train_list}: no training images: the train list is empty")
         if self.calc_map:
-            read_list(options.file_of("valid", "data/train.txt") if "valid" in options else self.train_list)
+            if "valid" in options:          # without valid=, -map measures the train list
+                read_list(options.file_of("valid", "data/train.txt"))
             options.file_of("names", "data/names.list")
         options.int("classes")          # the dataset check before the first iteration reads labels by it
         mismatch = classes_mismatch(options, self.cfgfile)
