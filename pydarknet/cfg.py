@@ -4,6 +4,9 @@ Darknet strips every blank from a line before it looks at it (so `mask = 3, 4` i
 start with `#` or `;`, opens a section at `[...]` and otherwise splits `key=value` at the first `=`. The first of two
 equal keys wins, as `option_find` returns the first match. Numbers are checked strictly: where Darknet's `atoi`
 would turn `3x` into 3, we say which file, line and key is wrong.
+
+A `.data` file is read the same way but for one departure: a value keeps the blanks inside it and loses only those at
+its ends, so that `train=/data/my set/train.txt` names the folder `my set` (Darknet would read `/data/myset/...`).
 """
 import math
 import os
@@ -178,7 +181,8 @@ def read_cfg(path):
 
 
 def read_data(path):
-    """Read a .data file (classes, train, valid, names, backup, eval, results) into a dict of strings."""
+    """Read a .data file (classes, train, valid, names, backup, eval, results) into a dict of strings. Keys lose
+    every blank as in Darknet; values only those at their ends (Darknet strips them all: see DataConfig.path_of)."""
     path = os.fsdecode(path)
     options, lines = {}, {}
     for number, raw in enumerate(_lines(_read_text(path, "data file")), 1):
@@ -187,7 +191,8 @@ def read_data(path):
             continue
         if "=" not in line or line.startswith("="):
             raise CfgError(f"{path}:{number}: cannot parse '{raw.strip()}' (expected key=value)")
-        key, value = line.split("=", 1)
+        key, value = raw.split("=", 1)
+        key, value = key.translate(BLANKS), value.strip(" \t\r")
         if key not in options:
             options[key], lines[key] = value, number
     return DataConfig(path, options, lines)
@@ -201,17 +206,46 @@ class DataConfig(dict):
         self.path = path
         self.lines = lines or {}
 
-    def path_of(self, key, default):
-        """A path option as Darknet reads it (relative to the working folder); when that does not exist, relative
-        to the project the .data file sits in (cfg/coco.data names data/coco.names), so it works from anywhere."""
-        value = self.get(key, default)
-        if os.path.isabs(value) or os.path.exists(value):
+    def _found(self, value):
+        """The value as a path that exists: as written (relative to the working folder), else relative to the
+        project the .data file sits in or to its folder; None when none of them exists."""
+        if os.path.exists(value):
             return value
+        if os.path.isabs(value):
+            return None
         here = os.path.dirname(os.path.abspath(self.path))
         for base in (os.path.dirname(here), here):
             if os.path.exists(os.path.join(base, value)):
                 return os.path.join(base, value)
+        return None
+
+    def path_of(self, key, default):
+        """A path option as Darknet reads it (relative to the working folder); when that does not exist, relative
+        to the project the .data file sits in (cfg/coco.data names data/coco.names), so it works from anywhere.
+
+        A value with blanks inside that names nothing, where Darknet (which strips them) would find a file, is
+        refused: it must not silently read another dataset, nor fail without saying why."""
+        value = self.get(key, default)
+        found = self._found(value)
+        if found is not None:
+            return found
+        despaced = value.translate(BLANKS)
+        if key in self and despaced != value and self._found(despaced) is not None:
+            raise CfgError(f"{self.where(key)}: {key}={value}: no such file; Darknet, which strips every space "
+                           f"from a .data line, would read {despaced} (pydarknet keeps the spaces inside a value)")
         return value
+
+    def file_of(self, key, default):
+        """path_of for a file the command reads: a missing key falls back to Darknet's default only where that
+        exists; otherwise one line naming the .data file and the key, before anything else is done."""
+        if key not in self and self._found(default) is None:
+            raise CfgError(f"{self.path}: no '{key}=' line (Darknet's default {default} does not exist)")
+        if key in self and not self[key]:
+            raise CfgError(f"{self.where(key)}: '{key}=' names no file")
+        return self.path_of(key, default)
+
+    def where(self, key):
+        return f"{self.path}:{self.lines[key]}" if key in self.lines else self.path
 
     def int(self, key, default=None):
         value = self.get(key)

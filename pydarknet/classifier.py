@@ -67,20 +67,22 @@ class DataOptions:
         self.options = options = read_data(datacfg)
         self.path = datacfg
         self.classes = options.int("classes", 2)
-        self.labels_file = options.path_of("labels", "data/labels.list")
-        names = options.get("names")
-        self.names_file = options.path_of("names", "") if names else self.labels_file
         self.top = options.int("top", 1)
 
+    @property
+    def names_file(self):
+        """names=, else labels= (predict_classifier's rule)."""
+        return self.options.file_of("names" if self.options.get("names") else "labels", "data/labels.list")
+
     def labels(self):
-        labels = read_names(self.labels_file)
+        labels_file = self.options.file_of("labels", "data/labels.list")
+        labels = read_names(labels_file)
         if len(labels) < self.classes:
-            raise DarknetError(f"{self.path}: classes={self.classes}, but {self.labels_file} has {len(labels)} "
-                               f"labels")
+            raise DarknetError(f"{self.path}: classes={self.classes}, but {labels_file} has {len(labels)} labels")
         return labels[:self.classes]
 
     def image_list(self, key, default="data/train.list"):
-        path = self.options.path_of(key, default)
+        path = self.options.file_of(key, default)
         paths = read_list(path)
         if not paths:
             raise DarknetError(f"{path}: the {key} list is empty")
@@ -236,7 +238,7 @@ def label_classifier(datacfg, cfgfile, weightfile, out=None):
     centre-cropped; prints the best class's name."""
     out = out or sys.stdout
     data = DataOptions(datacfg)
-    names = read_names(data.options.path_of("names", "data/labels.list"))
+    names = read_names(data.options.file_of("names", "data/labels.list"))
     _, paths = data.image_list("test")
     net = load_network(cfgfile, weightfile, complete=True)
     for start in range(0, len(paths), 64):

@@ -78,7 +78,7 @@ def load_net(cfg, weights, clear=0):
 
 def load_meta(data):
     options = read_data(data)
-    names = read_names(options.path_of("names", "data/names.list"))
+    names = read_names(options.file_of("names", "data/names.list"))
     return Metadata(options.int("classes", len(names)), names)
 
 

@@ -188,6 +188,7 @@ class Training:
         """Set-up, printing what Darknet prints before its loop: the network, its options and the seed."""
         self.datacfg, self.cfgfile, self.out = datacfg, cfgfile, out
         self.options = read_data(datacfg)
+        self.read_lists()
         self.backup = self.options.path_of("backup", "backup")
         os.makedirs(self.backup, exist_ok=True)
         self.base = base_name(cfgfile)
@@ -208,6 +209,10 @@ class Training:
         self.last_good = None
         self.interrupted = False
         self.progress = None
+
+    def read_lists(self):
+        """What a kind of training reads of the .data file before the network is built, so that a mistake there is
+        one line before the layer table (detector train's lists and classes; the classifier reads its own first)."""
 
     def start(self, workers, chart):
         """The loader from the current batch on, what the kind of training checks first, and the chart (resumed

@@ -89,8 +89,9 @@ def test_check_reads_labels_by_the_cfgs_head(tmp_path):
     (tmp_path / "labels" / "a.txt").write_text(CLEAN)           # where the detection rule looks
     (tmp_path / "list.txt").write_text(f"{root / 'a.png'}\n")
     (tmp_path / "v1.data").write_text(f"classes=3\ntrain={tmp_path / 'list.txt'}\n")
-    (tmp_path / "v1.cfg").write_text("[net]\nwidth=64\nheight=64\nchannels=3\n[connected]\noutput=10\n[detection]\n")
-    (tmp_path / "v3.cfg").write_text("[net]\nwidth=64\nheight=64\nchannels=3\n[yolo]\nmask=0\nanchors=1,1\n")
+    (tmp_path / "v1.cfg").write_text("[net]\nwidth=64\nheight=64\nchannels=3\n[connected]\noutput=10\n[detection]\n"
+                                     "classes=3\n")
+    (tmp_path / "v3.cfg").write_text("[net]\nwidth=64\nheight=64\nchannels=3\n[yolo]\nmask=0\nanchors=1,1\nclasses=3\n")
     assert run_cli("dataset", "check", tmp_path / "v1.data", tmp_path / "v3.cfg", cwd=tmp_path).returncode == 0
     v1 = run_cli("dataset", "check", tmp_path / "v1.data", tmp_path / "v1.cfg", cwd=tmp_path)
     assert v1.returncode == 1 and f"{root / 'a.txt'}: the label file cannot be opened" in v1.stdout

@@ -341,6 +341,6 @@ def test_train_checks_its_lists_first_and_says_where_the_problems_are(dataset, t
                      "-max_batches", "1", "-seed", "1", "-workers", "1", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     line = next(line for line in result.stdout.splitlines() if line.startswith("dataset check -fast: "))
-    assert "1 problems (image missing: 1)" in line and str(tmp_path / "bad.list") in line
+    assert "1 problem (image missing: 1)" in line and str(tmp_path / "bad.list") in line
     assert (tmp_path / "bad.list").read_text() == f"{tmp_path / 'gone.png'}\n"
     assert iterations(result.stdout)[0][0] == 1

@@ -4,20 +4,25 @@ The `train` and `valid` lists of a .data file are read with the label rule the C
 [detection] reads labels as fill_truth_region does; without a CFG, the detection rule). Each problem is one line
 naming the image, the label file and its line; then a summary by kind, and AlexeyAB's lists in the current folder:
 `bad.list` (images that cannot be read, label files that cannot be opened, one path a line) and `bad_label.list`
-(`LABELPATH "reason"`). The exit status is 1 on any problem, 0 when the lists are clean.
+(`LABELPATH "reason"`). With a CFG, a head ([yolo], [region], [detection]) whose `classes=` differs from the
+.data file's is a problem too (`classes_mismatch`, which detector train refuses and detection warns of). The exit
+status is 1 on any problem, 0 when the lists are clean.
 """
 import collections
 import os
 import sys
+import warnings
 
 from tqdm import tqdm
 
 from .. import files
 from ..cfg import read_cfg, read_data
-from .labels import label_path, parse_boxes, plural, read_list
+from .labels import DataWarning, label_path, parse_boxes, plural, read_list
 from ..errors import DarknetError
 
 HEADS = {"yolo": "detection", "region": "detection", "detection": "region"}     # head section -> label rule
+HEAD_CLASSES = {"yolo": 20, "region": 20, "detection": 1}       # each head's default classes=, as Darknet parses it
+CLASSES_DIFFER = "classes differ from the .data file's"
 BAD_LIST, BAD_LABEL_LIST = "bad.list", "bad_label.list"
 
 
@@ -35,6 +40,29 @@ def label_rule(cfgfile):
         return "detection"
     heads = [HEADS[s.name] for s in read_cfg(cfgfile) if s.name in HEADS]
     return heads[-1] if heads else "detection"
+
+
+def classes_mismatch(options, cfgfile):
+    """(where, reason) for the first head of the cfg whose classes= differs from the .data file's `options`
+    (a cfg.DataConfig); None when they agree or the .data file has no classes=."""
+    if cfgfile is None or "classes" not in options:
+        return None
+    classes = options.int("classes")
+    for section in read_cfg(cfgfile):
+        if section.name in HEAD_CLASSES:
+            head = section.int("classes", HEAD_CLASSES[section.name])
+            if head != classes:
+                given = f"classes={head}" if section.has("classes") else f"classes={head} (the default)"
+                return (f"{section.path}:{section.lines.get('classes', section.line)}",
+                        f"[{section.name}] {given}, but {options.where('classes')} has classes={classes}")
+    return None
+
+
+def warn_classes_mismatch(options, cfgfile):
+    """Detection's word on a mismatch: a warning (a COCO model may run with a names file of one's own)."""
+    mismatch = classes_mismatch(options, cfgfile)
+    if mismatch:
+        warnings.warn(f"{': '.join(mismatch)} (detection goes by the cfg)", DataWarning, stacklevel=3)
 
 
 def _box_problems(image, label, boxes, numbers):
@@ -79,13 +107,16 @@ def check_lists(datacfg, cfgfile=None, fast=False, out=sys.stdout, progress=True
     options = read_data(datacfg)
     classes = options.int("classes")
     kind = label_rule(cfgfile)
+    mismatch = classes_mismatch(options, cfgfile)
+    problems = [Problem(CLASSES_DIFFER, mismatch[0], None, None, mismatch[1])] if mismatch else []
+    if problems and out is not None:
+        print(problems[0], file=out)
     lists = dict.fromkeys(options.path_of(key, None) for key in keys if options.get(key))
     if not lists:
         raise DarknetError(f"{datacfg}: names no train= or valid= list")
     images = dict.fromkeys(image for path in lists for image in read_list(path))
     if not images:
         raise DarknetError(f"{', '.join(lists)}: the lists name no images")
-    problems = []
     for image in tqdm(images, desc="checking", unit=" images", file=sys.stderr, disable=None if progress else True,
                       leave=False):
         for problem in check_image(image, classes, kind, fast):
@@ -110,4 +141,4 @@ def summary(problems, fast):
                                         (BAD_LABEL_LIST, None))
                if any((p.line is not None) if kinds is None else p.kind in kinds for p in problems)]
     return (f"{plural(len(problems), 'problem')} ({'; '.join(f'{kind}: {n}' for kind, n in counts.most_common())})"
-            + f", listed in {' and '.join(os.path.abspath(name) for name in written)}")
+            + (f", listed in {' and '.join(os.path.abspath(name) for name in written)}" if written else ""))

@@ -34,7 +34,7 @@ def calc_anchors(datacfg, clusters=5, width=416, height=416, show=False, seed=0,
     the working folder."""
     from ..cfg import read_data
     options = read_data(datacfg)
-    train = options.path_of("train", "data/train.list")
+    train = options.file_of("train", "data/train.list")
     print(f"num_of_clusters = {clusters}, width = {width}, height = {height}", file=out)
     sizes, counts = read_box_sizes(train, options.int("classes", 1))
     if len(sizes) < clusters:

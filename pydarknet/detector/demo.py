@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 
 from ..cfg import read_data, read_names
+from ..data.check import warn_classes_mismatch
 from .pipeline import class_count, network_boxes, network_input
 from ..network import load_network
 from ..errors import DarknetError
@@ -306,12 +307,14 @@ def run_demo(datacfg, cfgfile, weightfile, source, out_filename=None, thresh=.5,
     if out_filename is not None:
         out_filename = os.fsdecode(out_filename)
         check_output(out_filename)
-    names = read_names(read_data(datacfg).path_of("names", "data/names.list"))
+    data = read_data(datacfg)
+    names = read_names(data.file_of("names", "data/names.list"))
     print("Demo")
     print(f"video file: {os.fsdecode(source)}" if not isinstance(source, int) else f"Webcam index: {source}")
     capture, first = open_source(source)
     try:
         net = load_network(cfgfile, weightfile, verbose=True, complete=True)
+        warn_classes_mismatch(data, cfgfile)
         classes = class_count(net)
         if len(names) < classes:
             raise DarknetError(f"{datacfg}: names file has {len(names)} names, the network detects {classes} classes")

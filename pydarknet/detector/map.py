@@ -7,6 +7,7 @@ import numpy as np
 
 from .. import box
 from ..cfg import read_data, read_names
+from ..data.check import warn_classes_mismatch
 from .pipeline import class_count
 from ..network import load_network
 from ..errors import DarknetError
@@ -52,13 +53,13 @@ def detector_map(datacfg, cfgfile=None, weightfile=None, thresh=.25, iou_thresh=
 def _map_setup(datacfg, cfgfile, weightfile, net):
     """The network (loaded unless given), the valid= images, the class names and the number of classes."""
     data = read_data(datacfg)
+    key = "valid" if net is None or "valid" in data else "train"     # training's -map: train= without valid=
+    paths = read_list(data.file_of(key, "data/train.txt"))
+    names = read_names(data.file_of("names", "data/names.list"))
     if net is None:
         net = load_network(cfgfile, weightfile, verbose=True)
-        paths = read_list(data.path_of("valid", "data/train.txt"))
-    else:
-        paths = read_list(data.path_of("valid", data.get("train", "data/train.txt")))
+        warn_classes_mismatch(data, cfgfile)
     classes = class_count(net)
-    names = read_names(data.path_of("names", "data/names.list"))
     if len(names) < classes:
         raise DarknetError(f"{data.path}: names file has {len(names)} names, the network detects {classes} classes")
     return net, paths, names, classes

@@ -58,7 +58,7 @@ def names_from(path_or_list, classes):
         return list(path_or_list)
     path = os.fsdecode(path_or_list)
     if path.endswith(".data"):
-        return read_names(read_data(path).path_of("names", "data/names.list"))
+        return read_names(read_data(path).file_of("names", "data/names.list"))
     return read_names(path)
 
 

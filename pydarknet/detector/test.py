@@ -8,6 +8,7 @@ import numpy as np
 
 from .. import files
 from ..cfg import read_data, read_names
+from ..data.check import warn_classes_mismatch
 from .pipeline import class_count, detect_image
 from ..network import load_network
 from ..weights import WeightsWarning
@@ -70,13 +71,15 @@ def detect_images(datacfg, cfgfile, weightfile, filename, thresh, hier_thresh, o
     Without `filename` it reads image paths from standard input; an image that does not load is then reported and
     skipped. Returns the exit code: 1 when an image typed failed to load and no JSON record was written, else 0.
     """
-    names = read_names(read_data(datacfg).path_of("names", "data/names.list"))
+    data = read_data(datacfg)
+    names = read_names(data.file_of("names", "data/names.list"))
     with warnings.catch_warnings(record=True) as weight_warnings:      # shown now, and again after the detections
         warnings.simplefilter("always", WeightsWarning)
         net = load_network(cfgfile, weightfile, verbose=True)
     for caught in weight_warnings:
         warnings.showwarning(caught.message, caught.category, caught.filename, caught.lineno)
     net.one_pass = filename is not None
+    warn_classes_mismatch(data, cfgfile)
     classes = class_count(net)
     if len(names) < classes:
         raise DarknetError(f"{datacfg}: names file has {len(names)} names, the network detects {classes} classes")

@@ -4,8 +4,9 @@ import os
 import sys
 import warnings
 
-from ..data.check import check_lists, summary
-from ..data.labels import DataWarning
+from ..data.check import check_lists, classes_mismatch, summary
+from ..data.labels import DataWarning, read_list
+from ..errors import DarknetError
 from ..data.loader import Loader
 from ..trainer import Training, run_until_done
 from .map import detector_map
@@ -56,10 +57,27 @@ class DetectorTraining(Training):
     dataset check before the first iteration, and with -map the mAP every few epochs."""
 
     def __init__(self, datacfg, cfgfile, weightfile, clear, seed, max_batches, out, calc_map=False):
-        super().__init__(datacfg, cfgfile, weightfile, clear, seed, max_batches, out)
-        self.train_list = self.options.path_of("train", "data/train.list")
-        self.head = head_layer(self.net)
         self.calc_map = calc_map
+        super().__init__(datacfg, cfgfile, weightfile, clear, seed, max_batches, out)
+        self.head = head_layer(self.net)
+
+    def read_lists(self):
+        """The train list (with -map the valid list and the names) and the cfg's classes against the .data file's,
+        before the network is built: a missing key, an empty list or a class-count mismatch is one line."""
+        options = self.options
+        self.train_list = options.file_of("train", "data/train.list")
+        self.paths = read_list(self.train_list)
+        if not self.paths:
+            raise DarknetError(f"{self.train_list}: no training images: the train list is empty")
+        if self.calc_map:
+            if "valid" in options:          # without valid=, -map measures the train list
+                read_list(options.file_of("valid", "data/train.txt"))
+            options.file_of("names", "data/names.list")
+        options.int("classes")          # the dataset check before the first iteration reads labels by it
+        mismatch = classes_mismatch(options, self.cfgfile)
+        if mismatch:
+            raise DarknetError(f"{': '.join(mismatch)}; training needs the two to agree (and the filters= before "
+                               f"each head to follow from them)")
 
     def before_first_iteration(self):
         """The dataset check, and -map's first iteration."""
@@ -71,7 +89,7 @@ class DetectorTraining(Training):
                           f"{self.train_list} (as Darknet does)", DataWarning, stacklevel=4)
 
     def new_loader(self, size):
-        return make_loader(self.net, self.train_list, self.seed, self.workers, start=self.net.current_batch())
+        return make_loader(self.net, self.paths, self.seed, self.workers, start=self.net.current_batch())
 
     def check_dataset(self):
         """`dataset check -fast` on the lists it uses before the first iteration: how many problems and where they

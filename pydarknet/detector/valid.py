@@ -16,6 +16,7 @@ import numpy as np
 
 from .. import box
 from ..cfg import read_data, read_names
+from ..data.check import warn_classes_mismatch
 from .pipeline import class_count, network_boxes, network_input
 from ..network import load_network
 from ..errors import DarknetError
@@ -195,11 +196,13 @@ def validate_detector(datacfg, cfgfile, weightfile, outfile=None, batch=1, net=N
     batch: images per network pass (the results do not depend on it). Returns the paths written.
     """
     data = read_data(datacfg)
-    paths = read_list(data.path_of("valid", "data/train.list"))
+    paths = read_list(data.file_of("valid", "data/train.list"))
     prefix = data.path_of("results", "results")
     kind = data.get("eval", "voc")
+    names = read_names(data.file_of("names", "data/names.list")) if kind not in ("coco", "imagenet") else None
     if net is None:
         net = load_network(cfgfile, weightfile, verbose=True)
+        warn_classes_mismatch(data, cfgfile)
     print(f"Learning Rate: {net.learning_rate:g}, Momentum: {net.momentum:g}, Decay: {net.decay:g}", file=sys.stderr)
     classes = class_count(net)
     if kind == "coco":
@@ -211,7 +214,6 @@ def validate_detector(datacfg, cfgfile, weightfile, outfile=None, batch=1, net=N
     elif kind == "imagenet":
         writer = _ImagenetWriter(prefix, outfile or "imagenet-detection", classes)
     else:
-        names = read_names(data.path_of("names", "data/names.list"))
         writer = _VocWriter(prefix, outfile or "comp4_det_test_", names, classes)
     try:
         for index, (path, w, h, dets) in enumerate(predictions(net, paths, .005, .5, .45, batch)):
@@ -237,7 +239,7 @@ def validate_detector_recall(datacfg, cfgfile, weightfile, net=None):
     do_nms_obj .4; a truth is found when a proposal overlaps it with IoU > .5. Prints Darknet's line per image on
     stderr and returns the totals."""
     data = read_data(datacfg)
-    paths = read_list(data.path_of("valid", "data/train.txt"))
+    paths = read_list(data.file_of("valid", "data/train.txt"))
     if net is None:
         net = load_network(cfgfile, weightfile, verbose=True)
     thresh, iou_thresh, nms = np.float32(.001), np.float32(.5), .4
