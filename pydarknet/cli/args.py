@@ -113,6 +113,14 @@ def training_flags(args):
     return flags
 
 
+def verb_of(args, name, usages):
+    """A family's verb, its first word; else the UnknownVerb that lists the verbs (`usages`: verb -> arguments)."""
+    verb = args.positional(0)
+    if verb not in usages:
+        raise verbs_error(name, usages, verb)
+    return verb
+
+
 def verbs_error(name, usages, verb):
     """A family's UnknownVerb: its verbs, one usage line each (`usages`: verb -> its arguments)."""
     head = (f"usage: pydarknet {name} VERB ... (pydarknet {name} VERB --help lists a verb's flags); the verbs:"

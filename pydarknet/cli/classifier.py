@@ -1,7 +1,7 @@
 """`pydarknet classifier train|valid|predict|label`: their words, as run_classifier reads them (classifier.py runs
 them). Each verb reads its own flags: the training flags on train, -t on predict."""
 from ..errors import UsageError
-from .args import check_order, training_flags, verbs_error
+from .args import check_order, training_flags, verb_of
 
 USAGES = {"train": "DATA CFG [WEIGHTS] [-clear] [-seed S] [-max_batches N] [-workers N] [-chart FILE]",
           "valid": "DATA CFG WEIGHTS",
@@ -10,9 +10,7 @@ USAGES = {"train": "DATA CFG [WEIGHTS] [-clear] [-seed S] [-max_batches N] [-wor
 
 
 def classifier(args):
-    verb = args.positional(0)
-    if verb not in USAGES:
-        raise verbs_error("classifier", USAGES, verb)
+    verb = verb_of(args, "classifier", USAGES)
     top = args.value("-t", 0, int) if verb == "predict" else 0
     flags = training_flags(args) if verb == "train" else {}
     if verb != "train":

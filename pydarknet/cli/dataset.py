@@ -3,22 +3,20 @@ import sys
 import time
 
 from ..errors import UsageError
-from .args import check_order, verbs_error
+from .args import check_order, verb_of
 
 USAGES = {"shapes": "OUTDIR [-n 2000] [-size 160] [-seed 0]   (a small detection dataset, no download)",
           "shapes-cls": "OUTDIR [-n 1000] [-size 64] [-seed 0]   (one shape an image, for classifiers)",
           "from-voc": "VOCDEVKIT OUTDIR [-names FILE] [-difficult]",
           "from-coco": "INSTANCES.json IMAGEDIR OUTDIR [-list train|valid]",
           "check": "DATA [CFG] [-fast]"}
-SHAPES_USAGE = "usage: pydarknet dataset shapes OUTDIR [-n 2000] [-size 160] [-seed 0]"
-SHAPES_CLS_USAGE = "usage: pydarknet dataset shapes-cls OUTDIR [-n 1000] [-size 64] [-seed 0]"
+# the generators' usage lines in their error messages: the table's, without its note
+SHAPES_USAGE, SHAPES_CLS_USAGE = (f"usage: pydarknet dataset {verb} {USAGES[verb].split('   (')[0]}"
+                                  for verb in ("shapes", "shapes-cls"))
 
 
 def dataset(args):
-    verb = args.positional(0)
-    if verb not in USAGES:
-        raise verbs_error("dataset", USAGES, verb)
-    return VERBS[verb](args)
+    return VERBS[verb_of(args, "dataset", USAGES)](args)
 
 
 def generator_options(args, usage, n, size):

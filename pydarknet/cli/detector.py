@@ -4,7 +4,7 @@ import os
 import sys
 
 from ..errors import UsageError
-from .args import check_order, fraction, training_flags, verbs_error
+from .args import check_order, fraction, training_flags, verb_of
 
 PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # `detect` reads cfg/coco.data and `yolo` cfg/voc.data, as Darknet's do from its own folder: the working folder's
@@ -39,10 +39,7 @@ DETECT_USAGE = "usage: pydarknet detect CFG WEIGHTS [IMG] [-thresh T] [-out resu
 
 
 def detector(args):
-    verb = args.positional(0)
-    if verb not in USAGES:
-        raise verbs_error("detector", USAGES, verb)
-    return VERBS[verb](args)
+    return VERBS[verb_of(args, "detector", USAGES)](args)
 
 
 def usage_line(args, verb):
@@ -163,9 +160,7 @@ def detect(args):
 
 def yolo(args):
     """Darknet's `yolo train|test|valid` (v1), which hard-code their data paths: here cfg/voc.data."""
-    verb = args.positional(0)
-    if verb not in YOLO_USAGES:
-        raise verbs_error("yolo", YOLO_USAGES, verb)
+    verb_of(args, "yolo", YOLO_USAGES)
     data = default_data("voc.data")
     args.argv[1:1] = [data]
     return detector(args)
