@@ -18,6 +18,7 @@ import traceback
 import pydarknet  # noqa: F401  (first: it sets the thread-pool waiting policies before numpy loads OpenBLAS)
 from bench import bench_forward
 from bench.results import RESULTS, write_section
+from pydarknet.trainer import cpu_model     # the Seed line names the same CPU
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
@@ -51,17 +52,6 @@ def log(line):
 
 
 # ---- the machine -----------------------------------------------------------------------------------------------
-
-def cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
 
 def load_average():
     try:
