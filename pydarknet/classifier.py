@@ -113,16 +113,16 @@ def report_label_problems(list_path, paths, problems, out):
 class ClassifierTraining(Training):
     """train_classifier: detector train's run with the classification loader, its line, backups and resizing."""
 
-    def __init__(self, datacfg, cfgfile, weightfile, clear, seed, max_batches, out):
+    def __init__(self, datacfg, cfgfile, weightfile, clear, seed, max_batches, out, sync=None):
         self.data = DataOptions(datacfg)        # the lists first: a bad one is one line, before the layer table
         self.labels = self.data.labels()
         train_list, self.paths = self.data.image_list("train")
         problems = label_problems(train_list, self.paths, self.labels)
-        super().__init__(datacfg, cfgfile, weightfile, clear, seed, max_batches, out)
-        print(len(self.paths), file=out)
-        report_label_problems(train_list, self.paths, problems, out)
+        super().__init__(datacfg, cfgfile, weightfile, clear, seed, max_batches, out, sync)
+        print(len(self.paths), file=self.out)
+        report_label_problems(train_list, self.paths, problems, self.out)
         self.epoch = self.net.seen // len(self.paths)
-        print(*self.crop_sizes(self.net.w), file=out)
+        print(*self.crop_sizes(self.net.w), file=self.out)
 
     def crop_sizes(self, size):
         """args.min, args.max: the random crop's side, min_ratio and max_ratio of the size (int in C)."""
@@ -132,9 +132,10 @@ class ClassifierTraining(Training):
     def new_loader(self, size):
         net = self.net
         crop = Crop(*self.crop_sizes(size), angle=net.angle, aspect=net.aspect, center=net.center)
-        return Loader(self.paths, (size, size), kind="classification", batch=self.imgs, classes=self.data.classes,
+        images, slots = self.sync.loader_batch(net.batch * net.subdivisions)
+        return Loader(self.paths, (size, size), kind="classification", batch=images, classes=self.data.classes,
                       labels=self.labels, crop=crop, hue=net.hue, saturation=net.saturation, exposure=net.exposure,
-                      seed=self.seed, workers=self.workers, start=net.current_batch())
+                      seed=self.seed, workers=self.workers, start=net.current_batch(), slots=slots)
 
     def done(self):
         return self.net.max_batches != 0 and self.net.current_batch() >= self.net.max_batches
@@ -144,7 +145,7 @@ class ClassifierTraining(Training):
 
     def resize(self):
         """Darknet's random sizes for classifiers: 128..448 in steps of 32, the crop sizes scaled with it."""
-        dim = (int(self.rng.integers(11)) + 4) * 32
+        dim = self.sync.comm.broadcast_object((int(self.rng.integers(11)) + 4) * 32)   # rank 0's draw
         print(f"Resizing\n{dim}", file=self.out)
         print(*self.crop_sizes(dim), file=self.out)
         self.loader.close()
@@ -157,8 +158,8 @@ class ClassifierTraining(Training):
         net = self.net
         self.average(loss)
         i = net.current_batch()
-        rate = (i - self.start_batch) * self.imgs / max(time.time() - self.started, 1e-9)
-        eta = f", ETA {(net.max_batches - i) * self.imgs / max(rate, 1e-9):.0f} s" if net.max_batches else ""
+        rate, seconds_left = self.speed(i)
+        eta = f", ETA {seconds_left:.0f} s" if net.max_batches else ""
         print(f"{i}, {net.seen / len(self.paths):.3f}: {loss:f}, {self.avg_loss:f} avg, {net.current_rate():f} "
               f"rate, {time.time() - t0:f} seconds, {net.seen} images, {rate:.1f} images/s{eta}", file=self.out,
               flush=True)
@@ -166,13 +167,14 @@ class ClassifierTraining(Training):
             self.chart.add(i, loss, self.avg_loss)
         return i
 
-    def backup_names(self, i):
-        """train_classifier's: `<cfg>_<epoch>.weights` when an epoch ends, `<cfg>.backup` every 1,000 batches."""
+    def backup_names(self, i, before=None):
+        """train_classifier's: `<cfg>_<epoch>.weights` when an epoch ends, `<cfg>.backup` every 1,000 batches (or
+        when the counter crosses a multiple of 1,000, where it jumps)."""
         names = []
         if self.net.seen // len(self.paths) > self.epoch:
             self.epoch = self.net.seen // len(self.paths)
             names.append(os.path.join(self.backup, f"{self.base}_{self.epoch}.weights"))
-        if i % 1000 == 0:
+        if (i - 1 if before is None else before) // 1000 < i // 1000:
             names.append(os.path.join(self.backup, f"{self.base}.backup"))
         return names
 
@@ -181,11 +183,12 @@ class ClassifierTraining(Training):
 
 
 def train_classifier(datacfg, cfgfile, weightfile=None, clear=False, seed=None, workers=4, max_batches=None,
-                     chart="chart.png", out=None):
-    """Train as Darknet's train_classifier does; returns the path of the final weights."""
-    run = ClassifierTraining(datacfg, cfgfile, weightfile, clear, seed, max_batches, out or sys.stdout)
+                     chart="chart.png", out=None, sync=None, iterations=None):
+    """Train as Darknet's train_classifier does; returns the path of the final weights. `sync` and `iterations`:
+    train_detector's."""
+    run = ClassifierTraining(datacfg, cfgfile, weightfile, clear, seed, max_batches, out or sys.stdout, sync)
     run.start(workers, chart)
-    return run_until_done(run)
+    return run_until_done(run, iterations)
 
 
 def validate_classifier(datacfg, cfgfile, weightfile, out=None):

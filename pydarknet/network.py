@@ -38,6 +38,9 @@ class Network(NetOptions):
         self.cost = None
         self.rng = np.random.default_rng()
         self.seen = 0
+        # the replicas this one trains with under `-sync allreduce` (parallel/replicas.py's AllreduceSync): their
+        # images count in `seen`, their updates and batch-norm statistics are summed with this one's
+        self.replicas = None
         self.weights_header = None
         self.workspace = None
         self.layers = []
@@ -166,7 +169,7 @@ class Network(NetOptions):
     def train_datum(self, x, truth):
         """train_network_datum: count the images, forward and backward in training mode, update at the end of
         each group of `subdivisions` batches; returns the cost."""
-        self.seen += x.shape[0]
+        self.seen += x.shape[0] * (1 if self.replicas is None else self.replicas.size)
         self.truth = np.ascontiguousarray(truth, np.float32).reshape(x.shape[0], -1)
         self.train = True
         # float32 overflow gives inf and NaN silently, as in C: a run that diverges gets one line from the
@@ -183,10 +186,17 @@ class Network(NetOptions):
         rate = self.current_rate()
         batch = self.batch * self.subdivisions
         with backend.on_device(self.device):
+            if self.replicas is not None:
+                self.replicas.sum_updates(self)
             for layer in self.layers:
                 if not layer.onlyforward:
                     layer.update(self, rate, self.momentum, self.decay, batch)
         self.weights_changed()
+
+    @property
+    def replica_batch(self):
+        """The images this process trains on per minibatch: net.batch, or its share of it on each replica."""
+        return self.batch if self.replicas is None else self.batch // self.replicas.size
 
     def _as_input(self, x):
         x = backend.move(x, self.device)

@@ -14,15 +14,21 @@ from . import files
 from .cfg import read_data
 from .errors import DarknetError
 from .network import load_network
+from .parallel.replicas import OneProcess
 from .weights import save_weights
 
 
 class TrainingStopped(DarknetError):
-    """Training stopped on purpose (a NaN loss); the message says where and what was kept."""
+    """Training stopped on purpose (a NaN loss); the message says where and what was kept. Every rank of a run
+    stops at the same iteration (`agreed`), rank 0 says why."""
+
+    agreed = True
 
 
 class TrainingInterrupted(KeyboardInterrupt):
     """Ctrl-C during training, raised after `backup` was saved (the command line exits 130, as after SIGINT)."""
+
+    agreed = True
 
     def __init__(self, backup):
         super().__init__(f"saved {backup}")
@@ -34,15 +40,13 @@ def base_name(cfgfile):
     return os.path.splitext(os.path.basename(cfgfile))[0]
 
 
-def backup_names(backup, base, iteration):
+def backup_names(backup, base, iteration, previous=None):
     """The files Darknet writes after an iteration: `<cfg>.backup` every 100, `<cfg>_<N>.weights` every 100 up to
-    1000 and then every 10000."""
-    names = []
-    if iteration % 100 == 0:
-        names.append(os.path.join(backup, f"{base}.backup"))
-    if iteration % 10000 == 0 or (iteration < 1000 and iteration % 100 == 0):
-        names.append(os.path.join(backup, f"{base}_{iteration}.weights"))
-    return names
+    1000 and then every 10000. Where the counter jumps (`-sync darknet` on several ranks) from `previous`, every
+    multiple it crosses counts: Darknet's `i % 100 == 0` would skip some and write no backup at all."""
+    crossed = [m for m in range(iteration if previous is None else previous + 1, iteration + 1) if m % 100 == 0]
+    names = [os.path.join(backup, f"{base}.backup")] if crossed else []
+    return names + [os.path.join(backup, f"{base}_{m}.weights") for m in crossed if m % 10000 == 0 or m < 1000]
 
 
 class Chart:
@@ -164,18 +168,20 @@ def _format_eta(seconds):
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
-def run_until_done(run):
+def run_until_done(run, iterations=None):
     """The loop every trainer shares: iterations until the run is done or interrupted (Ctrl-C only sets a flag, so
-    that a step is never cut in half); then the final weights."""
-    previous_handler = signal.signal(signal.SIGINT, run.on_interrupt) if _main_thread() else None
+    that a step is never cut in half; on several ranks SIGTERM too, which mpiexec sends on Ctrl-C); then the final
+    weights. `iterations` caps this call's steps (Python only: a test's short run with the cfg's schedule)."""
+    signals = (signal.SIGINT, signal.SIGTERM) if run.sync.replicas > 1 else (signal.SIGINT,)
+    previous = {s: signal.signal(s, run.on_interrupt) for s in signals} if _main_thread() else {}
     try:
-        while not run.interrupted and not run.done():
+        while not run.interrupted and not run.done() and (iterations is None or run.count < iterations):
             run.iteration()
         return run.finish()
     finally:
         run.close()
-        if previous_handler is not None:
-            signal.signal(signal.SIGINT, previous_handler)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
 
 
 class Training:
@@ -184,8 +190,13 @@ class Training:
     the interrupt's backup). Subclasses give `new_loader` and `resize`, and may change the line, the backups and
     the final name; detector/train.py's DetectorTraining and classifier.py's ClassifierTraining are the two."""
 
-    def __init__(self, datacfg, cfgfile, weightfile, clear, seed, max_batches, out):
-        """Set-up, printing what Darknet prints before its loop: the network, its options and the seed."""
+    def __init__(self, datacfg, cfgfile, weightfile, clear, seed, max_batches, out, sync=None):
+        """Set-up, printing what Darknet prints before its loop: the network, its options and the seed. `sync`
+        (parallel/replicas.py) trains on several ranks: rank 0 alone prints and writes files."""
+        self.sync = sync or OneProcess()
+        self.rank = self.sync.comm.rank
+        if self.rank:
+            out = open(os.devnull, "w")
         self.datacfg, self.cfgfile, self.out = datacfg, cfgfile, out
         self.options = read_data(datacfg)
         self.read_lists()
@@ -193,15 +204,17 @@ class Training:
         os.makedirs(self.backup, exist_ok=True)
         self.base = base_name(cfgfile)
         print(self.base, file=out)
-        self.seed = int(time.time()) if seed is None else seed
+        self.seed = self.sync.comm.broadcast_object(int(time.time()) if seed is None else seed)
         # with -seed, the layers the weights file leaves out (a fine-tune's head) start the same every time
-        net = self.net = load_network(cfgfile, weightfile, clear, verbose=True, seed=self.seed)
+        net = self.net = load_network(cfgfile, weightfile, clear, verbose=not self.rank, seed=self.seed)
         if max_batches is not None:
             net.max_batches = max_batches
+        self.sync.prepare(net, cfgfile)     # rank 0's weights everywhere; -sync darknet's learning rate x N
         print(f"Learning Rate: {net.learning_rate:g}, Momentum: {net.momentum:g}, Decay: {net.decay:g}", file=out)
-        self.imgs = net.batch * net.subdivisions
-        print(f"Seed: {self.seed} (-seed {self.seed} repeats this run byte for byte on {repeat_conditions()})",
-              file=out)
+        self.imgs = self.sync.step_images(net.batch * net.subdivisions)     # every rank's images of a step
+        ranks = f", {self.sync.replicas} ranks (-sync {self.sync.mode})" if self.sync.replicas > 1 else ""
+        print(f"Seed: {self.seed} (-seed {self.seed} repeats this run byte for byte on {repeat_conditions()}"
+              f"{ranks})", file=out)
         self.rng = np.random.default_rng(self.seed)
         self.avg_loss = -1.0
         self.lowest_avg = math.inf      # for the stop message: how far the loss had climbed before it overflowed
@@ -233,7 +246,7 @@ class Training:
     def start_clock(self, chart):
         """The chart (resumed with the weights' iteration) and the clock images/s and the ETA are counted from."""
         net = self.net
-        self.chart = Chart(chart, net.max_batches, self.base) if chart else None
+        self.chart = Chart(chart, net.max_batches, self.base) if chart and not self.rank else None
         if self.chart and net.current_batch() > 0:
             self.chart.resume(net.current_batch())
         self.started, self.start_batch = time.time(), net.current_batch()
@@ -248,9 +261,10 @@ class Training:
         if self.resizes_now():
             self.resize()
         self.count += 1
+        before = self.net.current_batch()
         loss, t0 = self.train_step()
         i = self.log(loss, t0)
-        self.back_up(i)
+        self.back_up(i, before)
         self.after_iteration(i)
         if self.chart:
             self.chart.draw(force=i == self.net.max_batches)
@@ -271,9 +285,12 @@ class Training:
         x, truth = self.loader.next()
         print(f"Loaded: {time.time() - t0:f} seconds", file=self.out)
         t0 = time.time()
+        self.sync.before_step(self.net)
         loss = train_network(self.net, x, truth)
+        loss, self.interrupted = self.sync.agree(self.net, loss, self.interrupted)
         if not math.isfinite(loss):
             raise TrainingStopped(self.stop_message(loss))
+        self.sync.after_step(self.net)
         return loss, t0
 
     def stop_message(self, loss):
@@ -303,8 +320,7 @@ class Training:
         self.average(loss)
         i = net.current_batch()
         seconds = time.time() - t0
-        rate = (i - self.start_batch) * self.imgs / max(time.time() - self.started, 1e-9)
-        eta = (net.max_batches - i) * self.imgs / max(rate, 1e-9)
+        rate, eta = self.speed(i)
         print(f"{i}: {loss:f}, {self.avg_loss:f} avg, {net.current_rate():f} rate, {seconds:f} seconds, "
               f"{i * self.imgs} images, {rate:.1f} images/s, ETA {_format_eta(eta)}", file=self.out, flush=True)
         if self.chart:
@@ -313,26 +329,42 @@ class Training:
             self.progress.iteration(i, net.max_batches, self.avg_loss, rate, eta)
         return i
 
-    def back_up(self, i):
-        """The backups iteration i is due (Darknet's save_weights line for each)."""
-        for name in self.backup_names(i):
+    def speed(self, i):
+        """Images/s of this run so far, and the seconds left to max_batches at the counter's pace (which jumps
+        under -sync darknet)."""
+        elapsed = max(time.time() - self.started, 1e-9)
+        per_step = max(i - self.start_batch, 1) / self.count
+        return self.count * self.imgs / elapsed, (self.net.max_batches - i) / per_step * elapsed / self.count
+
+    def back_up(self, i, before=None):
+        """The backups due after iteration i (the counter was at `before`), Darknet's save_weights line for each;
+        on several ranks after their weights are synced, written by rank 0."""
+        names = self.backup_names(i, before)
+        if names:
+            self.sync.before_save(self.net)
+        for name in names:
             print(f"Saving weights to {name}", file=self.out, flush=True)
-            save_weights(self.net, name)
+            self.save(name)
             self.last_good = name
 
-    def backup_names(self, i):
+    def save(self, name):
+        if not self.rank:
+            save_weights(self.net, name)
+
+    def backup_names(self, i, before=None):
         """The files due after iteration i: train_detector's schedule (classifier train has its own)."""
-        return backup_names(self.backup, self.base, i)
+        return backup_names(self.backup, self.base, i, before)
 
     def finish(self):
         """The final weights; after Ctrl-C, `<cfg>.backup` and TrainingInterrupted."""
+        self.sync.before_save(self.net)
         if self.interrupted:
             name = os.path.join(self.backup, f"{self.base}.backup")
-            save_weights(self.net, name)
+            self.save(name)
             print(f"Interrupted at iteration {self.net.current_batch()}: saved {name}", file=self.out, flush=True)
             raise TrainingInterrupted(name)
         final = self.final_name()
-        save_weights(self.net, final)
+        self.save(final)
         print(f"Saved {final}", file=self.out, flush=True)
         return final
 
@@ -354,6 +386,7 @@ def train_network(net, x, truth):
     """Darknet's train_network: the loaded images in chunks of net.batch, one train step each; the mean loss per
     image."""
     total = 0.0
-    for start in range(0, x.shape[0], net.batch):
-        total += net.train_datum(x[start:start + net.batch], truth[start:start + net.batch])
+    batch = net.replica_batch
+    for start in range(0, x.shape[0], batch):
+        total += net.train_datum(x[start:start + batch], truth[start:start + batch])
     return total / x.shape[0]

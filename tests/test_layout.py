@@ -15,7 +15,7 @@ FLOORS = (
     ("cfg", "image", "draw", "box", "sort", "nms_pairs", "nms", "metrics", "backend"),
     ("decode", "loss", "data"),
     ("layers",),
-    ("policy", "weights", "network"),
+    ("policy", "weights", "network", "parallel"),
     ("trainer", "detector", "detector.pipeline"),       # detector/__init__: the room's docstring
     ("detector.test", "detector.valid", "detector.map", "detector.train", "detector.demo", "detector.anchors",
      "classifier", "export", "libdarknet"),

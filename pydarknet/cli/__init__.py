@@ -29,9 +29,11 @@ a command's flags and their defaults; `pydarknet detector` (classifier, dataset,
 """
 import os
 import sys
+import traceback
 import warnings
 
 from .. import settings
+from ..parallel import comm as parallel
 from ..errors import DarknetError, UsageError
 from . import classifier, dataset, detector, export, weights
 from .args import (GLOBAL_FLAGS, HELP_WORDS, UNSUPPORTED_FLAGS, Args, UnknownVerb, implemented_flags, unknown_flag_note,
@@ -189,6 +191,42 @@ def run_command(name, command, args, keep=()):
     return command(args)
 
 
+class Ending:
+    """How main() ended, for run() on several MPI ranks: an error that ended this rank alone aborts the job (its
+    peers would wait in a collective forever); a stop every rank agreed on (a finished run, Ctrl-C, a NaN loss)
+    finalizes MPI."""
+    alone = False
+
+
+def rank_prefix():
+    """"rank R: " in a process that is one of several MPI ranks."""
+    world = parallel.started()
+    return f"rank {world.rank}: " if world is not None and world.size > 1 else ""
+
+
+def say_error(text, error=None):
+    """The error line, on several ranks with the rank; a stop every rank agreed on is said by rank 0 alone."""
+    world = parallel.started()
+    agreed = getattr(error, "agreed", False)
+    Ending.alone = not agreed
+    if agreed and world is not None and world.rank:
+        return
+    print(f"pydarknet: {rank_prefix()}{text}", file=sys.stderr)
+
+
+def start_world(nogpu, gpus):
+    """Under an MPI launcher, this rank's communicator and its default thread count (the cores shared by the ranks
+    on this machine); else None. In a CPU build -gpus is read and ignored with one line, as before."""
+    if parallel.launched_size() is None:
+        from .. import backend
+        if gpus and "," in gpus and not backend.build_wants_gpu():
+            print(f"pydarknet: -gpus {gpus}: ignored in a CPU build (one process on the CPU; `mpiexec -n N` runs "
+                  f"N processes)", file=sys.stderr)
+        return None
+    world = parallel.world(gpu=not nogpu and gpus is not None)
+    return max(1, (os.cpu_count() or 1) // world.local_size)
+
+
 def main(argv=None):
     args = Args(sys.argv[1:] if argv is None else argv)
     warnings.formatwarning = lambda message, category, *rest: warning_line(message, category) + "\n"
@@ -197,7 +235,9 @@ def main(argv=None):
         for note in args.drop_unsupported(keep):
             print(f"pydarknet: {note}", file=sys.stderr)
         threads = args.value("-threads", settings.threads(), int)
-        select_device(args.flag("-nogpu"), args.value("-i", None), args.value("-gpus", None))
+        nogpu, gpus = args.flag("-nogpu"), args.value("-gpus", None)
+        select_device(nogpu, args.value("-i", None), gpus)
+        threads = threads or start_world(nogpu, gpus)
         if threads:
             set_threads(threads)
         name = args.positional(0)
@@ -210,13 +250,13 @@ def main(argv=None):
         args.name = args.argv.pop(0)
         return run_command(name, command, args, keep)
     except UsageError as e:
-        print(f"pydarknet: {e}", file=sys.stderr)
+        say_error(str(e), e)
         return 2
     except DarknetError as e:
-        print(f"pydarknet: error: {e}", file=sys.stderr)
+        say_error(f"error: {e}", e)
         return 1
     except KeyboardInterrupt as e:      # 130, as a shell reports SIGINT; training says what it saved
-        print(f"pydarknet: interrupted{f' ({e})' if str(e) else ''}", file=sys.stderr)
+        say_error(f"interrupted{f' ({e})' if str(e) else ''}", e)
         return 130
     except BrokenPipeError:     # output piped into `head`: stop quietly, as C programs do
         sys.stdout = open(os.devnull, "w")
@@ -229,10 +269,22 @@ def run():
     command, and nothing is left to write by then: files are closed and weights renamed into place before main
     returns."""
     prepare_process()
-    code = main()
+    try:
+        code = main()
+    except BaseException:       # noqa: BLE001  a bug: its traceback, and on several ranks the job ends with it
+        if parallel.started() is None or parallel.started().size == 1:
+            raise
+        traceback.print_exc()
+        print(f"pydarknet: {rank_prefix()}stopped by the error above", file=sys.stderr)
+        code, Ending.alone = 1, True
     try:
         sys.stdout.flush()
         sys.stderr.flush()
     except (BrokenPipeError, ValueError):       # a reader that went away, or a stream already closed
         pass
+    world = parallel.started()
+    if world is not None:       # os._exit without MPI_Finalize is an abnormal death to Open MPI
+        if Ending.alone and code:
+            world.abort(code)
+        world.finalize()
     os._exit(code)

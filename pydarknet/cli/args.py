@@ -109,7 +109,16 @@ def training_flags(args):
     flags = dict(clear=args.flag("-clear"), seed=args.value("-seed", None, int),
                  max_batches=args.value("-max_batches", None, int), workers=args.value("-workers", 4, int),
                  chart=args.value("-chart", "chart.png"))
+    mode = args.value("-sync", None)
     args.flag("-dont_show")
+    if args.listing:
+        return flags
+    from ..parallel.comm import world
+    from ..parallel.replicas import SYNC_MODES, sync_for
+    if mode is not None and mode not in SYNC_MODES:
+        raise UsageError(f"-sync {mode}: the modes are {' and '.join(SYNC_MODES)} (the README's 'Several GPUs and "
+                         f"machines')")
+    flags["sync"] = sync_for(mode or "allreduce", world())
     return flags
 
 

@@ -111,11 +111,13 @@ class Loader:
 
     `truths` is max_boxes*5 for "detection" and side*side*(5+classes) for "region". saturation or
     exposure 0 mean 1, as in Darknet's load_thread. `start` is the first batch index (to resume a run).
+    `slots` (the indices of the images of each batch this process loads; all by default) is one rank's share of
+    the batch on several ranks: the same draws as one process makes for those slots.
     """
 
     def __init__(self, paths, net_shape, kind="detection", batch=1, classes=1, max_boxes=90, jitter=.2, hue=0.,
                  saturation=1., exposure=1., *, side=7, seed=0, workers=4, prefetch=1, processes=False, start=0,
-                 scale_range=None, labels=None, crop=None):
+                 scale_range=None, labels=None, crop=None, slots=None):
         check_kind(kind)
         if kind == "classification" and (labels is None or crop is None):
             raise ValueError("kind classification needs the class labels and a Crop")
@@ -129,6 +131,7 @@ class Loader:
         self.kind = kind
         self.images = len(paths)    # in the list (AlexeyAB's train_images_num)
         self.batch = batch
+        self.slots = list(range(batch) if slots is None else slots)
         self.classes = classes
         self.side = side
         self.max_boxes = max_boxes
@@ -172,8 +175,8 @@ class Loader:
         return rng.integers(len(self._sampler.paths), size=self.batch)
 
     def _submit(self, k):
-        futures = [self._submit_image(k, slot, int(index), self.w, self.h)
-                   for slot, index in enumerate(self._paths_for(k))]
+        indices = self._paths_for(k)
+        futures = [self._submit_image(k, slot, int(indices[slot]), self.w, self.h) for slot in self.slots]
         self._pending.append((k, self.w, self.h, futures))
 
     def _fill(self):
@@ -207,8 +210,8 @@ class Loader:
             k, w, h, futures = self._pending.popleft()
             self._next = k + 1
             self._fill()                    # start the following batches before waiting on this one
-        X = np.empty((self.batch, 3, h, w), F32)
-        truth = np.empty((self.batch, self.truths), F32)
+        X = np.empty((len(self.slots), 3, h, w), F32)
+        truth = np.empty((len(self.slots), self.truths), F32)
         messages = []
         for slot, future in enumerate(futures):
             x, t, problems = future.result()

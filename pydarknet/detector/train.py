@@ -24,18 +24,20 @@ def next_map_at(last, images, batch, burn_in):
     return max(last + max(4 * images // batch, 100), burn_in)
 
 
-def make_loader(net, paths, seed, workers, start=0):
-    """Darknet's load_args for the network: DETECTION_DATA for yolo/region heads, REGION_DATA for v1's grid."""
+def make_loader(net, paths, seed, workers, start=0, batch=None, slots=None):
+    """Darknet's load_args for the network: DETECTION_DATA for yolo/region heads, REGION_DATA for v1's grid.
+    `batch` images are drawn a step (the cfg's batch x subdivisions), of which this process loads `slots`."""
     head = head_layer(net)
     v1 = head.type == "detection"
-    return Loader(paths, (net.w, net.h), kind="region" if v1 else "detection", batch=net.batch * net.subdivisions,
+    return Loader(paths, (net.w, net.h), kind="region" if v1 else "detection",
+                  batch=batch or net.batch * net.subdivisions, slots=slots,
                   classes=head.classes, max_boxes=getattr(head, "max_boxes", 90), jitter=head.jitter, hue=net.hue,
                   saturation=net.saturation, exposure=net.exposure, side=getattr(head, "side", 7), seed=seed,
                   workers=workers, start=start)
 
 
 def train_detector(datacfg, cfgfile, weightfile=None, clear=False, calc_map=False, seed=None, workers=4,
-                   max_batches=None, chart="chart.png", out=None, progress=None):
+                   max_batches=None, chart="chart.png", out=None, progress=None, sync=None, iterations=None):
     """Train as Darknet's train_detector does; returns the path of the final weights.
 
     Per iteration it prints Darknet's line (`N: loss, avg avg, rate rate, t seconds, images images`) followed by
@@ -45,20 +47,22 @@ def train_detector(datacfg, cfgfile, weightfile=None, clear=False, calc_map=Fals
     (for short runs and tests). chart.png and its sidecar chart.json cover the whole run across resumes.
     `progress`, when given, hears of each iteration (`iteration(i, max_batches, avg_loss, images_s, eta_s)`) and
     each mAP (`mean_ap(i, value)`), for a caller that shows its own progress (make demo's one line).
+    `sync` (parallel/replicas.py, from `sync_for`) trains on several MPI ranks; `iterations` caps the steps of
+    this call (Python only: a short run on the cfg's schedule).
     """
-    run = DetectorTraining(datacfg, cfgfile, weightfile, clear, seed, max_batches, out or sys.stdout, calc_map)
+    run = DetectorTraining(datacfg, cfgfile, weightfile, clear, seed, max_batches, out or sys.stdout, calc_map, sync)
     run.progress = progress
     run.start(workers, chart)
-    return run_until_done(run)
+    return run_until_done(run, iterations)
 
 
 class DetectorTraining(Training):
     """One train_detector run on the shared loop: the detection loader, the multi-scale resize of `random=1`, the
     dataset check before the first iteration, and with -map the mAP every few epochs."""
 
-    def __init__(self, datacfg, cfgfile, weightfile, clear, seed, max_batches, out, calc_map=False):
+    def __init__(self, datacfg, cfgfile, weightfile, clear, seed, max_batches, out, calc_map=False, sync=None):
         self.calc_map = calc_map
-        super().__init__(datacfg, cfgfile, weightfile, clear, seed, max_batches, out)
+        super().__init__(datacfg, cfgfile, weightfile, clear, seed, max_batches, out, sync)
         self.head = head_layer(self.net)
 
     def read_lists(self):
@@ -82,14 +86,18 @@ class DetectorTraining(Training):
     def before_first_iteration(self):
         """The dataset check, and -map's first iteration."""
         net = self.net
-        self.check_dataset()
+        if not self.rank:
+            self.check_dataset()
+        self.sync.comm.barrier()       # the other ranks wait for rank 0's check
         self.next_map = next_map_at(net.current_batch(), self.loader.images, self.imgs, net.burn_in)
         if self.calc_map and not self.options.get("valid"):
             warnings.warn(f"{self.datacfg}: no valid= list, so -map measures mAP on the training list "
                           f"{self.train_list} (as Darknet does)", DataWarning, stacklevel=4)
 
     def new_loader(self, size):
-        return make_loader(self.net, self.paths, self.seed, self.workers, start=self.net.current_batch())
+        net = self.net
+        images, slots = self.sync.loader_batch(net.batch * net.subdivisions)
+        return make_loader(net, self.paths, self.seed, self.workers, net.current_batch(), images, slots)
 
     def check_dataset(self):
         """`dataset check -fast` on the lists it uses before the first iteration: how many problems and where they
@@ -107,6 +115,7 @@ class DetectorTraining(Training):
         dim = (int(self.rng.integers(10)) + 10) * 32
         if self.net.current_batch() + 200 > self.net.max_batches:
             dim = 608
+        dim = self.sync.comm.broadcast_object(dim)      # rank 0's draw, on every rank
         print(f"Resizing\n{dim}", file=self.out)
         self.loader.set_size(dim, dim)
         self.net.resize(dim, dim)
@@ -118,7 +127,9 @@ class DetectorTraining(Training):
             self.measure_map(i)
 
     def measure_map(self, i):
-        value = evaluate_map(self.datacfg, self.net, self.out)
+        self.sync.before_save(self.net)         # the weights synced first, as before a save
+        with self.sync.evaluated(self.net):
+            value = evaluate_map(self.datacfg, self.net, self.out)
         if self.chart:
             self.chart.add_map(i, value)
         if self.progress:

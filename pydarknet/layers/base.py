@@ -228,6 +228,8 @@ def normalize_bias_activate(layer, y, net, activation):
         return ops.bias_activate(y, layer.biases, activation, layer.scales, layer.rolling_mean,
                                  layer.rolling_variance)
     layer.mean, layer.variance = ops.batch_stats(y)
+    if getattr(net, "replicas", None) is not None:    # synchronised batch-norm: every replica's images
+        layer.mean, layer.variance = net.replicas.batch_stats(layer.mean, layer.variance, y.size // y.shape[1])
     for rolling, batch_value in ((layer.rolling_mean, layer.mean), (layer.rolling_variance, layer.variance)):
         rolling *= np.float32(.99)
         rolling += np.float32(.01) * batch_value
@@ -248,7 +250,8 @@ def backward_normalize_bias(layer, net):
         return ops.batchnorm_backward(layer.delta, None, None, None, None, None, layer.bias_updates, None)
     mean, variance = (layer.mean, layer.variance) if net.train else (layer.rolling_mean, layer.rolling_variance)
     return ops.batchnorm_backward(layer.delta, layer.x, layer.x_norm, mean, variance, layer.scales,
-                                  layer.bias_updates, layer.scale_updates)
+                                  layer.bias_updates, layer.scale_updates,
+                                  getattr(net, "replicas", None) if net.train else None)
 
 
 def sgd_update(layer, rate, momentum, decay, batch):

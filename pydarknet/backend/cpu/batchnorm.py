@@ -100,62 +100,103 @@ def batch_stats(x):
     return mean, variance
 
 
+@kernel(inline="always")
+def _channel_sums(delta, x, x_norm, mean, scales, bias_updates, scale_updates, sums, c):
+    """Channel c's backward_bias and backward_scale_cpu, delta times its scale, and mean_delta_cpu's and
+    variance_delta_cpu's sums (into sums[:, c], before their factors), each added up in Darknet's order."""
+    batch, _, size = delta.shape
+    scale = scales[c]
+    m = mean[c]
+    total = np.float32(0.0)
+    s = np.float32(0.0)
+    mean_delta = np.float32(0.0)
+    variance_delta = np.float32(0.0)
+    for b in range(batch):
+        row = np.float32(0.0)
+        for i in range(size):
+            given = delta[b, c, i]
+            row += given
+            s += given * x_norm[b, c, i]
+            d = given * scale
+            delta[b, c, i] = d
+            mean_delta += d
+            variance_delta += d * (x[b, c, i] - m)
+        total += row
+    bias_updates[c] += total
+    scale_updates[c] += s
+    sums[0, c] = mean_delta
+    sums[1, c] = variance_delta
+
+
+@kernel(inline="always")
+def _channel_delta(delta, x, mean, variance, sums, n, c):
+    """Channel c's normalize_delta_cpu, with mean_delta's and variance_delta's factors (Darknet's doubles) applied
+    to the sums over the n values of the batch (every replica's, under synchronised batch-norm)."""
+    batch, _, size = delta.shape
+    m = mean[c]
+    v = np.float64(variance[c] + np.float32(.00001))
+    mean_delta = np.float32(sums[0, c] * (-1.0 / math.sqrt(v)))
+    variance_delta = np.float32(sums[1, c] * (-.5 * np.float64(np.float32(v) ** np.float32(-1.5))))
+    inv = 1.0 / math.sqrt(v)
+    spread = variance_delta * 2.0 / n       # normalize_delta_cpu's factors, divided once per channel
+    shift = np.float64(mean_delta / np.float32(n))
+    for b in range(batch):
+        for i in range(size):
+            delta[b, c, i] = np.float32(delta[b, c, i] * inv + spread * np.float64(x[b, c, i] - m) + shift)
+
+
 @kernel(parallel=True)
-def _batchnorm_backward(delta, x, x_norm, mean, variance, scales, bias_updates, scale_updates, normalize):
+def _bias_backward(delta, bias_updates):
+    """backward_bias: bias_updates += each channel's sum of delta, one channel per thread."""
+    batch, channels, size = delta.shape
+    for c in numba.prange(channels):
+        total = np.float32(0.0)
+        for b in range(batch):
+            s = np.float32(0.0)
+            for i in range(size):
+                s += delta[b, c, i]
+            total += s
+        bias_updates[c] += total
+
+
+@kernel(parallel=True)
+def _batchnorm_backward(delta, x, x_norm, mean, variance, scales, bias_updates, scale_updates, sums):
     """backward_bias, backward_scale_cpu, scale_bias, mean_delta_cpu, variance_delta_cpu and normalize_delta_cpu
     for one channel per thread, with Darknet's float32 accumulators and its double-precision factors."""
     batch, channels, size = delta.shape
-    n = batch * size
     for c in numba.prange(channels):
-        if not normalize:
-            total = np.float32(0.0)
-            for b in range(batch):
-                s = np.float32(0.0)
-                for i in range(size):
-                    s += delta[b, c, i]
-                total += s
-            bias_updates[c] += total
-            continue
-        # one pass for the four sums, each still added up in Darknet's order
-        scale = scales[c]
-        m = mean[c]
-        total = np.float32(0.0)
-        s = np.float32(0.0)
-        mean_delta = np.float32(0.0)
-        variance_delta = np.float32(0.0)
-        for b in range(batch):
-            row = np.float32(0.0)
-            for i in range(size):
-                given = delta[b, c, i]
-                row += given
-                s += given * x_norm[b, c, i]
-                d = given * scale
-                delta[b, c, i] = d
-                mean_delta += d
-                variance_delta += d * (x[b, c, i] - m)
-            total += row
-        bias_updates[c] += total
-        scale_updates[c] += s
-        v = np.float64(variance[c] + np.float32(.00001))
-        mean_delta = np.float32(mean_delta * (-1.0 / math.sqrt(v)))
-        variance_delta = np.float32(variance_delta * (-.5 * np.float64(np.float32(v) ** np.float32(-1.5))))
-        inv = 1.0 / math.sqrt(v)
-        spread = variance_delta * 2.0 / n       # normalize_delta_cpu's factors, divided once per channel
-        shift = np.float64(mean_delta / np.float32(n))
-        for b in range(batch):
-            for i in range(size):
-                delta[b, c, i] = np.float32(delta[b, c, i] * inv + spread * np.float64(x[b, c, i] - m) + shift)
+        _channel_sums(delta, x, x_norm, mean, scales, bias_updates, scale_updates, sums, c)
+        _channel_delta(delta, x, mean, variance, sums, batch * size, c)
 
 
-def batchnorm_backward(delta, x, x_norm, mean, variance, scales, bias_updates, scale_updates):
-    """In place on delta (B, C, ...): Darknet's backward_batchnorm_layer (or backward_bias alone when x is None)."""
+@kernel(parallel=True)
+def _batchnorm_sums(delta, x, x_norm, mean, scales, bias_updates, scale_updates, sums):
+    for c in numba.prange(delta.shape[1]):
+        _channel_sums(delta, x, x_norm, mean, scales, bias_updates, scale_updates, sums, c)
+
+
+@kernel(parallel=True)
+def _batchnorm_delta(delta, x, mean, variance, sums, n):
+    for c in numba.prange(delta.shape[1]):
+        _channel_delta(delta, x, mean, variance, sums, n, c)
+
+
+def batchnorm_backward(delta, x, x_norm, mean, variance, scales, bias_updates, scale_updates, replicas=None):
+    """In place on delta (B, C, ...): Darknet's backward_batchnorm_layer (or backward_bias alone when x is None).
+
+    replicas (synchronised batch-norm; parallel/replicas.py): mean_delta's and variance_delta's sums are summed
+    over the replicas (`replicas.sum`) and divided by every replica's count of values, as the statistics were."""
     shaped = delta.reshape(delta.shape[0], delta.shape[1], -1)
-    normalize = x is not None
-    if not normalize:
-        x = x_norm = shaped
-        mean = variance = scales = scale_updates = bias_updates
-    else:
-        x = x.reshape(shaped.shape)
-        x_norm = x_norm.reshape(shaped.shape)
-    _batchnorm_backward(shaped, x, x_norm, mean, variance, scales, bias_updates, scale_updates, normalize)
+    if x is None:
+        _bias_backward(shaped, bias_updates)
+        return delta
+    x = x.reshape(shaped.shape)
+    x_norm = x_norm.reshape(shaped.shape)
+    sums = np.empty((2, shaped.shape[1]), np.float32)
+    if replicas is None:
+        _batchnorm_backward(shaped, x, x_norm, mean, variance, scales, bias_updates, scale_updates, sums)
+        return delta
+    _batchnorm_sums(shaped, x, x_norm, mean, scales, bias_updates, scale_updates, sums)
+    replicas.sum(sums)
+    _batchnorm_delta(shaped, x, mean, variance, sums, shaped.shape[0] * shaped.shape[2] * replicas.size)
     return delta

@@ -42,3 +42,11 @@ def set_math(mode):
 
 
 ops = CudaOps(xp, _Modules())
+
+
+def nccl():
+    """cupy.cuda.nccl, for parallel/comm.py's NcclComm; ImportError where this CuPy has no NCCL."""
+    if not getattr(cupy.cuda, "nccl_enabled", True):
+        raise ImportError("CuPy finds no NCCL library")
+    from cupy.cuda import nccl as module
+    return module

@@ -281,7 +281,8 @@ class CudaOps:
     def reorg_backward(self, delta, stride, reverse, dx):
         return self._reorg(delta, dx.shape, stride, not reverse, dx)
 
-    def batchnorm_backward(self, delta, x, x_norm, mean, variance, scales, bias_updates, scale_updates):
+    def batchnorm_backward(self, delta, x, x_norm, mean, variance, scales, bias_updates, scale_updates,
+                           replicas=None):
         shaped = delta.reshape(delta.shape[0], delta.shape[1], -1)
         bias_updates += self._channel_sum(shaped, 0)
         if x is None:
@@ -295,8 +296,13 @@ class CudaOps:
         variance_delta = (self._channel_sum(shaped, 3, b=x, center=mean)
                           * (-.5 * (v ** F(-1.5)).astype(np.float64))).astype(np.float32)
         channels, size = shaped.shape[1], shaped.shape[2]
+        count = shaped.shape[0] * size
+        if replicas is not None:        # synchronised batch-norm: the factors are the same on every replica
+            sums = replicas.sum(xp.stack([mean_delta, variance_delta]))
+            mean_delta, variance_delta = xp.ascontiguousarray(sums[0]), xp.ascontiguousarray(sums[1])
+            count *= replicas.size
         self._launch("batchnorm_delta_kernel", shaped.size, shaped, x, mean, variance, mean_delta, variance_delta,
-                     I(channels), L(size), L(shaped.size), L(shaped.shape[0] * size))
+                     I(channels), L(size), L(shaped.size), L(count))
         return delta
 
     def flush(self, x):
