@@ -227,9 +227,8 @@ def normalize_bias_activate(layer, y, net, activation):
     if not net.train:
         return ops.bias_activate(y, layer.biases, activation, layer.scales, layer.rolling_mean,
                                  layer.rolling_variance)
-    layer.mean, layer.variance = ops.batch_stats(y)
-    if getattr(net, "replicas", None) is not None:    # synchronised batch-norm: every replica's images
-        layer.mean, layer.variance = net.replicas.batch_stats(layer.mean, layer.variance, y.size // y.shape[1])
+    # synchronised batch-norm where the network has replicas: the statistics of every replica's images
+    layer.mean, layer.variance = ops.batch_stats(y, getattr(net, "replicas", None))
     for rolling, batch_value in ((layer.rolling_mean, layer.mean), (layer.rolling_variance, layer.variance)):
         rolling *= np.float32(.99)
         rolling += np.float32(.01) * batch_value

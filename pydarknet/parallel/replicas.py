@@ -136,20 +136,14 @@ class AllreduceSync(OneProcess):
         fused(arrays_of(net, UPDATES), self.comm.allreduce)
 
     def sum(self, buffer):
-        """A batch-norm backward's sums, summed over the ranks (backend batchnorm_backward's `replicas`)."""
+        """A batch-norm's per-channel sums, summed over the ranks (the GPU backend's batch_stats and
+        batchnorm_backward under synchronised batch-norm)."""
         return self.comm.allreduce(buffer)
 
-    def batch_stats(self, mean, variance, count):
-        """Each rank's per-channel mean and unbiased variance over `count` values -> those of all the ranks' values
-        (the sums and squared deviations combined in float64, Chan's way)."""
-        xp = xp_of(mean)
-        mean64 = mean.astype(np.float64)
-        sums = xp.stack([count * mean64, variance.astype(np.float64) * (count - 1) + count * mean64 * mean64])
-        self.comm.allreduce(sums)
-        total = count * self.comm.size
-        global_mean = sums[0] / total
-        global_variance = (sums[1] - total * global_mean * global_mean) / (total - 1)
-        return global_mean.astype(np.float32), global_variance.astype(np.float32)
+    def relay(self, compute, like):
+        """The CPU backend's: Darknet's float32 sums run on from rank to rank in rank order (rank r starts from
+        rank r-1's sums: the order one process adds the whole batch in), and every rank gets the last one's."""
+        return self.comm.relay(compute, like)
 
 
 class DarknetSync(OneProcess):

@@ -12,38 +12,47 @@ from .activations import FLT_MIN, activate_value
 
 
 @kernel(parallel=True)
-def _batch_stats(x, mean, variance):
-    """Darknet's mean_cpu and variance_cpu over (B, C, N), in their order: one float32 sum per channel, element after
-    element (the -Ofast build keeps it scalar), the variance's squares taken and added in double and the sum rounded
-    to float32 at each step; variance divides by B*N - 1.
+def _channel_totals(x, start, total):
+    """mean_cpu's sums over (B, C, N), in Darknet's order: one float32 sum per channel, element after element (the
+    -Ofast build keeps it scalar), each starting from `start` (zero, or the sums of the images before these: the
+    batch split over replicas is added up as one process adds it).
 
     That order matters: over the 2.8M values per channel of a batch of 16 at 416 x 416 these sums are off by up to
     0.3%, and the batch-norm backward pass turns differences of that size into 5-10% in the deltas (issue 23).
     Four channels run side by side in each thread: four independent chains of additions, 4x the speed of one."""
     batch, channels, size = x.shape
-    scale_mean = np.float32(1.0 / (batch * size))
-    scale_variance = np.float32(1.0 / (batch * size - 1))
     for group in numba.prange((channels + 3) // 4):
         c0 = 4 * group      # a last group of fewer channels repeats its last one (same sums, same result)
         c1, c2, c3 = min(c0 + 1, channels - 1), min(c0 + 2, channels - 1), min(c0 + 3, channels - 1)
-        s0 = s1 = s2 = s3 = np.float32(0.0)
+        s0, s1, s2, s3 = start[c0], start[c1], start[c2], start[c3]
         for b in range(batch):
             for i in range(size):
                 s0 += x[b, c0, i]
                 s1 += x[b, c1, i]
                 s2 += x[b, c2, i]
                 s3 += x[b, c3, i]
-        m0, m1, m2, m3 = s0 * scale_mean, s1 * scale_mean, s2 * scale_mean, s3 * scale_mean
-        v0 = v1 = v2 = v3 = np.float32(0.0)
+        for c, s in ((c3, s3), (c2, s2), (c1, s1), (c0, s0)):
+            total[c] = s
+
+
+@kernel(parallel=True)
+def _channel_squares(x, mean, start, total):
+    """variance_cpu's sums of squared deviations from `mean`, in its order (the squares taken and added in double,
+    the sum rounded to float32 at each step), from `start` as _channel_totals."""
+    batch, channels, size = x.shape
+    for group in numba.prange((channels + 3) // 4):
+        c0 = 4 * group
+        c1, c2, c3 = min(c0 + 1, channels - 1), min(c0 + 2, channels - 1), min(c0 + 3, channels - 1)
+        m0, m1, m2, m3 = mean[c0], mean[c1], mean[c2], mean[c3]
+        v0, v1, v2, v3 = start[c0], start[c1], start[c2], start[c3]
         for b in range(batch):
             for i in range(size):
                 v0 = _add_square(v0, x[b, c0, i] - m0)
                 v1 = _add_square(v1, x[b, c1, i] - m1)
                 v2 = _add_square(v2, x[b, c2, i] - m2)
                 v3 = _add_square(v3, x[b, c3, i] - m3)
-        for c, m, v in ((c3, m3, v3), (c2, m2, v2), (c1, m1, v1), (c0, m0, v0)):
-            mean[c] = m
-            variance[c] = v * scale_variance
+        for c, v in ((c3, v3), (c2, v2), (c1, v1), (c0, v0)):
+            total[c] = v
 
 
 @kernel(inline="always")
@@ -91,13 +100,36 @@ def batchnorm_train(y, mean, variance, scales, biases, activation, x=None, x_nor
     return x, x_norm
 
 
-def batch_stats(x):
-    """Per-channel mean and (unbiased) variance of x (B, C, ...), as Darknet's train-mode batch-norm takes them."""
+class OneReplica:
+    """The replicas of a batch-norm that trains alone: every sum starts from zero."""
+
+    size = 1
+
+    @staticmethod
+    def relay(compute, like):
+        return compute(np.zeros_like(like))
+
+
+def batch_stats(x, replicas=None):
+    """Per-channel mean and (unbiased) variance of x (B, C, ...), as Darknet's train-mode batch-norm takes them.
+
+    replicas (synchronised batch-norm; parallel/replicas.py): x is one replica's share of the batch, and
+    `replicas.relay(compute, like)` runs compute(start) with the sums of the replicas before this one and returns
+    the last one's: the statistics of the whole batch, to the bit as one process adds them up."""
     shaped = x.reshape(x.shape[0], x.shape[1], -1)
-    mean = np.empty(x.shape[1], np.float32)
-    variance = np.empty(x.shape[1], np.float32)
-    _batch_stats(shaped, mean, variance)
-    return mean, variance
+    replicas = replicas or OneReplica
+    count = shaped.shape[0] * shaped.shape[2] * replicas.size
+    like = np.empty(x.shape[1], np.float32)
+    totals = replicas.relay(lambda start: _continued(_channel_totals, shaped, start), like)
+    mean = totals * np.float32(1.0 / count)
+    squares = replicas.relay(lambda start: _continued(_channel_squares, shaped, mean, start), like)
+    return mean, squares * np.float32(1.0 / (count - 1))
+
+
+def _continued(sums, *args):
+    total = np.empty_like(args[-1])
+    sums(*args, total)
+    return total
 
 
 @kernel(inline="always")
@@ -109,8 +141,8 @@ def _channel_sums(delta, x, x_norm, mean, scales, bias_updates, scale_updates, s
     m = mean[c]
     total = np.float32(0.0)
     s = np.float32(0.0)
-    mean_delta = np.float32(0.0)
-    variance_delta = np.float32(0.0)
+    mean_delta = sums[0, c]         # zero, or the sums of the replicas before this one
+    variance_delta = sums[1, c]
     for b in range(batch):
         row = np.float32(0.0)
         for i in range(size):
@@ -184,19 +216,23 @@ def _batchnorm_delta(delta, x, mean, variance, sums, n):
 def batchnorm_backward(delta, x, x_norm, mean, variance, scales, bias_updates, scale_updates, replicas=None):
     """In place on delta (B, C, ...): Darknet's backward_batchnorm_layer (or backward_bias alone when x is None).
 
-    replicas (synchronised batch-norm; parallel/replicas.py): mean_delta's and variance_delta's sums are summed
-    over the replicas (`replicas.sum`) and divided by every replica's count of values, as the statistics were."""
+    replicas (synchronised batch-norm; parallel/replicas.py): mean_delta's and variance_delta's sums run on over
+    the replicas in order (`replicas.relay`, as in batch_stats) and are divided by every replica's count of
+    values, as the statistics were."""
     shaped = delta.reshape(delta.shape[0], delta.shape[1], -1)
     if x is None:
         _bias_backward(shaped, bias_updates)
         return delta
     x = x.reshape(shaped.shape)
     x_norm = x_norm.reshape(shaped.shape)
-    sums = np.empty((2, shaped.shape[1]), np.float32)
+    sums = np.zeros((2, shaped.shape[1]), np.float32)
     if replicas is None:
         _batchnorm_backward(shaped, x, x_norm, mean, variance, scales, bias_updates, scale_updates, sums)
         return delta
-    _batchnorm_sums(shaped, x, x_norm, mean, scales, bias_updates, scale_updates, sums)
-    replicas.sum(sums)
+
+    def continued(start):
+        _batchnorm_sums(shaped, x, x_norm, mean, scales, bias_updates, scale_updates, start)
+        return start
+    sums = replicas.relay(continued, sums)
     _batchnorm_delta(shaped, x, mean, variance, sums, shaped.shape[0] * shaped.shape[2] * replicas.size)
     return delta

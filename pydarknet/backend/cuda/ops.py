@@ -79,12 +79,19 @@ class CudaOps:
             x[...] = flat
         return x
 
-    def batch_stats(self, x):
+    def batch_stats(self, x, replicas=None):
+        """Darknet's mean_cpu and variance_cpu; with replicas (synchronised batch-norm) each sum is summed over
+        them (`replicas.sum`) and divided by every replica's count."""
         shaped = x.reshape(x.shape[0], x.shape[1], -1)
         count = shaped.shape[0] * shaped.shape[2]
-        mean = self._channel_sum(shaped, 0) * F(1.0 / count)
-        variance = self._channel_sum(shaped, 1, center=mean) * F(1.0 / (count - 1))
-        return mean, variance
+        total = self._channel_sum(shaped, 0)
+        if replicas is not None:
+            total, count = replicas.sum(total), count * replicas.size
+        mean = total * F(1.0 / count)
+        squares = self._channel_sum(shaped, 1, center=mean)
+        if replicas is not None:
+            squares = replicas.sum(squares)
+        return mean, squares * F(1.0 / (count - 1))
 
     def batchnorm_train(self, y, mean, variance, scales, biases, activation, x=None, x_norm=None):
         if x is None or x.shape != y.shape:
