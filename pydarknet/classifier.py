@@ -22,6 +22,8 @@ from .data.labels import class_truth, labels_message, read_list
 from .data.augment import Crop
 from .data.loader import Loader
 from .network import load_network
+from .parallel.comm import world
+from .parallel.shard import by_shares
 from .errors import DarknetError
 from .image import center_crop_image, crop_image, letterbox_image, load_image_color, resize_min
 from .trainer import Training, run_until_done
@@ -191,27 +193,34 @@ def train_classifier(datacfg, cfgfile, weightfile=None, clear=False, seed=None, 
     return run_until_done(run, iterations)
 
 
-def validate_classifier(datacfg, cfgfile, weightfile, out=None):
+def validate_classifier(datacfg, cfgfile, weightfile, out=None, comm=None):
     """validate_classifier_single: each image of the valid list centre-cropped to the network's size; prints
-    Darknet's two lines per image and returns (top-1, top-k) accuracy, k = the .data file's `top`."""
+    Darknet's two lines per image and returns (top-1, top-k) accuracy, k = the .data file's `top`.
+    comm: the ranks that share the list (default parallel.comm.world()): each runs its share, rank 0 prints the
+    lines one process prints, every rank returns the accuracies."""
     out = out or sys.stdout
+    comm = comm or world()
     data = DataOptions(datacfg)
     labels = data.labels()
     _, paths = data.image_list("valid")
     net = load_network(cfgfile, weightfile, complete=True)
     hits = top_hits = 0
+    for i, (path, (indexes, first, second)) in enumerate(
+            zip(paths, by_shares(comm, paths, lambda part: _valid_outputs(net, part, data)))):
+        truth = class_of(path, labels)
+        hits += indexes[0] == truth
+        top_hits += truth in indexes
+        print(f"{path}, {truth}, {first:f}, {second:f}, ", file=out)
+        print(f"{i}: top 1: {hits / (i + 1):f}, top {data.top}: {top_hits / (i + 1):f}", file=out)
+    return comm.broadcast_object((hits / len(paths), top_hits / len(paths)))
+
+
+def _valid_outputs(net, paths, data):
+    """For each image (64 loaded at a time): the top-k classes of its output, its first two outputs."""
     for start in range(0, len(paths), 64):
-        chunk = paths[start:start + 64]
-        images = [center_crop_image(load_image_color(p), net.w, net.h) for p in chunk]
-        for i, (path, pred) in enumerate(zip(chunk, predictions(net, images)), start):
-            truth = class_of(path, labels)
-            indexes = top_k(pred[:data.classes], data.top)
-            hits += indexes[0] == truth
-            top_hits += truth in indexes
-            second = pred[1] if pred.size > 1 else 0.0
-            print(f"{path}, {truth}, {pred[0]:f}, {second:f}, ", file=out)
-            print(f"{i}: top 1: {hits / (i + 1):f}, top {data.top}: {top_hits / (i + 1):f}", file=out)
-    return hits / len(paths), top_hits / len(paths)
+        images = [center_crop_image(load_image_color(p), net.w, net.h) for p in paths[start:start + 64]]
+        for pred in predictions(net, images):
+            yield top_k(pred[:data.classes], data.top), pred[0], pred[1] if pred.size > 1 else 0.0
 
 
 def predict_classifier(datacfg, cfgfile, weightfile, filename, top=0, out=None):

@@ -358,8 +358,9 @@ def test_map_batched_is_the_map_one_at_a_time_and_training_batches_it(dataset, m
     net = load_network("tiny.cfg", "tiny.weights")
     net.batch = 3
     seen = []
-    monkeypatch.setattr(train, "detector_map", lambda datacfg, net, batch: seen.append(batch) or {"map": .5})
-    assert train.evaluate_map("voc.data", net, None) == .5 and seen == [3]
+    monkeypatch.setattr(train, "detector_map", lambda datacfg, net, batch, comm: seen.append((batch, comm)) or
+                        {"map": .5})
+    assert train.evaluate_map("voc.data", net, None) == .5 and seen == [(3, None)]
 
 def test_valid_writes_coco_json(dataset):
     written = valid.validate_detector("coco.data", "tiny.cfg", "tiny.weights")
@@ -380,7 +381,7 @@ def test_valid_writes_coco_json(dataset):
 
 def perfect_predictions(dataset, prob=.9):
     """A stand-in for detector/valid.py's predictions that detects exactly the labelled boxes."""
-    def predictions(net, paths, thresh, hier, nms, batch=1):
+    def predictions(net, paths, thresh, hier, nms, batch=1, quiet=False):
         for path in paths:
             stem = os.path.basename(path)[:-4]
             rows = dataset["labels"][stem]

@@ -14,6 +14,8 @@ from ..errors import DarknetError
 from ..data.labels import label_path, read_list, read_labels
 from ..metrics import compute_map
 from .valid import predictions
+from ..parallel.comm import world
+from ..parallel.shard import by_shares
 
 
 def _f32_ratio(a, b):
@@ -21,19 +23,25 @@ def _f32_ratio(a, b):
         return float(np.float32(a) / np.float32(b))
 
 
-def detector_map(datacfg, cfgfile=None, weightfile=None, thresh=.25, iou_thresh=.5, net=None, batch=1):
+def detector_map(datacfg, cfgfile=None, weightfile=None, thresh=.25, iou_thresh=.5, net=None, batch=1, comm=None):
     """AlexeyAB's `detector map`: detect on the valid= images (thresh .005, NMS .45), read their labels, print
     the AP of each class (VOC all points at IoU > iou_thresh), TP/FP/precision/recall/F1 and average IoU at
     confidence `thresh`, the mAP; then the 11-point mAP and COCO's mAP@[.5:.95] on the same detections.
 
     net: an already loaded network (training's -map); valid= then defaults to train=, as AlexeyAB's does.
+    comm: the ranks that share the list (default parallel.comm.world()): each detects on its share, rank 0 prints
+    what one process prints, every rank returns rank 0's dict.
     Returns a dict: map, map11, coco_map, coco_map50, coco_map75, ap/ap11/coco_ap per class name, precision,
     recall, f1, tp, fp, fn, average_iou, detections, truths, images.
     """
-    net, paths, names, classes = _map_setup(datacfg, cfgfile, weightfile, net)
+    comm = comm or world()
+    net, paths, names, classes = _map_setup(datacfg, cfgfile, weightfile, net, comm.rank)
+    if comm.rank:
+        _map_records(comm, net, paths, classes, None, batch)
+        return comm.broadcast_object(None)
     print("\n calculation mAP (mean average precision)...")
     counts = _ThresholdCounts(classes, thresh, iou_thresh)
-    detections, truths = _map_records(net, paths, classes, counts, batch)
+    detections, truths = _map_records(comm, net, paths, classes, counts, batch)
     voc = compute_map(detections, truths, classes, iou_thresh, "voc")
     voc11 = compute_map(detections, truths, classes, iou_thresh, "voc11")
     coco = compute_map(detections, truths, classes, method="coco")
@@ -44,43 +52,56 @@ def detector_map(datacfg, cfgfile=None, weightfile=None, thresh=.25, iou_thresh=
     def by_name(ap):
         return {names[k]: ap[k] for k in range(classes)}
 
-    return {"map": voc["map"], "map11": voc11["map"], "coco_map": coco["map"], "coco_map50": coco["map50"],
-            "coco_map75": coco["map75"], "ap": by_name(voc["ap"]), "ap11": by_name(voc11["ap"]),
-            "coco_ap": by_name(coco["ap"]), **at_thresh, "detections": n_detections,
-            "truths": int(counts.truths.sum()), "images": len(paths), "thresh": thresh, "iou_thresh": iou_thresh}
+    return comm.broadcast_object(
+        {"map": voc["map"], "map11": voc11["map"], "coco_map": coco["map"], "coco_map50": coco["map50"],
+         "coco_map75": coco["map75"], "ap": by_name(voc["ap"]), "ap11": by_name(voc11["ap"]),
+         "coco_ap": by_name(coco["ap"]), **at_thresh, "detections": n_detections,
+         "truths": int(counts.truths.sum()), "images": len(paths), "thresh": thresh, "iou_thresh": iou_thresh})
 
 
-def _map_setup(datacfg, cfgfile, weightfile, net):
+def _map_setup(datacfg, cfgfile, weightfile, net, rank=0):
     """The network (loaded unless given), the valid= images, the class names and the number of classes."""
     data = read_data(datacfg)
     key = "valid" if net is None or "valid" in data else "train"     # training's -map: train= without valid=
     paths = read_list(data.file_of(key, "data/train.txt"))
     names = read_names(data.file_of("names", "data/names.list"))
     if net is None:
-        net = load_network(cfgfile, weightfile, verbose=True)
-        warn_classes_mismatch(data, cfgfile)
+        net = load_network(cfgfile, weightfile, verbose=not rank)
+        if not rank:
+            warn_classes_mismatch(data, cfgfile)
     classes = class_count(net)
     if len(names) < classes:
         raise DarknetError(f"{data.path}: names file has {len(names)} names, the network detects {classes} classes")
     return net, paths, names, classes
 
 
-def _map_records(net, paths, classes, counts, batch):
+def _map_records(comm, net, paths, classes, counts, batch):
     """Detections {image index: (class, score, x1, y1, x2, y2) rows} and truths {image index: (class, x1, y1, x2,
-    y2) rows} in pixels, for compute_map; each image's records and truths also go into `counts`."""
+    y2) rows} in pixels, for compute_map; each image's records and truths also go into `counts`. On several ranks
+    each detects on its share and rank 0 alone (counts=None elsewhere) gets them all, in the list's order."""
+    def work(part):
+        for path, w, h, dets in predictions(net, part, .005, 0, .45, batch, quiet=comm.rank > 0):
+            yield _image_records(path, w, h, dets, classes)
+
     detections, truths = {}, {}
-    for index, (path, w, h, dets) in enumerate(predictions(net, paths, .005, 0, .45, batch)):
-        ids, labels = read_labels(label_path(path))
-        valid = (ids >= 0) & (ids < classes)
-        ids, labels = ids[valid], labels[valid]
-        scale = np.array([w, h, w, h], np.float64)
-        truths[index] = np.column_stack([ids, box.box_corners(labels).astype(np.float64) * scale])
-        rows, cols = np.nonzero(dets.prob[:, :classes] > 0)      # detection by detection, class by class
-        scores = dets.prob[rows, cols]
-        boxes = dets.bbox[rows]
-        detections[index] = np.column_stack([cols, scores, box.box_corners(boxes).astype(np.float64) * scale])
-        counts.add(boxes, cols, scores, ids, labels)
+    for index, (truth, detected, record) in enumerate(by_shares(comm, paths, work)):
+        truths[index], detections[index] = truth, detected
+        counts.add(*record)
     return detections, truths
+
+
+def _image_records(path, w, h, dets, classes):
+    """One image's truth rows and detection rows in pixels, and what _ThresholdCounts.add takes of it."""
+    ids, labels = read_labels(label_path(path))
+    valid = (ids >= 0) & (ids < classes)
+    ids, labels = ids[valid], labels[valid]
+    scale = np.array([w, h, w, h], np.float64)
+    truth = np.column_stack([ids, box.box_corners(labels).astype(np.float64) * scale])
+    rows, cols = np.nonzero(dets.prob[:, :classes] > 0)      # detection by detection, class by class
+    scores = dets.prob[rows, cols]
+    boxes = dets.bbox[rows]
+    detected = np.column_stack([cols, scores, box.box_corners(boxes).astype(np.float64) * scale])
+    return truth, detected, (boxes, cols, scores, ids, labels)
 
 
 class _ThresholdCounts:

@@ -129,18 +129,19 @@ class DetectorTraining(Training):
     def measure_map(self, i):
         self.sync.before_save(self.net)         # the weights synced first, as before a save
         with self.sync.evaluated(self.net):
-            value = evaluate_map(self.datacfg, self.net, self.out)
+            value = evaluate_map(self.datacfg, self.net, self.out, self.sync.comm)
         if self.chart:
             self.chart.add_map(i, value)
         if self.progress:
             self.progress.mean_ap(i, value)
 
 
-def evaluate_map(datacfg, net, out):
+def evaluate_map(datacfg, net, out, comm=None):
     """mAP@0.5 on the .data file's `valid` list with the network as it is (for -map), net.batch images a forward
-    pass: the same detections as one at a time (inference treats each image alone), in about 2/3 of the time."""
+    pass: the same detections as one at a time (inference treats each image alone), in about 2/3 of the time.
+    comm: the ranks that share the list (default parallel.comm.world()); every rank gets the mAP."""
     train = net.train
     try:
-        return detector_map(datacfg, net=net, batch=net.batch)["map"]
+        return detector_map(datacfg, net=net, batch=net.batch, comm=comm)["map"]
     finally:
         net.train = train

@@ -24,6 +24,8 @@ from ..image import load_image_color, resize_image
 from ..nms import do_nms_obj
 from ..data.labels import label_path, read_list, read_labels
 from ..data.coco import COCO_IDS
+from ..parallel.comm import world
+from ..parallel.shard import by_shares
 
 
 def coco_image_id(path):
@@ -40,14 +42,14 @@ def coco_image_id(path):
 class _Progress:
     """'N/M images, R images/s, ETA T' on stderr, at most once a second and at the end."""
 
-    def __init__(self, total, every=1.0):
-        self.total, self.every, self.done = total, every, 0
+    def __init__(self, total, every=1.0, quiet=False):
+        self.total, self.every, self.done, self.quiet = total, every, 0, quiet
         self.start = self.last = time.perf_counter()
 
     def update(self, n=1):
         self.done += n
         now = time.perf_counter()
-        if now - self.last < self.every and self.done < self.total:
+        if self.quiet or now - self.last < self.every and self.done < self.total:
             return
         self.last = now
         rate = self.done / max(now - self.start, 1e-9)
@@ -73,13 +75,14 @@ def _read_ahead(paths, load, threads=4):
             yield pending.popleft().result()
 
 
-def predictions(net, paths, thresh, hier, nms, batch=1):
-    """(path, image width, image height, Detections with relative boxes) for each image of the list, in order."""
+def predictions(net, paths, thresh, hier, nms, batch=1, quiet=False):
+    """(path, image width, image height, Detections with relative boxes) for each image of the list, in order.
+    quiet: no progress lines (the ranks other than 0 of a run on several)."""
     def load(path):
         im = load_image_color(path)
         return path, im, network_input(net, im)
 
-    progress = _Progress(len(paths))
+    progress = _Progress(len(paths), quiet=quiet)
     chunk = []
 
     def run(chunk):
@@ -97,7 +100,25 @@ def predictions(net, paths, thresh, hier, nms, batch=1):
                 chunk = []
         if chunk:
             yield from run(chunk)
-    print(f"Total Detection Time: {progress.seconds:f} Seconds", file=sys.stderr)
+    if not quiet:
+        print(f"Total Detection Time: {progress.seconds:f} Seconds", file=sys.stderr)
+
+
+def shared_predictions(comm, net, paths, thresh, hier, nms, batch, classes):
+    """predictions() over the list, on several ranks each over its share: every image's (path, w, h, Detections)
+    in list order on rank 0 (on several ranks only the records with a nonzero probability of the first `classes`,
+    which are all the writers and scorers read), nothing on the other ranks."""
+    def work(part):
+        for path, w, h, dets in predictions(net, part, thresh, hier, nms, batch, quiet=comm.rank > 0):
+            yield path, w, h, dets if comm.size == 1 else _nonzero_records(dets, classes)
+
+    return by_shares(comm, paths, work)
+
+
+def _nonzero_records(dets, classes):
+    """The records of `dets` with a nonzero probability among the first `classes`, in order (what travels)."""
+    keep = np.any(dets.prob[:, :classes] != 0, axis=1)
+    return box.Detections(dets.bbox[keep], dets.objectness[keep], dets.prob[keep][:, :classes])
 
 
 def _pixel_boxes(dets, w, h):
@@ -187,40 +208,52 @@ class _ImagenetWriter:
         self.file.close()
 
 
-def validate_detector(datacfg, cfgfile, weightfile, outfile=None, batch=1, net=None):
+def validate_detector(datacfg, cfgfile, weightfile, outfile=None, batch=1, net=None, comm=None):
     """Darknet's `detector valid`: detect on every image of the .data's valid= list (thresh .005, NMS .45) and
     write the results under results= (default results/): with eval=voc (the default) one file
     <outfile><class>.txt per class (outfile default comp4_det_test_), with eval=coco <outfile>.json (default
     coco_results), with eval=imagenet <outfile>.txt (default imagenet-detection).
 
-    batch: images per network pass (the results do not depend on it). Returns the paths written.
+    batch: images per network pass (the results do not depend on it). comm: the ranks that share the list (default
+    parallel.comm.world(): one process, or the ranks of an mpiexec); rank 0 writes the same files as one process.
+    Returns the paths written (none on the other ranks).
     """
+    comm = comm or world()
     data = read_data(datacfg)
     paths = read_list(data.file_of("valid", "data/train.list"))
     prefix = data.path_of("results", "results")
     kind = data.get("eval", "voc")
     names = read_names(data.file_of("names", "data/names.list")) if kind not in ("coco", "imagenet") else None
     if net is None:
-        net = load_network(cfgfile, weightfile, verbose=True)
-        warn_classes_mismatch(data, cfgfile)
-    print(f"Learning Rate: {net.learning_rate:g}, Momentum: {net.momentum:g}, Decay: {net.decay:g}", file=sys.stderr)
+        net = load_network(cfgfile, weightfile, verbose=not comm.rank)
+        if not comm.rank:
+            warn_classes_mismatch(data, cfgfile)
+    if not comm.rank:
+        print(f"Learning Rate: {net.learning_rate:g}, Momentum: {net.momentum:g}, Decay: {net.decay:g}",
+              file=sys.stderr)
     classes = class_count(net)
     if kind == "coco":
         for path in paths:
             coco_image_id(path)         # every name checked before the first image is run
-    os.makedirs(prefix, exist_ok=True)
-    if kind == "coco":
-        writer = _CocoWriter(prefix, outfile or "coco_results", classes)
-    elif kind == "imagenet":
-        writer = _ImagenetWriter(prefix, outfile or "imagenet-detection", classes)
-    else:
-        writer = _VocWriter(prefix, outfile or "comp4_det_test_", names, classes)
+    writer = _writer(kind, prefix, outfile, names, classes) if not comm.rank else None
     try:
-        for index, (path, w, h, dets) in enumerate(predictions(net, paths, .005, .5, .45, batch)):
+        for index, (path, w, h, dets) in enumerate(shared_predictions(comm, net, paths, .005, .5, .45, batch,
+                                                                      classes)):
             writer.write(index, path, dets, w, h)
     finally:
-        writer.close()
-    return writer.paths
+        if writer is not None:
+            writer.close()
+    return writer.paths if writer is not None else []
+
+
+def _writer(kind, prefix, outfile, names, classes):
+    """The results writer of an eval= kind, its files opened under `prefix`."""
+    os.makedirs(prefix, exist_ok=True)
+    if kind == "coco":
+        return _CocoWriter(prefix, outfile or "coco_results", classes)
+    if kind == "imagenet":
+        return _ImagenetWriter(prefix, outfile or "imagenet-detection", classes)
+    return _VocWriter(prefix, outfile or "comp4_det_test_", names, classes)
 
 
 def _resized_predictions(net, paths, thresh, nms):
@@ -234,25 +267,36 @@ def _resized_predictions(net, paths, thresh, nms):
             yield path, dets
 
 
-def validate_detector_recall(datacfg, cfgfile, weightfile, net=None):
+def _recall_records(net, paths, thresh, nms):
+    """For each image: its proposals (records with objectness > thresh) and each truth's best IoU with one."""
+    for path, dets in _resized_predictions(net, paths, thresh, nms):
+        live = dets.objectness > thresh
+        _, truths = read_labels(label_path(path))
+        best = []
+        for t in truths:
+            ious = box.box_iou(dets.bbox[live], t) if live.any() else np.zeros(0, np.float32)
+            best.append(max(np.float32(0), ious.max()) if len(ious) else np.float32(0))
+        yield int(np.count_nonzero(live)), best
+
+
+def validate_detector_recall(datacfg, cfgfile, weightfile, net=None, comm=None):
     """Darknet's `detector recall`: the images of valid= resized (not letterboxed) to the network, thresh .001,
     do_nms_obj .4; a truth is found when a proposal overlaps it with IoU > .5. Prints Darknet's line per image on
-    stderr and returns the totals."""
+    stderr and returns the totals. comm: validate_detector's (rank 0 prints the lines; every rank returns the
+    totals)."""
+    comm = comm or world()
     data = read_data(datacfg)
     paths = read_list(data.file_of("valid", "data/train.txt"))
     if net is None:
-        net = load_network(cfgfile, weightfile, verbose=True)
+        net = load_network(cfgfile, weightfile, verbose=not comm.rank)
     thresh, iou_thresh, nms = np.float32(.001), np.float32(.5), .4
     total = correct = proposals = 0
     avg_iou = np.float32(0)
-    for i, (path, dets) in enumerate(_resized_predictions(net, paths, thresh, nms)):
-        live = dets.objectness > thresh
-        proposals += int(np.count_nonzero(live))
-        _, truths = read_labels(label_path(path))
-        for t in truths:
+    records = by_shares(comm, paths, lambda part: _recall_records(net, part, thresh, nms))
+    for i, (image_proposals, best) in enumerate(records):
+        proposals += image_proposals
+        for best_iou in best:
             total += 1
-            ious = box.box_iou(dets.bbox[live], t) if live.any() else np.zeros(0, np.float32)
-            best_iou = max(np.float32(0), ious.max()) if len(ious) else np.float32(0)
             avg_iou = np.float32(avg_iou + best_iou)
             correct += bool(best_iou > iou_thresh)
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -260,6 +304,6 @@ def validate_detector_recall(datacfg, cfgfile, weightfile, net=None):
             recall = 100. * correct / total if total else math.nan
         print(f"{i:5d} {correct:5d} {total:5d}\tRPs/Img: {float(np.float32(proposals) / np.float32(i + 1)):.2f}"
               f"\tIOU: {float(mean_iou):.2f}%\tRecall:{recall:.2f}%", file=sys.stderr)
-    return {"images": len(paths), "proposals": proposals, "correct": correct, "total": total,
-            "average_iou": float(avg_iou) / total if total else math.nan,
-            "recall": correct / total if total else math.nan}
+    return comm.broadcast_object({"images": len(paths), "proposals": proposals, "correct": correct, "total": total,
+                                  "average_iou": float(avg_iou) / total if total else math.nan,
+                                  "recall": correct / total if total else math.nan})

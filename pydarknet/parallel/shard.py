@@ -11,3 +11,11 @@ def gathered(comm, part):
     """Every rank's `part` (a list), concatenated in rank order on rank 0; None on the other ranks."""
     parts = comm.gather_object(part)
     return None if parts is None else [item for p in parts for item in p]
+
+
+def by_shares(comm, items, work):
+    """work(items) -> one result per item, in order. One process: work(items) itself (streamed as it goes). Several
+    ranks: each runs work over its share; rank 0 gets every result in the list's order, the other ranks none."""
+    if comm.size == 1:
+        return work(items)
+    return gathered(comm, list(work(share(items, comm.rank, comm.size)))) or []
