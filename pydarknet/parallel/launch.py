@@ -179,8 +179,11 @@ def rank_device(gpus):
 
 
 def check_ranks(world):
-    """The ranks the -gpus launcher started: as many as the GPUs it was given (one line where not)."""
+    """The ranks the -gpus launcher started: as many as the GPUs it was given (one line, rank 0's: every rank
+    finds the same)."""
     gpus = gpu_list(settings.rank_gpus())
     if gpus and world.size != len(gpus):
-        raise ParallelError(f"-gpus {','.join(gpus)} starts {len(gpus)} ranks, one a GPU, but this job has "
-                            f"{world.size}")
+        error = ParallelError(f"-gpus {','.join(gpus)} starts {len(gpus)} ranks, one a GPU, but this job has "
+                              f"{world.size}")
+        error.agreed = True
+        raise error
