@@ -264,3 +264,20 @@ def test_without_mpi_sync_and_gpus_name_the_extra(dataset, tmp_path, capsys, mon
     assert main(["detector", "train", str(data), str(cfg), "-gpus", "0,1"]) == 1
     assert capsys.readouterr().err.strip().splitlines() == [
         f"pydarknet: error: -gpus with several GPUs needs MPI, and mpi4py is not installed: {comm.DIST_EXTRA}"]
+
+
+def test_gpus_in_a_gpu_build_starts_its_ranks(mpi_job, dataset, tmp_path, capfd, monkeypatch):
+    """The command line's way in: `detector train ... -gpus 0,1` in a GPU build starts two ranks with -sync darknet
+    (here the ranks themselves are a CPU build, so they train on the CPU)."""
+    from pydarknet import backend
+    data, cfg, backup = job_files(dataset, tmp_path)
+    monkeypatch.setattr(backend, "build_wants_gpu", lambda: True)
+    for name, value in environment().items():
+        if name.startswith(("OMPI_MCA", "PMIX_MCA", "PYTHONPATH")):
+            monkeypatch.setenv(name, value)
+    assert main(["detector", "train", str(data), str(cfg), "-gpus", "0,1", "-max_batches", "8", *TRAIN]) == 0
+    out = capfd.readouterr().out
+    assert out.count("Saved ") == 1 and (backup / "tiny_final.weights").exists()       # rank 0 alone prints
+    assert "2 ranks (-sync darknet)" in out
+    # -sync darknet: the 4th step's sync_nets makes the counter jump by 4 x (2 - 1)
+    assert [int(m[1]) for m in map(LINE.match, out.splitlines()) if m] == [1, 2, 3, 8]
