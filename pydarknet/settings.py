@@ -8,6 +8,10 @@ test or a script can change one at any time.
                                       on the CPU (a huge value turns it off)
     PYDARKNET_DIRECT_MAX_CHANNELS     3x3 stride-1 pad-1 convolutions with at most this many input channels
                                       convolve directly on the CPU, without im2col (0 turns it off)
+    PYDARKNET_NCCL                    0: ranks on GPUs exchange their buffers over MPI through host memory, not
+                                      NCCL (NCCL refuses two ranks on one GPU; the same numbers, slower)
+    PYDARKNET_RANK_GPUS               set by the -gpus launcher (parallel/launch.py) in the ranks it starts: the
+                                      GPUs, one a rank (local rank k runs on the k-th)
 """
 import os
 
@@ -26,6 +30,16 @@ def gpu():
 
 def gpu_math():
     return os.environ.get("PYDARKNET_GPU_MATH", "fp32")
+
+
+def nccl():
+    """False where $PYDARKNET_NCCL is 0 (or off, no, false): GPU buffers then travel over MPI."""
+    return os.environ.get("PYDARKNET_NCCL", "1").strip().lower() not in ("0", "off", "no", "false")
+
+
+def rank_gpus():
+    """$PYDARKNET_RANK_GPUS as written ("" when unset)."""
+    return os.environ.get("PYDARKNET_RANK_GPUS", "").strip()
 
 
 def _channels(name, default):

@@ -220,7 +220,7 @@ class Training:
         self.lowest_avg = math.inf      # for the stop message: how far the loss had climbed before it overflowed
         self.count = 0
         self.last_good = None
-        self.interrupted = False
+        self.interrupted = self.requested = False
         self.progress = None
 
     def read_lists(self):
@@ -255,7 +255,12 @@ class Training:
         return self.net.current_batch() >= self.net.max_batches
 
     def on_interrupt(self, signum, frame):
-        self.interrupted = True
+        """Ctrl-C: in one process the loop stops after this step; on several ranks it is a request that the ranks
+        agree on after the step (sync.agree), so that the loop stops at the same iteration on every rank even when
+        the signal reaches them on different sides of that agreement."""
+        self.requested = True
+        if self.sync.replicas == 1:
+            self.interrupted = True
 
     def iteration(self):
         if self.resizes_now():
@@ -287,7 +292,7 @@ class Training:
         t0 = time.time()
         self.sync.before_step(self.net)
         loss = train_network(self.net, x, truth)
-        loss, self.interrupted = self.sync.agree(self.net, loss, self.interrupted)
+        loss, self.interrupted = self.sync.agree(self.net, loss, self.requested)
         if not math.isfinite(loss):
             raise TrainingStopped(self.stop_message(loss))
         self.sync.after_step(self.net)
@@ -361,6 +366,7 @@ class Training:
         if self.interrupted:
             name = os.path.join(self.backup, f"{self.base}.backup")
             self.save(name)
+            self.sync.comm.barrier()        # no rank's exit 130 ends the job before rank 0 has saved
             print(f"Interrupted at iteration {self.net.current_batch()}: saved {name}", file=self.out, flush=True)
             raise TrainingInterrupted(name)
         final = self.final_name()

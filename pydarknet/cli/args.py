@@ -113,11 +113,13 @@ def training_flags(args):
     args.flag("-dont_show")
     if args.listing:
         return flags
-    from ..parallel.comm import world
+    from ..parallel.comm import require_mpi, world
     from ..parallel.replicas import SYNC_MODES, sync_for
     if mode is not None and mode not in SYNC_MODES:
         raise UsageError(f"-sync {mode}: the modes are {' and '.join(SYNC_MODES)} (the README's 'Several GPUs and "
                          f"machines')")
+    if mode is not None:
+        require_mpi(f"-sync {mode}")
     flags["sync"] = sync_for(mode or "allreduce", world())
     return flags
 

