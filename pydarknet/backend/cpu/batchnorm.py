@@ -100,7 +100,7 @@ def batchnorm_train(y, mean, variance, scales, biases, activation, x=None, x_nor
     return x, x_norm
 
 
-class OneReplica:
+class _OneReplica:
     """The replicas of a batch-norm that trains alone: every sum starts from zero."""
 
     size = 1
@@ -117,7 +117,7 @@ def batch_stats(x, replicas=None):
     `replicas.relay(compute, like)` runs compute(start) with the sums of the replicas before this one and returns
     the last one's: the statistics of the whole batch, to the bit as one process adds them up."""
     shaped = x.reshape(x.shape[0], x.shape[1], -1)
-    replicas = replicas or OneReplica
+    replicas = replicas or _OneReplica
     count = shaped.shape[0] * shaped.shape[2] * replicas.size
     like = np.empty(x.shape[1], np.float32)
     totals = replicas.relay(lambda start: _continued(_channel_totals, shaped, start), like)
