@@ -371,6 +371,7 @@ class Training:
             raise TrainingInterrupted(name)
         final = self.final_name()
         self.save(final)
+        self.sync.comm.barrier()        # the other ranks may read it next (detector map after training)
         print(f"Saved {final}", file=self.out, flush=True)
         return final
 

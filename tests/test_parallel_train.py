@@ -184,3 +184,28 @@ def test_tcp_over_loopback_gives_the_bytes_of_shared_memory(dataset, tmp_path):
     shared = train(tmp_path / "shared", dataset, cfg, "allreduce", 6, ranks=2, transport=SHARED_MEMORY)
     assert tcp.read_bytes() == shared.read_bytes()
     shutil.rmtree(tmp_path / "tcp")
+
+
+def test_make_demo_runs_on_two_ranks(tmp_path):
+    """make demo's program on 2 ranks (what it does where MPI is installed), shortened: one progress line (rank
+    0's), Darknet's lines from rank 0 alone in demo.log, the same losses as one process, and its four results."""
+    logs, lines = {}, {}
+    for ranks in (1, 2):
+        out = tmp_path / f"ranks{ranks}"
+        command = [sys.executable, str(DRIVER), "demo", str(out)]
+        if ranks > 1:
+            command = [MPIEXEC, "-n", "2", "--bind-to", "none", *SHARED_MEMORY] + command
+        shown = run(command)
+        assert shown.count("\nmAP ") == 1
+        lines[ranks] = [line.split("] ")[1].split(":")[0] for line in shown.splitlines() if "make demo [" in line]
+        logs[ranks] = (out / "demo.log").read_text()
+        assert (out / "predictions.jpg").stat().st_size > 0 and (out / "chart.png").stat().st_size > 0
+    # rank 0 alone shows the line (under mpiexec its stdout is a terminal, so the line is rewritten in place)
+    steps = {r: [step for k, step in enumerate(lines[r]) if k == 0 or lines[r][k - 1] != step] for r in lines}
+    assert steps[1] == steps[2] == ["dataset", "training", "detector map", "detector test"], lines
+    assert "2 ranks (-sync allreduce)" in logs[2] and "ranks" not in logs[1].split("Seed:")[1].splitlines()[0]
+    losses = {r: [float(line.split(",")[0].split()[1]) for line in logs[r].splitlines() if line[:2] in ("1:", "2:",
+                                                                                                         "3:")]
+              for r in logs}
+    assert len(losses[2]) == 3 and logs[2].count("Saving weights") == logs[1].count("Saving weights")
+    np.testing.assert_allclose(losses[2], losses[1], rtol=1e-4)

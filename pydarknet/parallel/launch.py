@@ -57,10 +57,13 @@ def mpiexec():
     return found
 
 
-def mpiexec_line(argv, ranks):
-    """The mpiexec line that runs `pydarknet ARGV` on `ranks` ranks (-sync darknet unless ARGV says -sync)."""
-    words = list(argv) + ([] if "-sync" in argv else ["-sync", "darknet"])
-    return [mpiexec(), "-n", str(ranks), "--bind-to", "none", sys.executable, "-m", "pydarknet", *words]
+def mpiexec_line(argv, ranks, program=None):
+    """The mpiexec line that runs `pydarknet ARGV` on `ranks` ranks (-sync darknet unless ARGV says -sync), or
+    `program` (a command line: another program's ranks, make demo's)."""
+    if program is None:
+        words = list(argv) + ([] if "-sync" in argv else ["-sync", "darknet"])
+        program = [sys.executable, "-m", "pydarknet", *words]
+    return [mpiexec(), "-n", str(ranks), "--bind-to", "none", *program]
 
 
 def environment(gpus=None, extra=None):
@@ -134,10 +137,11 @@ def _end(proc):
         proc.wait()
 
 
-def launch(argv, ranks, gpus=None, env_extra=None, wait=WAIT_FOR_BACKUP):
-    """Run `pydarknet ARGV` on `ranks` MPI ranks and wait for them: mpiexec's exit status, or 130 after Ctrl-C
-    (sent on to the ranks, whose rank 0 saves `<cfg>.backup`; after `wait` seconds the job is ended)."""
-    line = mpiexec_line(argv, ranks)
+def launch(argv, ranks, gpus=None, env_extra=None, wait=WAIT_FOR_BACKUP, program=None):
+    """Run `pydarknet ARGV` (or `program`, see mpiexec_line) on `ranks` MPI ranks and wait for them: mpiexec's exit
+    status, or 130 after Ctrl-C (sent on to the ranks, whose rank 0 saves `<cfg>.backup`; after `wait` seconds the
+    job is ended)."""
+    line = mpiexec_line(argv, ranks, program)
     proc = subprocess.Popen(line, env=environment(gpus, env_extra), start_new_session=True)
     interrupted = []
 

@@ -4,7 +4,10 @@
                                                                   detector or classifier; ITERATIONS 0: no cap)
     python train_driver.py transcript DATA CFG OUT               pjreddie's -gpus 0,1 in one process: two replicas
                                                                   on their slices, averaged every 4 batches
+    python train_driver.py demo OUT                               make demo's run(), shortened (40 images, 3
+                                                                  iterations), as one process or one rank
 """
+import importlib.util
 import sys
 
 import numpy as np
@@ -18,6 +21,8 @@ from pydarknet.parallel.comm import world
 from pydarknet.parallel.replicas import sync_for
 from pydarknet.trainer import train_network
 from pydarknet.weights import save_weights
+
+REPO = __file__.rsplit("/tests/", 1)[0]
 
 
 def train(kind, data, cfg, mode, iterations):
@@ -66,6 +71,16 @@ def transcript(data, cfg, out, ngpus=2, interval=4):
     save_weights(first, out)
 
 
+def demo(out):
+    spec = importlib.util.spec_from_file_location("shapes_demo", f"{REPO}/examples/shapes_demo.py")
+    shapes_demo = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(shapes_demo)
+    result = shapes_demo.run(out, images=40, max_batches=3)
+    if world().rank == 0:
+        print(f"\nmAP {result['map']}")
+    world().finalize()
+
+
 if __name__ == "__main__":
     set_threads(1)
-    {"train": train, "transcript": transcript}[sys.argv[1]](*sys.argv[2:])
+    {"train": train, "transcript": transcript, "demo": demo}[sys.argv[1]](*sys.argv[2:])
