@@ -33,9 +33,9 @@ class ProgressLine:
     """One status line on `stream`: rewritten in place on a terminal, else written at most every `every` seconds
     (and whenever the step changes)."""
 
-    def __init__(self, stream, every=30.0):
+    def __init__(self, stream, every=30.0, tty=None):
         self.stream, self.every = stream, every
-        self.tty = hasattr(stream, "isatty") and stream.isatty()
+        self.tty = hasattr(stream, "isatty") and stream.isatty() if tty is None else tty
         self.started = time.perf_counter()
         self.last, self.step, self.width = None, None, 0
         self.map_text = ""
@@ -122,9 +122,12 @@ def main(argv=None):
     from pydarknet.parallel import comm
     if comm.launched_size() is None and ranks_to_use() > 1:      # this program again, as the ranks of one job
         from pydarknet.parallel.launch import launch
-        return launch(argv, ranks_to_use(), program=[sys.executable, os.path.abspath(__file__), *argv])
+        # the ranks' stdout is mpiexec's terminal, which passes a line on at its end where its own is a file
+        return launch(argv, ranks_to_use(), program=[sys.executable, os.path.abspath(__file__), *argv],
+                      env_extra={"PYDARKNET_DEMO_TTY": "1" if sys.stdout.isatty() else "0"})
     rank = comm.launched_rank() if comm.launched_size() else 0
-    line = ProgressLine(sys.stdout if rank == 0 else open(os.devnull, "w"))
+    tty = os.environ.get("PYDARKNET_DEMO_TTY")
+    line = ProgressLine(sys.stdout if rank == 0 else open(os.devnull, "w"), tty=None if tty is None else tty == "1")
     try:
         result = run(argv[0] if argv else "out", line=line)
     except KeyboardInterrupt as e:      # every rank stops at the same iteration; rank 0 saved

@@ -4,6 +4,7 @@
     pydarknet detector test DATA CFG WEIGHTS [IMG] [-thresh T] [-hier H] [-out NAME|result.json]
                                                   [-ext_output] [-dont_show] [-save_labels]
     pydarknet detector train DATA CFG [WEIGHTS] [-clear] [-map] [-seed K] [-max_batches N] [-workers N]
+                                                  [-sync allreduce|darknet]   (mpiexec -n N ...; -gpus 0,1)
     pydarknet detector valid DATA CFG WEIGHTS [-out PREFIX]     (results/comp4_det_test_<class>.txt or coco json)
     pydarknet detector recall DATA CFG WEIGHTS
     pydarknet detector map DATA CFG WEIGHTS [-thresh T] [-iou_thresh I]

@@ -3,7 +3,8 @@ them). Each verb reads its own flags: the training flags on train, -t on predict
 from ..errors import UsageError
 from .args import check_order, training_flags, verb_of
 
-USAGES = {"train": "DATA CFG [WEIGHTS] [-clear] [-seed S] [-max_batches N] [-workers N] [-chart FILE]",
+USAGES = {"train": "DATA CFG [WEIGHTS] [-clear] [-seed S] [-max_batches N] [-workers N] [-chart FILE] "
+                   "[-sync allreduce|darknet]",
           "valid": "DATA CFG WEIGHTS",
           "predict": "DATA CFG WEIGHTS [IMG] [-t K]",
           "label": "DATA CFG WEIGHTS"}

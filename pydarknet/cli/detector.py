@@ -24,7 +24,8 @@ def default_data(name):
 
 # each verb's words after it: its usage line, and `detector --help`'s list of verbs
 USAGES = {"test": "DATA CFG WEIGHTS [IMG] [-thresh T] [-hier H] [-out result.json] [-ext_output] [-save_labels]",
-          "train": "DATA CFG [WEIGHTS] [-clear] [-map] [-seed K] [-max_batches N] [-workers N] [-chart FILE]   (-map: "
+          "train": "DATA CFG [WEIGHTS] [-clear] [-map] [-seed K] [-max_batches N] [-workers N] [-chart FILE] "
+                   "[-sync allreduce|darknet]   (-map: "
                    "mAP@0.5 every 4 epochs, at least 100 iterations apart, and at the end)",
           "valid": "DATA CFG WEIGHTS [-out PREFIX]",
           "recall": "DATA CFG WEIGHTS",
