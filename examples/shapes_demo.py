@@ -139,7 +139,7 @@ def main(argv=None):
     except (DarknetError, OSError, ValueError) as e:
         line.end()
         print(f"make demo: {f'rank {rank}: ' if comm.launched_size() else ''}{e}", file=sys.stderr)
-        if comm.started() is not None:
+        if comm.started() is not None and comm.started().size > 1:
             comm.started().abort(1)         # its peers would wait in a collective forever
         return 1
     if rank:

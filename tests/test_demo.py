@@ -75,7 +75,8 @@ def test_make_demo_runs_its_four_steps_with_one_progress_line(tmp_path):
         assert os.path.getsize(result[key]) > 0
 
 
-def test_make_demo_writes_a_line_every_so_often_into_a_file(tmp_path, capsys):
+def test_make_demo_writes_a_line_every_so_often_into_a_file(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("PYDARKNET_DEMO_RANKS", "1")     # one process (tests/test_parallel_train.py runs 2 ranks)
     shapes_demo = load_shapes_demo()
     line = shapes_demo.ProgressLine(sys.stdout, every=3600)
     for i in range(1, 4):
