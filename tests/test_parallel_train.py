@@ -15,90 +15,17 @@ from pydarknet.data.shapes import generate
 from pydarknet.network import load_network
 from pydarknet.weights import read_header
 from tests.conftest import REPO
+from tests.parallel.mpi import MPIEXEC, environment, missing, tiny_cfg
 
 pytestmark = pytest.mark.mpi
 
-MPIEXEC = os.path.join(os.path.dirname(sys.executable), "mpiexec")
 DRIVER = REPO / "tests" / "parallel" / "train_driver.py"
 # Open MPI's TCP transport, on the loopback interface only (it skips `lo` by default and would leave the machine)
 TCP_LOOPBACK = ["--mca", "pml", "ob1", "--mca", "btl", "tcp,self", "--mca", "btl_tcp_if_include", "lo"]
 SHARED_MEMORY = ["--mca", "pml", "ob1", "--mca", "btl", "sm,self"]
 
-CFG = """
-[net]
-batch={batch}
-subdivisions=1
-width=64
-height=64
-channels=3
-momentum=0.9
-decay=0.0005
-hue=.1
-saturation=1.5
-exposure=1.5
-learning_rate={rate}
-burn_in=4
-max_batches={max_batches}
-policy=steps
-steps=800
-scales=.1
-
-[convolutional]
-{bn}filters={f1}
-size=3
-stride=1
-pad=1
-activation=leaky
-
-[maxpool]
-size=2
-stride=2
-
-[convolutional]
-{bn}filters={f2}
-size=3
-stride=1
-pad=1
-activation=leaky
-
-[maxpool]
-size=2
-stride=2
-
-[convolutional]
-filters=30
-size=1
-stride=1
-pad=1
-activation=linear
-
-[yolo]
-mask=0,1,2
-anchors=8,8, 16,16, 32,32
-classes=5
-num=3
-jitter=.2
-ignore_thresh=.7
-truth_thresh=1
-random={random}
-"""
-
-
-def mpi_ready():
-    try:
-        import mpi4py  # noqa: F401
-    except ImportError:
-        return "mpi4py is not installed (pip install 'pydarknet[dist]')"
-    return None if os.path.exists(MPIEXEC) else f"no mpiexec beside {sys.executable}"
-
-
-if mpi_ready():
-    pytest.skip(mpi_ready(), allow_module_level=True)
-
-
-def environment():
-    return dict(os.environ, PYTHONPATH=str(REPO), OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
-                OMPI_MCA_btl_tcp_if_include="lo")
+if missing():
+    pytest.skip(missing(), allow_module_level=True)
 
 
 def run(command, timeout=240):
@@ -147,7 +74,7 @@ def assert_close(cfg, got, want, tolerance):
     return moved
 
 
-@pytest.mark.parametrize("bn, tolerance", [("", 1e-5), ("batch_normalize=1\n", 1e-4)], ids=["no-bn", "bn"])
+@pytest.mark.parametrize("bn, tolerance", [(False, 1e-5), (True, 1e-4)], ids=["no-bn", "bn"])
 def test_allreduce_on_two_ranks_is_the_one_process_run(dataset, tmp_path, bn, tolerance):
     """Global batch 8 (4 a rank), random=1 (sizes drawn at iterations 1, 11 and 21), jitter, hue and flip on: 21
     iterations of a max_batches=1000 run. Synchronised batch-norm adds each rank's share of the statistics (and
@@ -155,8 +82,8 @@ def test_allreduce_on_two_ranks_is_the_one_process_run(dataset, tmp_path, bn, to
     cfg = tmp_path / "net.cfg"
     # the batch-norm cfg at 16/32 filters: at 4/8 its float rounding (one process at -threads 1 against 2 alike)
     # grows past 1e-4 in 21 iterations at 448-544 pixels
-    cfg.write_text(CFG.format(batch=8, rate=.0001 if bn else .00005, max_batches=1000, bn=bn, random=1,
-                              f1=16 if bn else 4, f2=32 if bn else 8))
+    cfg.write_text(tiny_cfg(.0001 if bn else .00005, batch=8, max_batches=1000, burn_in=4, random=1, jitter=.2,
+                            colour=True, batch_normalize=bn, filters=(16, 32) if bn else (4, 8)))
     one = train(tmp_path / "one", dataset, cfg, "allreduce", 21)
     two = train(tmp_path / "two", dataset, cfg, "allreduce", 21, ranks=2)
     assert read_header(open(one, "rb"), one)[1] == 21 * 8
@@ -167,7 +94,7 @@ def test_darknet_sync_is_pjreddies_multi_gpu_training(dataset, tmp_path):
     """2 ranks, batch-norm, 8 real steps (max_batches=16 on pjreddie's counter, which jumps by 4 at each sync):
     the in-process transcript of train_networks and sync_nets."""
     cfg = tmp_path / "net.cfg"
-    cfg.write_text(CFG.format(batch=4, rate=.0005, max_batches=16, bn="batch_normalize=1\n", random=0, f1=4, f2=8))
+    cfg.write_text(tiny_cfg(.0005, max_batches=16, burn_in=4, jitter=.2, colour=True, filters=(4, 8)))
     two = train(tmp_path / "two", dataset, cfg, "darknet", 0, ranks=2)
     transcript = tmp_path / "transcript.weights"
     run([sys.executable, str(DRIVER), "transcript", str(dataset), str(cfg), str(transcript)])
@@ -178,8 +105,7 @@ def test_darknet_sync_is_pjreddies_multi_gpu_training(dataset, tmp_path):
 def test_tcp_over_loopback_gives_the_bytes_of_shared_memory(dataset, tmp_path):
     """What `mpiexec -H host1:4,host2:4` uses between machines, shown on this one over `lo` only."""
     cfg = tmp_path / "net.cfg"
-    cfg.write_text(CFG.format(batch=8, rate=.00005, max_batches=1000, bn="batch_normalize=1\n", random=0, f1=4,
-                              f2=8))
+    cfg.write_text(tiny_cfg(.00005, batch=8, max_batches=1000, burn_in=4, jitter=.2, colour=True, filters=(4, 8)))
     tcp = train(tmp_path / "tcp", dataset, cfg, "allreduce", 6, ranks=2, transport=TCP_LOOPBACK)
     shared = train(tmp_path / "shared", dataset, cfg, "allreduce", 6, ranks=2, transport=SHARED_MEMORY)
     assert tcp.read_bytes() == shared.read_bytes()

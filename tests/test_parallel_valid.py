@@ -1,6 +1,5 @@
 """`detector valid|recall|map` and `classifier valid` on 2 MPI ranks (mpiexec, shared memory on this machine):
 the same result files, byte for byte, and the same figures as one process."""
-import importlib.util
 import os
 import re
 import signal
@@ -15,29 +14,27 @@ from pydarknet.data import shapes, shapes_cls
 from pydarknet.network import Network
 from pydarknet.weights import sane_random_weights, save_weights
 from tests.conftest import REPO, run_cli
+from tests.parallel.mpi import MPIEXEC, environment, missing
 from tests.test_classifier import write_cfg
 from tests.test_cli import TINY_CFG
 
 pytestmark = pytest.mark.mpi
 
-MPIEXEC = os.path.join(os.path.dirname(sys.executable), "mpiexec")
 NAMES = ("circle", "square", "triangle")
 TIMEOUT = 120
 
 
 @pytest.fixture(scope="module", autouse=True)
 def needs_mpi():
-    if importlib.util.find_spec("mpi4py") is None:
-        pytest.skip("mpi4py cannot be imported (pip install \"pydarknet[dist]\")")
-    if not os.access(MPIEXEC, os.X_OK):
-        pytest.skip(f"no mpiexec beside {sys.executable}")
+    if missing():
+        pytest.skip(missing())
 
 
 def run_ranks(*args, cwd, ranks=2, python=("-m", "pydarknet")):
     """`mpiexec -n RANKS python -m pydarknet ARGS -threads 1` over shared memory: its exit code, stdout, stderr.
     The job is ended (its process group) if it outlives TIMEOUT."""
-    env = dict(os.environ, PYTHONPATH=str(REPO), OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
-    command = [MPIEXEC, "-n", str(ranks), "--bind-to", "none", "--mca", "btl", "self,vader", sys.executable,
+    env = environment()
+    command = [MPIEXEC, "-n", str(ranks), "--bind-to", "none", sys.executable,
                *python, *map(str, args), *(["-threads", "1"] if python[-1] == "pydarknet" else [])]
     job = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                            start_new_session=True)
