@@ -42,17 +42,17 @@ def run(command, timeout=240):
     return out
 
 
-def train(folder, dataset, cfg, mode, iterations, ranks=1, transport=()):
+def train(folder, dataset, cfg, mode, iterations, ranks=1, transport=(), kind="detector", final="{}_final"):
     """The driver's run with backups in `folder`; the final weights' path."""
     folder.mkdir()
     data = folder / "train.data"
     lines = [line for line in open(dataset).read().splitlines() if not line.startswith("backup")]
     data.write_text("\n".join(lines + [f"backup={folder}"]) + "\n")
-    command = [sys.executable, str(DRIVER), "train", "detector", str(data), str(cfg), mode, str(iterations)]
+    command = [sys.executable, str(DRIVER), "train", kind, str(data), str(cfg), mode, str(iterations)]
     if ranks > 1:
         command = [MPIEXEC, "-n", str(ranks), "--bind-to", "none", *transport] + command
     run(command)
-    return folder / f"{cfg.stem}_final.weights"
+    return folder / f"{final.format(cfg.stem)}.weights"
 
 
 @pytest.fixture(scope="module")
@@ -88,6 +88,17 @@ def test_allreduce_on_two_ranks_is_the_one_process_run(dataset, tmp_path, bn, to
     two = train(tmp_path / "two", dataset, cfg, "allreduce", 21, ranks=2)
     assert read_header(open(one, "rb"), one)[1] == 21 * 8
     assert assert_close(cfg, two, one, tolerance) > 100
+
+
+def test_classifier_train_on_two_ranks_is_the_one_process_run(tmp_path):
+    """classifier train (batch 16, batch-norm, crops, angle and colour jitter): 6 iterations, 1e-5."""
+    from pydarknet.data import shapes_cls
+    from tests.test_classifier import write_cfg
+    dataset = shapes_cls.generate(tmp_path / "set", n=50, size=40, seed=4)
+    cfg = write_cfg(tmp_path)
+    one = train(tmp_path / "one", dataset, cfg, "allreduce", 0, kind="classifier", final="{}")
+    two = train(tmp_path / "two", dataset, cfg, "allreduce", 0, ranks=2, kind="classifier", final="{}")
+    assert assert_close(cfg, two, one, 1e-5) > 100
 
 
 def test_darknet_sync_is_pjreddies_multi_gpu_training(dataset, tmp_path):
