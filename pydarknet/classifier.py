@@ -165,8 +165,7 @@ class ClassifierTraining(Training):
         print(f"{i}, {net.seen / len(self.paths):.3f}: {loss:f}, {self.avg_loss:f} avg, {net.current_rate():f} "
               f"rate, {time.time() - t0:f} seconds, {net.seen} images, {rate:.1f} images/s{eta}", file=self.out,
               flush=True)
-        if self.chart:
-            self.chart.add(i, loss, self.avg_loss)
+        self.remember(i, loss, rate)
         return i
 
     def backup_names(self, i, before=None):

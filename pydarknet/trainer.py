@@ -128,6 +128,36 @@ class Chart:
         plt.close(fig)
 
 
+class Metrics:
+    """metrics.jsonl: what each iteration measured, one JSON object a line (iteration, loss, avg, rate, images_s;
+    map where -map measured it), appended as the run goes, beside the chart (beside the backups where the run
+    draws none). A run resumed from weights at iteration N keeps the lines up to N, as the chart keeps its points."""
+
+    def __init__(self, path, iteration):
+        self.path = path
+        kept = self.earlier(iteration) if iteration > 0 else []
+        with files.replacing(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
+            f.writelines(kept)
+        self.file = open(path, "a", encoding="utf-8")
+
+    def earlier(self, iteration):
+        try:
+            with open(self.path, encoding="utf-8") as f:
+                return [line for line in f if line.strip() and json.loads(line)["iteration"] <= iteration]
+        except FileNotFoundError:
+            return []
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            warnings.warn(f"{self.path}: cannot read the earlier lines ({e}); it starts here")
+            return []
+
+    def add(self, record):
+        self.file.write(json.dumps(record) + "\n")
+        self.file.flush()
+
+    def close(self):
+        self.file.close()
+
+
 def repeat_conditions():
     """What a seeded run's bytes depend on besides the seed: the CPU (its model; the CPU Numba compiles the kernels
     for; the kernel OpenBLAS picks for it: an AMD EPYC on which OpenBLAS picks its SkylakeX kernel, as on an Intel
@@ -244,11 +274,14 @@ class Training:
         raise NotImplementedError
 
     def start_clock(self, chart):
-        """The chart (resumed with the weights' iteration) and the clock images/s and the ETA are counted from."""
+        """The chart and metrics.jsonl (both resumed with the weights' iteration) and the clock images/s and the
+        ETA are counted from; rank 0 alone draws and writes."""
         net = self.net
         self.chart = Chart(chart, net.max_batches, self.base) if chart and not self.rank else None
         if self.chart and net.current_batch() > 0:
             self.chart.resume(net.current_batch())
+        folder = os.path.dirname(chart) if chart else self.backup
+        self.metrics = None if self.rank else Metrics(os.path.join(folder, "metrics.jsonl"), net.current_batch())
         self.started, self.start_batch = time.time(), net.current_batch()
 
     def done(self):
@@ -271,6 +304,8 @@ class Training:
         i = self.log(loss, t0)
         self.back_up(i, before)
         self.after_iteration(i)
+        if self.metrics:
+            self.metrics.add(self.record)
         if self.chart:
             self.chart.draw(force=i == self.net.max_batches)
 
@@ -328,11 +363,17 @@ class Training:
         rate, eta = self.speed(i)
         print(f"{i}: {loss:f}, {self.avg_loss:f} avg, {net.current_rate():f} rate, {seconds:f} seconds, "
               f"{i * self.imgs} images, {rate:.1f} images/s, ETA {_format_eta(eta)}", file=self.out, flush=True)
-        if self.chart:
-            self.chart.add(i, loss, self.avg_loss)
+        self.remember(i, loss, rate)
         if self.progress:
             self.progress.iteration(i, net.max_batches, self.avg_loss, rate, eta)
         return i
+
+    def remember(self, i, loss, images_s):
+        """Iteration i's point on the chart and its record for metrics.jsonl (what comes after adds to it)."""
+        if self.chart:
+            self.chart.add(i, loss, self.avg_loss)
+        self.record = {"iteration": i, "loss": loss, "avg": self.avg_loss, "rate": self.net.current_rate(),
+                       "images_s": images_s}
 
     def speed(self, i):
         """Images/s of this run so far, and the seconds left to max_batches at the counter's pace (which jumps
@@ -380,6 +421,8 @@ class Training:
 
     def close(self):
         self.loader.close()
+        if self.metrics:
+            self.metrics.close()
         if self.chart and self.chart.iterations:
             self.chart.draw(force=True)
 

@@ -142,7 +142,7 @@ def test_ctrl_c_to_the_launcher_saves_one_backup_and_exits_130(mpi_job, dataset,
         end(proc, ranks)
     assert out.count("Interrupted at iteration") == 1      # rank 0 alone prints
     assert f"pydarknet: rank 0: interrupted (saved {backup / 'tiny.backup'})" in err
-    assert sorted(os.listdir(backup)) == ["tiny.backup"]
+    assert sorted(os.listdir(backup)) == ["metrics.jsonl", "tiny.backup"]     # no chart: metrics beside the backup
     iteration = int(re.search(r"Interrupted at iteration (\d+)", out)[1])
     assert load_network(str(cfg), str(backup / "tiny.backup")).current_batch() == iteration
 

@@ -344,3 +344,32 @@ def test_train_checks_its_lists_first_and_says_where_the_problems_are(dataset, t
     assert "1 problem (image missing: 1)" in line and str(tmp_path / "bad.list") in line
     assert (tmp_path / "bad.list").read_text() == f"{tmp_path / 'gone.png'}\n"
     assert iterations(result.stdout)[0][0] == 1
+
+
+def test_metrics_jsonl_records_each_iteration_and_resumes_with_the_weights(dataset, tmp_path, capsys, monkeypatch):
+    """metrics.jsonl beside the chart: the printed iteration lines' numbers (and -map's mAP where it was measured);
+    a run resumed from weights at iteration N keeps the lines up to N."""
+    monkeypatch.chdir(tmp_path)
+    cfg = write_cfg(tmp_path)
+    data = data_file(dataset, tmp_path)
+    backup = tmp_path / "backup"
+
+    def train(*words):
+        assert main(["detector", "train", str(data), str(cfg), *words, "-seed", "1", "-workers", "1"]) == 0
+        return losses_printed(capsys.readouterr().out)
+
+    def recorded():
+        return [json.loads(line) for line in open(tmp_path / "metrics.jsonl")]
+
+    printed = train("-max_batches", "6", "-map")
+    records = recorded()
+    assert [(r["iteration"], f"{r['loss']:f}", f"{r['avg']:f}") for r in records] == printed
+    assert [r["iteration"] for r in records if "map" in r] == [6] and 0 <= records[-1]["map"] <= 1
+    shutil.copy(backup / "tiny_final.weights", tmp_path / "at6.weights")
+    train(str(tmp_path / "at6.weights"), "-max_batches", "8")
+    assert [r["iteration"] for r in recorded()] == list(range(1, 9))
+    again = train(str(tmp_path / "at6.weights"), "-max_batches", "7")      # from iteration 6 again: 7 and 8 go
+    assert [r["iteration"] for r in recorded()] == list(range(1, 8)) and recorded()[:6] == records
+    assert recorded()[6]["loss"] == pytest.approx(float(again[0][1]), abs=1e-6)
+    train("-max_batches", "2", "-chart", "")                                 # no chart: beside the backups
+    assert [r["iteration"] for r in map(json.loads, open(backup / "metrics.jsonl"))] == [1, 2]

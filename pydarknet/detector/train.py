@@ -130,6 +130,7 @@ class DetectorTraining(Training):
         self.sync.before_save(self.net)         # the weights synced first, as before a save
         with self.sync.evaluated(self.net):
             value = evaluate_map(self.datacfg, self.net, self.out, self.sync.comm)
+        self.record["map"] = value
         if self.chart:
             self.chart.add_map(i, value)
         if self.progress:
