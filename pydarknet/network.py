@@ -181,6 +181,21 @@ class Network(NetOptions):
                 self.update()
         return self.cost
 
+    def validation_cost(self, x, truth):
+        """The cost of images x against `truth` in inference mode (rolling statistics, no dropout, nothing
+        updated): each loss head's training arithmetic on the inference outputs, their mean as calc_network_cost
+        takes it (a sum over the images: divide by their count for the loss per image, as training prints it)."""
+        train, self.train = self.train, False
+        try:
+            with np.errstate(over="ignore", invalid="ignore"):
+                self.forward(x)
+                self.truth = np.ascontiguousarray(truth, np.float32).reshape(x.shape[0], -1)
+                costs = [layer.inference_cost(self) for layer in self.layers]
+        finally:
+            self.train = train
+        costs = [cost for cost in costs if cost is not None]
+        return float(np.mean(np.float32(costs), dtype=np.float32)) if costs else None
+
     def update(self):
         """update_network: one SGD step of every layer at the current learning rate."""
         rate = self.current_rate()

@@ -59,7 +59,7 @@ class Chart:
     def __init__(self, path, max_batches, title="training"):
         self.path, self.max_batches, self.title = path, max_batches, title
         self.history = os.path.splitext(path)[0] + ".json"
-        self.iterations, self.losses, self.averages, self.maps = [], [], [], []
+        self.iterations, self.losses, self.averages, self.maps, self.validation = [], [], [], [], []
         self.last_draw = 0.0
 
     def add(self, iteration, loss, average):
@@ -70,6 +70,9 @@ class Chart:
     def add_map(self, iteration, value):
         self.maps.append((iteration, value))
 
+    def add_validation(self, iteration, loss):
+        self.validation.append((iteration, loss))
+
     def resume(self, iteration):
         """Take the earlier points of this run (title = the cfg's name) up to `iteration` from the sidecar."""
         try:
@@ -79,6 +82,7 @@ class Chart:
                 return
             points = [p for p in zip(saved["iterations"], saved["losses"], saved["averages"]) if p[0] <= iteration]
             maps = [(i, v) for i, v in saved["maps"] if i <= iteration]
+            validation = [(i, v) for i, v in saved.get("validation", []) if i <= iteration]
         except FileNotFoundError:
             return
         except (OSError, ValueError, KeyError, TypeError) as e:
@@ -87,11 +91,12 @@ class Chart:
         for point in points:
             self.add(*point)
         self.maps = maps + self.maps
+        self.validation = validation + self.validation
 
     def save_history(self):
         with files.replacing(self.history) as tmp, open(tmp, "w", encoding="utf-8") as f:
             json.dump({"title": self.title, "iterations": self.iterations, "losses": self.losses,
-                       "averages": self.averages, "maps": self.maps}, f)
+                       "averages": self.averages, "maps": self.maps, "validation": self.validation}, f)
 
     def draw(self, force=False):
         if not force and time.time() - self.last_draw < 10:
@@ -107,6 +112,9 @@ class Chart:
         fig, ax = plt.subplots(figsize=(8, 5), dpi=100)
         ax.plot(self.iterations, self.losses, color="#9ecae1", linewidth=.8, label="loss")
         ax.plot(self.iterations, self.averages, color="#08519c", linewidth=1.5, label="avg loss")
+        if self.validation:
+            its, values = zip(*self.validation)
+            ax.plot(its, values, "s-", color="#31a354", linewidth=1.5, label="validation loss")
         ax.set_xlabel("iteration")
         ax.set_ylabel("loss")
         ax.set_xlim(0, max(self.max_batches, self.iterations[-1] if self.iterations else 1))

@@ -373,3 +373,48 @@ def test_metrics_jsonl_records_each_iteration_and_resumes_with_the_weights(datas
     assert recorded()[6]["loss"] == pytest.approx(float(again[0][1]), abs=1e-6)
     train("-max_batches", "2", "-chart", "")                                 # no chart: beside the backups
     assert [r["iteration"] for r in map(json.loads, open(backup / "metrics.jsonl"))] == [1, 2]
+
+
+def test_validation_loss_is_an_inference_pass_with_the_heads_cost(dataset, tmp_path):
+    """detector train's validation loss (at each -map point): the loss per image of an inference-mode forward on
+    the valid images (jitter 0, neutral colour, no flip) at the cfg's size, whatever random=1 size the network has;
+    weights, seen and rolling statistics bit-identical afterwards."""
+    from pydarknet.data.loader import plain_samples
+    from pydarknet.detector.train import validation_loss
+    from pydarknet.network import load_network
+    cfg = write_cfg(tmp_path)
+    net = load_network(cfg, seed=3)
+    net.seen = 1234
+    valid = read_data(dataset).path_of("valid", "")
+    paths = [line.strip() for line in open(valid) if line.strip()]
+    before = [a.copy() for layer in net.layers for a in layer.weight_arrays()]
+    net.resize(96, 96)                           # as random=1 leaves it
+    got = validation_loss(net, paths, seed=5)
+    assert (net.w, net.h) == (96, 96) and net.seen == 1234
+    after = [a for layer in net.layers for a in layer.weight_arrays()]
+    assert all(np.array_equal(a, b) for a, b in zip(before, after))
+    # the same by hand: the images one at a time at 64 x 64, predict (inference), then the [yolo] head's cost
+    own = load_network(cfg, seed=3)
+    total = 0.0
+    for x, truth, _ in plain_samples(paths, (64, 64), "detection", 5, 90, 7, 5):
+        own.predict(x[None])
+        own.truth = truth[None]
+        head = own.layers[-1]
+        head.zero_delta(1)
+        total += head.loss(own)
+    assert got == pytest.approx(total / len(paths), rel=1e-5)
+    first = [x for x, _, _ in plain_samples(paths[:1], (64, 64), "detection", 5, 90, 7, 5)][0]     # seeded: again
+    assert np.array_equal(first, [x for x, _, _ in plain_samples(paths[:1], (64, 64), "detection", 5, 90, 7, 5)][0])
+
+
+def test_map_points_record_the_validation_loss(dataset, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cfg = write_cfg(tmp_path)
+    data = data_file(dataset, tmp_path)
+    assert main(["detector", "train", str(data), str(cfg), "-max_batches", "3", "-map", "-seed", "1",
+                 "-workers", "1"]) == 0
+    out = capsys.readouterr().out
+    printed = re.findall(r"^validation loss: ([\d.]+) on (\d+) images$", out, re.M)
+    record = [json.loads(line) for line in open(tmp_path / "metrics.jsonl")][-1]
+    assert len(printed) == 1 and f"{record['validation_loss']:f}" == printed[0][0]
+    assert json.load(open(tmp_path / "chart.json"))["validation"] == [[3, record["validation_loss"]]]

@@ -223,11 +223,13 @@ def apply_detection_aug(im, boxes, w, h, aug, max_boxes=90):
     return sized, detection_truth(b, max_boxes)
 
 
-def detection_sample(im, boxes, w, h, jitter, hue, saturation, exposure, rng, max_boxes=90, scale_range=None):
-    """One image of load_data_detection: draw (draw_detection_aug), then apply (apply_detection_aug)."""
+def detection_sample(im, boxes, w, h, jitter, hue, saturation, exposure, rng, max_boxes=90, scale_range=None,
+                     flip=True):
+    """One image of load_data_detection: draw (draw_detection_aug), then apply (apply_detection_aug); flip=False
+    keeps every image unmirrored (the draw still happens, so the other draws stay as they are)."""
     aug = draw_detection_aug(rng, im.shape[2], im.shape[1], w, h, jitter, hue, saturation, exposure, len(boxes),
                              scale_range)
-    return apply_detection_aug(im, boxes, w, h, aug, max_boxes)
+    return apply_detection_aug(im, boxes, w, h, aug if flip else dataclasses.replace(aug, flip=False), max_boxes)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -288,10 +290,11 @@ def apply_region_aug(im, boxes, w, h, aug, classes, side):
     return sized, region_truth(b, classes, side)
 
 
-def region_sample(im, boxes, w, h, jitter, hue, saturation, exposure, rng, classes, side):
-    """One image of load_data_region: draw (draw_region_aug), then apply (apply_region_aug)."""
+def region_sample(im, boxes, w, h, jitter, hue, saturation, exposure, rng, classes, side, flip=True):
+    """One image of load_data_region: draw (draw_region_aug), then apply (apply_region_aug); flip as in
+    detection_sample."""
     aug = draw_region_aug(rng, im.shape[2], im.shape[1], jitter, hue, saturation, exposure, len(boxes))
-    return apply_region_aug(im, boxes, w, h, aug, classes, side)
+    return apply_region_aug(im, boxes, w, h, aug if flip else dataclasses.replace(aug, flip=False), classes, side)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -28,8 +28,9 @@ class _Sampler:
     MAX_TRIES = 100
 
     def __init__(self, paths, kind, classes, max_boxes, side, jitter, hue, saturation, exposure, seed, scale_range,
-                 labels=None, crop=None):
+                 labels=None, crop=None, flip=True):
         self.paths = paths
+        self.flip = flip
         self.class_labels, self.crop = labels, crop
         self.kind = kind
         self.classes = classes
@@ -70,13 +71,22 @@ class _Sampler:
             boxes = self.labels(path, messages)
             if self.kind == "detection":
                 x, truth = detection_sample(im, boxes, w, h, self.jitter, self.hue, self.saturation, self.exposure,
-                                            rng, self.max_boxes, self.scale_range)
+                                            rng, self.max_boxes, self.scale_range, self.flip)
             else:
                 x, truth = region_sample(im, boxes, w, h, self.jitter, self.hue, self.saturation, self.exposure,
-                                         rng, self.classes, self.side)
+                                         rng, self.classes, self.side, self.flip)
             return x, truth, messages
         raise DarknetError(f"{self.MAX_TRIES} images in a row could not be read, the last {path!r}; "
                            "is the train list right?")
+
+
+def plain_samples(paths, net_shape, kind, classes, max_boxes=90, side=7, seed=0):
+    """Each image of `paths` once, in order, loaded as training loads it but with jitter 0, neutral colour and no
+    flip (the validation loss's images): yields (x (3, h, w), truth, problems) per image, image i's placement drawn
+    from (seed, i) alone."""
+    sampler = _Sampler(paths, kind, classes, max_boxes, side, 0., 0., 1., 1., seed, None, flip=False)
+    for i in range(len(paths)):
+        yield sampler.sample(0, i, i, *net_shape)
 
 
 _WORKER_SAMPLER = None

@@ -1,13 +1,18 @@
 """`detector train`: Darknet's train_detector on the shared loop (trainer.py): the detection loader, `random=1`'s
 multi-scale resizing, `-map` every few epochs and the `dataset check -fast` before the first iteration."""
+import contextlib
+import io
+import itertools
 import os
 import sys
 import warnings
 
+import numpy as np
+
 from ..data.check import check_lists, classes_mismatch, summary
 from ..data.labels import DataWarning, read_list
 from ..errors import DarknetError
-from ..data.loader import Loader
+from ..data.loader import Loader, plain_samples
 from ..trainer import Training, run_until_done
 from .map import detector_map
 
@@ -99,6 +104,11 @@ class DetectorTraining(Training):
         images, slots = self.sync.loader_batch(net.batch * net.subdivisions)
         return make_loader(net, self.paths, self.seed, self.workers, net.current_batch(), images, slots)
 
+    def valid_paths(self):
+        """-map's images: the valid list, else (as Darknet) the training list."""
+        valid = self.options.get("valid")
+        return read_list(self.options.file_of("valid", "data/train.txt")) if valid else self.paths
+
     def check_dataset(self):
         """`dataset check -fast` on the lists it uses before the first iteration: how many problems and where they
         are listed (training goes on, as Darknet's does, skipping what the loader cannot use)."""
@@ -127,14 +137,42 @@ class DetectorTraining(Training):
             self.measure_map(i)
 
     def measure_map(self, i):
+        """mAP@0.5 and the validation loss (each rank computes that one whole for now), on the chart and in
+        metrics.jsonl."""
         self.sync.before_save(self.net)         # the weights synced first, as before a save
         with self.sync.evaluated(self.net):
             value = evaluate_map(self.datacfg, self.net, self.out, self.sync.comm)
-        self.record["map"] = value
+            paths = self.valid_paths()
+            loss = validation_loss(self.net, paths, self.seed)
+        print(f"validation loss: {loss:f} on {len(paths)} images", file=self.out, flush=True)
+        self.record.update(map=value, validation_loss=loss)
         if self.chart:
+            self.chart.add_validation(i, loss)
             self.chart.add_map(i, value)
         if self.progress:
             self.progress.mean_ap(i, value)
+
+
+def validation_loss(net, paths, seed=0):
+    """The loss per image on `paths`, each loaded as training loads it but with jitter 0, neutral colour and no
+    flip, at the cfg's width and height (not a random=1 size), in inference mode: rolling statistics, no dropout,
+    nothing updated (Network.validation_cost); the heads' Darknet lines are not printed."""
+    head = head_layer(net)
+    size = (net.w, net.h)
+    net.resize(net.sections[0].int("width", net.w), net.sections[0].int("height", net.h))
+    samples = plain_samples(paths, (net.w, net.h), "region" if head.type == "detection" else "detection",
+                            head.classes, getattr(head, "max_boxes", 90), getattr(head, "side", 7), seed)
+    total = 0.0
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            while True:
+                chunk = list(itertools.islice(samples, net.batch))
+                if not chunk:
+                    break
+                total += net.validation_cost(np.stack([x for x, _, _ in chunk]), np.stack([t for _, t, _ in chunk]))
+    finally:
+        net.resize(*size)
+    return total / len(paths)
 
 
 def evaluate_map(datacfg, net, out, comm=None):

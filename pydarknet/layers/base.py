@@ -187,6 +187,14 @@ class Layer:
     def update(self, net, rate, momentum, decay, batch):
         """SGD step on the layer's parameters (layers without parameters have nothing to do)."""
 
+    def inference_cost(self, net):
+        """A loss head's cost on the output of an inference pass, against net.truth (the validation loss): its
+        training loss arithmetic (`loss`, which fills its own delta); None for a layer without one."""
+        if not hasattr(self, "loss"):
+            return None
+        self.zero_delta(self.output.shape[0])
+        return self.loss(net)
+
     def zero_delta(self, batch):
         """Darknet's forward_network zeroes every layer's delta before the layer runs."""
         shape = (batch,) + self.out_shape
