@@ -418,3 +418,17 @@ def test_map_points_record_the_validation_loss(dataset, tmp_path, capsys, monkey
     record = [json.loads(line) for line in open(tmp_path / "metrics.jsonl")][-1]
     assert len(printed) == 1 and f"{record['validation_loss']:f}" == printed[0][0]
     assert json.load(open(tmp_path / "chart.json"))["validation"] == [[3, record["validation_loss"]]]
+
+
+def test_map_every_k_iterations(dataset, tmp_path, capsys, monkeypatch):
+    """-map_every K: mAP and the validation loss every K iterations and at the last (-map implied)."""
+    monkeypatch.chdir(tmp_path)
+    cfg = write_cfg(tmp_path)
+    data = data_file(dataset, tmp_path)
+    assert main(["detector", "train", str(data), str(cfg), "-max_batches", "5", "-map_every", "2", "-seed", "1",
+                 "-workers", "1"]) == 0
+    capsys.readouterr()
+    measured = [r["iteration"] for r in map(json.loads, open(tmp_path / "metrics.jsonl")) if "validation_loss" in r]
+    assert measured == [2, 4, 5]
+    assert main(["detector", "train", str(data), str(cfg), "-map_every", "0"]) == 2
+    assert "-map_every 0: needs a whole number of at least 1" in capsys.readouterr().err

@@ -104,6 +104,17 @@ def fraction(text):
 fraction.why = "thresholds are from 0 to 1 (-thresh .5 for 50%)"
 
 
+def positive(text):
+    """A count of iterations: an integer of at least 1."""
+    value = int(text)
+    if value < 1:
+        raise ValueError(text)
+    return value
+
+
+positive.why = "needs a whole number of at least 1"
+
+
 def training_flags(args):
     """The flags detector train and classifier train share, as their keyword arguments."""
     flags = dict(clear=args.flag("-clear"), seed=args.value("-seed", None, int),

@@ -4,7 +4,7 @@ import os
 import sys
 
 from ..errors import UsageError
-from .args import check_order, fraction, training_flags, verb_of
+from .args import check_order, fraction, positive, training_flags, verb_of
 
 PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # `detect` reads cfg/coco.data and `yolo` cfg/voc.data, as Darknet's do from its own folder: the working folder's
@@ -24,9 +24,9 @@ def default_data(name):
 
 # each verb's words after it: its usage line, and `detector --help`'s list of verbs
 USAGES = {"test": "DATA CFG WEIGHTS [IMG] [-thresh T] [-hier H] [-out result.json] [-ext_output] [-save_labels]",
-          "train": "DATA CFG [WEIGHTS] [-clear] [-map] [-seed K] [-max_batches N] [-workers N] [-chart FILE] "
-                   "[-sync allreduce|darknet]   (-map: "
-                   "mAP@0.5 every 4 epochs, at least 100 iterations apart, and at the end)",
+          "train": "DATA CFG [WEIGHTS] [-clear] [-map] [-map_every K] [-seed K] [-max_batches N] [-workers N] "
+                   "[-chart FILE] [-sync allreduce|darknet]   (-map: mAP@0.5 and the validation loss every 4 epochs, "
+                   "at least 100 iterations apart, and at the end; -map_every K: every K iterations)",
           "valid": "DATA CFG WEIGHTS [-out PREFIX]",
           "recall": "DATA CFG WEIGHTS",
           "map": "DATA CFG WEIGHTS [-thresh T] [-iou_thresh I]",
@@ -100,10 +100,11 @@ def evaluate(args):
 def train(args):
     """detector train (detector/train.py)."""
     calc_map = args.flag("-map")
+    map_every = args.value("-map_every", None, positive)
     flags = training_flags(args)
     data, cfg, *weights = operands(args, 2)
     from ..detector.train import train_detector
-    train_detector(data, cfg, (weights or [None])[0], calc_map=calc_map, **flags)
+    train_detector(data, cfg, (weights or [None])[0], calc_map=calc_map, map_every=map_every, **flags)
     return 0
 
 

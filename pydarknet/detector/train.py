@@ -22,10 +22,13 @@ def head_layer(net):
     return net.layers[-1]
 
 
-def next_map_at(last, images, batch, burn_in):
+def next_map_at(last, images, batch, burn_in, every=None):
     """The iteration of -map's next evaluation after the one at `last` (or the run's start), as AlexeyAB schedules
     it: every 4 epochs of `images` in batches of `batch`, at least 100 iterations apart, not before burn_in (and,
-    in the loop, at the last iteration too). The shapes demo: 1,600 images in 16s, every 400 iterations."""
+    in the loop, at the last iteration too). The shapes demo: 1,600 images in 16s, every 400 iterations.
+    `every` (-map_every K): every K iterations instead."""
+    if every:
+        return last + every
     return max(last + max(4 * images // batch, 100), burn_in)
 
 
@@ -42,7 +45,8 @@ def make_loader(net, paths, seed, workers, start=0, batch=None, slots=None):
 
 
 def train_detector(datacfg, cfgfile, weightfile=None, clear=False, calc_map=False, seed=None, workers=4,
-                   max_batches=None, chart="chart.png", out=None, progress=None, sync=None, iterations=None):
+                   max_batches=None, chart="chart.png", out=None, progress=None, sync=None, iterations=None,
+                   map_every=None):
     """Train as Darknet's train_detector does; returns the path of the final weights.
 
     Per iteration it prints Darknet's line (`N: loss, avg avg, rate rate, t seconds, images images`) followed by
@@ -53,9 +57,12 @@ def train_detector(datacfg, cfgfile, weightfile=None, clear=False, calc_map=Fals
     `progress`, when given, hears of each iteration (`iteration(i, max_batches, avg_loss, images_s, eta_s)`) and
     each mAP (`mean_ap(i, value)`), for a caller that shows its own progress (make demo's one line).
     `sync` (parallel/replicas.py, from `sync_for`) trains on several MPI ranks; `iterations` caps the steps of
-    this call (Python only: a short run on the cfg's schedule).
+    this call (Python only: a short run on the cfg's schedule). `map_every` K: -map every K iterations (and at the
+    last) instead of AlexeyAB's schedule; it implies calc_map.
     """
-    run = DetectorTraining(datacfg, cfgfile, weightfile, clear, seed, max_batches, out or sys.stdout, calc_map, sync)
+    run = DetectorTraining(datacfg, cfgfile, weightfile, clear, seed, max_batches, out or sys.stdout,
+                           calc_map or bool(map_every), sync)
+    run.map_every = map_every
     run.progress = progress
     run.start(workers, chart)
     return run_until_done(run, iterations)
@@ -67,6 +74,7 @@ class DetectorTraining(Training):
 
     def __init__(self, datacfg, cfgfile, weightfile, clear, seed, max_batches, out, calc_map=False, sync=None):
         self.calc_map = calc_map
+        self.map_every = None
         super().__init__(datacfg, cfgfile, weightfile, clear, seed, max_batches, out, sync)
         self.head = head_layer(self.net)
 
@@ -94,7 +102,7 @@ class DetectorTraining(Training):
         if not self.rank:
             self.check_dataset()
         self.sync.comm.barrier()       # the other ranks wait for rank 0's check
-        self.next_map = next_map_at(net.current_batch(), self.loader.images, self.imgs, net.burn_in)
+        self.next_map = next_map_at(net.current_batch(), self.loader.images, self.imgs, net.burn_in, self.map_every)
         if self.calc_map and not self.options.get("valid"):
             warnings.warn(f"{self.datacfg}: no valid= list, so -map measures mAP on the training list "
                           f"{self.train_list} (as Darknet does)", DataWarning, stacklevel=4)
@@ -133,7 +141,7 @@ class DetectorTraining(Training):
     def after_iteration(self, i):
         """-map: at the scheduled iterations and the last one."""
         if self.calc_map and (i >= self.next_map or i == self.net.max_batches):
-            self.next_map = next_map_at(i, self.loader.images, self.imgs, self.net.burn_in)
+            self.next_map = next_map_at(i, self.loader.images, self.imgs, self.net.burn_in, self.map_every)
             self.measure_map(i)
 
     def measure_map(self, i):
