@@ -21,6 +21,7 @@ from .cfg import read_data, read_names
 from .data.labels import class_truth, labels_message, read_list
 from .data.augment import Crop
 from .data.loader import Loader
+from .backend import to_host
 from .network import load_network
 from .parallel.comm import world
 from .parallel.shard import by_shares
@@ -116,6 +117,7 @@ class ClassifierTraining(Training):
     """train_classifier: detector train's run with the classification loader, its line, backups and resizing."""
 
     def __init__(self, datacfg, cfgfile, weightfile, clear, seed, max_batches, out, sync=None):
+        self.map_every = None
         self.data = DataOptions(datacfg)        # the lists first: a bad one is one line, before the layer table
         self.labels = self.data.labels()
         train_list, self.paths = self.data.image_list("train")
@@ -125,6 +127,24 @@ class ClassifierTraining(Training):
         report_label_problems(train_list, self.paths, problems, self.out)
         self.epoch = self.net.seen // len(self.paths)
         print(*self.crop_sizes(self.net.w), file=self.out)
+
+    def before_first_iteration(self):
+        """With -map_every, the valid list (a missing or empty one is one line now, not at the first report)."""
+        if self.map_every:
+            self.valid_paths = self.data.image_list("valid")[1]
+            self.next_check = self.net.current_batch() + self.map_every
+
+    def after_iteration(self, i):
+        """-map_every: the validation loss and top-1 every K iterations and at the last."""
+        if not self.map_every or (i < self.next_check and i != self.net.max_batches):
+            return
+        self.next_check = i + self.map_every
+        loss, top1 = classifier_validation(self.net, self.valid_paths, self.labels, self.data.classes)
+        print(f"validation loss: {loss:f}, top-1: {top1:f} on {len(self.valid_paths)} images", file=self.out,
+              flush=True)
+        self.record.update(validation_loss=loss, top1=top1)
+        if self.chart:
+            self.chart.add_validation(i, loss)
 
     def crop_sizes(self, size):
         """args.min, args.max: the random crop's side, min_ratio and max_ratio of the size (int in C)."""
@@ -184,12 +204,33 @@ class ClassifierTraining(Training):
 
 
 def train_classifier(datacfg, cfgfile, weightfile=None, clear=False, seed=None, workers=4, max_batches=None,
-                     chart="chart.png", out=None, sync=None, iterations=None):
+                     chart="chart.png", out=None, sync=None, iterations=None, map_every=None):
     """Train as Darknet's train_classifier does; returns the path of the final weights. `sync` and `iterations`:
-    train_detector's."""
+    train_detector's; `map_every` K: the validation loss and top-1 on the valid list every K iterations (and at
+    the last), printed, charted and in metrics.jsonl."""
     run = ClassifierTraining(datacfg, cfgfile, weightfile, clear, seed, max_batches, out or sys.stdout, sync)
+    run.map_every = map_every
     run.start(workers, chart)
     return run_until_done(run, iterations)
+
+
+def classifier_validation(net, paths, labels, classes):
+    """The loss per image and the top-1 accuracy on `paths`, each centre-cropped to the cfg's size as
+    validate_classifier takes it, in inference mode (Network.validation_cost: rolling statistics, no dropout,
+    nothing updated)."""
+    size = (net.w, net.h)
+    net.resize(net.sections[0].int("width", net.w), net.sections[0].int("height", net.h))
+    total, hits = 0.0, 0
+    try:
+        for start in range(0, len(paths), net.batch):
+            chunk = paths[start:start + net.batch]
+            x = np.stack([center_crop_image(load_image_color(p), net.w, net.h) for p in chunk])
+            total += net.validation_cost(x, np.stack([class_truth(p, labels)[0] for p in chunk])) or 0.0
+            out = to_host(output_layer(net).output).reshape(len(chunk), -1)
+            hits += sum(int(np.argmax(o[:classes])) == class_of(p, labels) for o, p in zip(out, chunk))
+    finally:
+        net.resize(*size)
+    return total / len(paths), hits / len(paths)
 
 
 def validate_classifier(datacfg, cfgfile, weightfile, out=None, comm=None):

@@ -310,3 +310,31 @@ def test_a_prefix_at_learning_rate_0_keeps_its_weights(dataset, tmp_path, monkey
         np.testing.assert_array_equal(getattr(after.layers[0], name), getattr(frozen, name), err_msg=name)
     assert not np.array_equal(after.layers[0].rolling_mean, frozen.rolling_mean)
     assert np.abs(after.layers[2].weights - head.weights).max() > 1e-4
+
+
+def test_map_every_reports_the_validation_loss_and_top1(dataset, tmp_path, capsys, monkeypatch):
+    """classifier train -map_every K: every K iterations and at the last, the loss per image of an inference pass
+    on the valid list's centre crops (here checked in float64: -log of the true class's probability) and the top-1
+    that `classifier valid` gives for the same weights."""
+    import json
+    from pydarknet.classifier import validate_classifier
+    from pydarknet.image import center_crop_image, load_image_color
+    from pydarknet.network import load_network
+    monkeypatch.chdir(tmp_path)
+    cfg = write_cfg(tmp_path)
+    assert main(["classifier", "train", dataset, str(cfg), "-seed", "1", "-workers", "1", "-map_every", "4"]) == 0
+    out = capsys.readouterr().out
+    reports = [r for r in map(json.loads, open(tmp_path / "metrics.jsonl")) if "validation_loss" in r]
+    assert [r["iteration"] for r in reports] == [4, 6]
+    assert f"validation loss: {reports[-1]['validation_loss']:f}, top-1: {reports[-1]['top1']:f}" in out
+    weights = os.path.join(os.path.dirname(dataset), "backup", "tiny-cls.weights")
+    top1, _ = validate_classifier(dataset, str(cfg), weights, out=open(os.devnull, "w"))
+    assert reports[-1]["top1"] == top1
+    net = load_network(cfg, weights)
+    valid = [line.strip() for line in open(os.path.join(os.path.dirname(dataset), "valid.list")) if line.strip()]
+    names = [line.strip() for line in open(os.path.join(os.path.dirname(dataset), "labels.txt")) if line.strip()]
+    losses = []
+    for path in valid:
+        p = np.asarray(net.predict(center_crop_image(load_image_color(path), net.w, net.h)), np.float64).ravel()
+        losses.append(-np.log(p[next(j for j, name in enumerate(names) if name in path)]))
+    assert reports[-1]["validation_loss"] == pytest.approx(np.mean(losses), rel=1e-5)

@@ -4,7 +4,7 @@ import os
 import sys
 
 from ..errors import UsageError
-from .args import check_order, fraction, positive, training_flags, verb_of
+from .args import check_order, fraction, training_flags, verb_of
 
 PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # `detect` reads cfg/coco.data and `yolo` cfg/voc.data, as Darknet's do from its own folder: the working folder's
@@ -100,11 +100,10 @@ def evaluate(args):
 def train(args):
     """detector train (detector/train.py)."""
     calc_map = args.flag("-map")
-    map_every = args.value("-map_every", None, positive)
     flags = training_flags(args)
     data, cfg, *weights = operands(args, 2)
     from ..detector.train import train_detector
-    train_detector(data, cfg, (weights or [None])[0], calc_map=calc_map, map_every=map_every, **flags)
+    train_detector(data, cfg, (weights or [None])[0], calc_map=calc_map, **flags)
     return 0
 
 

@@ -33,8 +33,16 @@ class Cost(Layer):
         """Without truth Darknet computes nothing here; in training the output is the loss of each value."""
         y = self.new_output(x.shape[0])
         y[...] = 0
-        if not (net.train and net.truth is not None):
-            return y
+        if net.train and net.truth is not None:
+            self.cost = self.loss(net, x)
+        return y
+
+    def loss(self, net, x=None):
+        """The cost of x (by default this layer's input: the previous layer's output) against the truth: the loss
+        of each value into the output, its gradient into delta; returns their sum."""
+        if x is None:
+            x = (net.input if self.index == 0 else net.layers[self.index - 1].output).reshape(self.output.shape)
+        y = self.output
         xp = xp_of(x)
         truth = to_device(net.truth.reshape(x.shape), x)
         if self.cost_type == "masked":       # Darknet's SECRET_NUM marks values without truth
@@ -51,8 +59,7 @@ class Cost(Layer):
         else:
             y[...] = diff * diff
             self.delta[...] = diff
-        self.cost = float(y.sum(dtype=np.float32))
-        return y
+        return float(y.sum(dtype=np.float32))
 
     def backward(self, x, dx, net):
         if dx is not None:

@@ -26,14 +26,19 @@ class Logistic(Layer):
         y[...] = x
         ops_of(y).activate(y, LOGISTIC)
         if net.train and net.truth is not None:
-            xp = xp_of(y)
-            truth = to_device(net.truth.reshape(y.shape), y)
-            self.delta[...] = truth - y
-            p, t = y.astype(np.float64), truth.astype(np.float64)    # C's log() of a float is taken in double
-            with np.errstate(divide="ignore", invalid="ignore"):     # p of exactly 0 or 1 gives inf or NaN, as in C
-                loss = (-t * xp.log(p) - (1 - t) * xp.log(1 - p)).astype(np.float32)
-            self.cost = float(loss.sum(dtype=np.float32))
+            self.cost = self.loss(net)
         return y
+
+    def loss(self, net):
+        """logistic_x_ent_cpu on the output: delta = t - p and the summed cross-entropy."""
+        y = self.output
+        xp = xp_of(y)
+        truth = to_device(net.truth.reshape(y.shape), y)
+        self.delta[...] = truth - y
+        p, t = y.astype(np.float64), truth.astype(np.float64)    # C's log() of a float is taken in double
+        with np.errstate(divide="ignore", invalid="ignore"):     # p of exactly 0 or 1 gives inf or NaN, as in C
+            loss = (-t * xp.log(p) - (1 - t) * xp.log(1 - p)).astype(np.float32)
+        return float(loss.sum(dtype=np.float32))
 
     def backward(self, x, dx, net):
         """backward_logistic_layer: axpy of delta into the previous layer's. No activation gradient: t - p already

@@ -36,15 +36,22 @@ class Softmax(Layer):
         n = self.inputs // self.groups
         ops_of(x).softmax_forward(x.reshape(x.shape[0], -1), n, self.groups, n, 1, self.temperature,
                                   y.reshape(x.shape[0], -1))
-        if net.train and net.truth is not None and not self.noloss:
-            # softmax_x_ent_cpu: delta = truth - p, loss -log(p) where the truth is set
-            xp = xp_of(x)
-            truth = to_device(net.truth.reshape(y.shape), y)
-            self.delta[...] = truth - y
-            with np.errstate(divide="ignore"):
-                loss = xp.where(truth != 0, -xp.log(xp.where(truth != 0, y, 1)), np.float32(0))
-            self.cost = float(loss.sum(dtype=np.float32))
+        if net.train and net.truth is not None:
+            self.cost = self.loss(net)
         return y
+
+    def loss(self, net):
+        """softmax_x_ent_cpu on the output: delta = truth - p, the loss -log(p) where the truth is set; its sum
+        (None with noloss=1)."""
+        if self.noloss:
+            return None
+        y = self.output
+        xp = xp_of(y)
+        truth = to_device(net.truth.reshape(y.shape), y)
+        self.delta[...] = truth - y
+        with np.errstate(divide="ignore"):
+            loss = xp.where(truth != 0, -xp.log(xp.where(truth != 0, y, 1)), np.float32(0))
+        return float(loss.sum(dtype=np.float32))
 
     def backward(self, x, dx, net):
         if dx is not None:
