@@ -204,12 +204,13 @@ class ClassifierTraining(Training):
 
 
 def train_classifier(datacfg, cfgfile, weightfile=None, clear=False, seed=None, workers=4, max_batches=None,
-                     chart="chart.png", out=None, sync=None, iterations=None, map_every=None):
+                     chart="chart.png", out=None, sync=None, iterations=None, map_every=None, grad_stats=None,
+                     grad_floor=1e-8):
     """Train as Darknet's train_classifier does; returns the path of the final weights. `sync` and `iterations`:
     train_detector's; `map_every` K: the validation loss and top-1 on the valid list every K iterations (and at
-    the last), printed, charted and in metrics.jsonl."""
+    the last), printed, charted and in metrics.jsonl; `grad_stats`, `grad_floor`: train_detector's."""
     run = ClassifierTraining(datacfg, cfgfile, weightfile, clear, seed, max_batches, out or sys.stdout, sync)
-    run.map_every = map_every
+    run.map_every, run.grad_stats, run.grad_floor = map_every, grad_stats, grad_floor
     run.start(workers, chart)
     return run_until_done(run, iterations)
 

@@ -13,6 +13,7 @@ import numpy as np
 from . import files
 from .cfg import read_data
 from .errors import DarknetError
+from .gradients import GradientHealth
 from .network import load_network
 from .parallel.replicas import OneProcess
 from .weights import save_weights
@@ -260,6 +261,7 @@ class Training:
         self.last_good = None
         self.interrupted = self.requested = False
         self.progress = None
+        self.grad_stats, self.grad_floor, self.health, self.grad_report = None, 1e-8, None, None
 
     def read_lists(self):
         """What a kind of training reads of the .data file before the network is built, so that a mistake there is
@@ -290,6 +292,9 @@ class Training:
             self.chart.resume(net.current_batch())
         folder = os.path.dirname(chart) if chart else self.backup
         self.metrics = None if self.rank else Metrics(os.path.join(folder, "metrics.jsonl"), net.current_batch())
+        if self.grad_stats:
+            picture = None if self.rank else os.path.join(folder, "gradients.png")
+            self.health = GradientHealth(self.grad_stats, self.grad_floor, picture, self.out)
         self.started, self.start_batch = time.time(), net.current_batch()
 
     def done(self):
@@ -334,10 +339,14 @@ class Training:
         print(f"Loaded: {time.time() - t0:f} seconds", file=self.out)
         t0 = time.time()
         self.sync.before_step(self.net)
+        health = self.health if self.health and self.health.due(self.count) else None
+        if health:
+            health.before_step(self.net)
         loss = train_network(self.net, x, truth)
         loss, self.interrupted = self.sync.agree(self.net, loss, self.requested)
         if not math.isfinite(loss):
             raise TrainingStopped(self.stop_message(loss))
+        self.grad_report = health.after_step(self.net, self.net.current_batch()) if health else None
         self.sync.after_step(self.net)
         return loss, t0
 
@@ -381,7 +390,7 @@ class Training:
         if self.chart:
             self.chart.add(i, loss, self.avg_loss)
         self.record = {"iteration": i, "loss": loss, "avg": self.avg_loss, "rate": self.net.current_rate(),
-                       "images_s": images_s}
+                       "images_s": images_s, **(self.grad_report or {})}
 
     def speed(self, i):
         """Images/s of this run so far, and the seconds left to max_batches at the counter's pace (which jumps
@@ -431,6 +440,8 @@ class Training:
         self.loader.close()
         if self.metrics:
             self.metrics.close()
+        if self.health:
+            self.health.draw()
         if self.chart and self.chart.iterations:
             self.chart.draw(force=True)
 

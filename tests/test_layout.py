@@ -16,7 +16,7 @@ FLOORS = (
     ("decode", "loss", "data"),
     ("layers",),
     ("policy", "weights", "network", "parallel"),
-    ("trainer", "detector", "detector.pipeline"),       # detector/__init__: the room's docstring
+    ("gradients", "trainer", "detector", "detector.pipeline"),       # detector/__init__: the room's docstring
     ("detector.test", "detector.valid", "detector.map", "detector.train", "detector.demo", "detector.anchors",
      "classifier", "export", "libdarknet"),
     ("cli", "__main__"),

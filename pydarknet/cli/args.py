@@ -119,7 +119,9 @@ def training_flags(args):
     """The flags detector train and classifier train share, as their keyword arguments."""
     flags = dict(clear=args.flag("-clear"), seed=args.value("-seed", None, int),
                  max_batches=args.value("-max_batches", None, int), workers=args.value("-workers", 4, int),
-                 chart=args.value("-chart", "chart.png"), map_every=args.value("-map_every", None, positive))
+                 chart=args.value("-chart", "chart.png"), map_every=args.value("-map_every", None, positive),
+                 grad_stats=args.value("-grad_stats", None, positive), grad_floor=args.value("-grad_floor", 1e-8,
+                                                                                             float))
     mode = args.value("-sync", None)
     args.flag("-dont_show")
     if args.listing:
