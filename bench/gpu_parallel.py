@@ -16,48 +16,7 @@ import time
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 SECONDS = 110           # the whole phase; each step gets what is left
-CFG = """[net]
-batch=8
-subdivisions=1
-width=64
-height=64
-channels=3
-momentum=0.9
-decay=0.0005
-learning_rate=.001
-burn_in=4
-max_batches=8
-policy=constant
-
-[convolutional]
-batch_normalize=1
-filters=16
-size=3
-stride=1
-pad=1
-activation=leaky
-
-[maxpool]
-size=2
-stride=2
-
-[convolutional]
-filters=30
-size=1
-stride=1
-pad=1
-activation=linear
-
-[yolo]
-mask=0,1,2
-anchors=8,8, 16,16, 32,32
-classes=5
-num=3
-jitter=.1
-ignore_thresh=.7
-truth_thresh=1
-random=0
-"""
+CFG = os.path.join(ROOT, "cfg", "yolov3-tiny-shapes.cfg")     # make demo's network, 8 iterations of it
 
 
 def collectives():
@@ -114,14 +73,11 @@ def row(name, status, text, seconds):
 def host_training(mpiexec, folder, seconds, gpu="0"):
     """Two ranks of detector train on GPU `gpu` (both), the buffers over MPI: (status, output, seconds)."""
     from pydarknet.data.shapes import generate
-    data = generate(os.path.join(folder, "shapes"), n=32, size=64, seed=0).data
-    cfg = os.path.join(folder, "tiny.cfg")
-    with open(cfg, "w") as f:
-        f.write(CFG)
+    data = generate(os.path.join(folder, "shapes"), n=32, size=160, seed=0).data
     words = [mpiexec, "-n", "2", "--bind-to", "none", sys.executable, "-m", "pydarknet", "detector", "train", data,
-             cfg, "-gpus", f"{gpu},{gpu}", "-sync", "darknet", "-workers", "1", "-chart", ""]
+             CFG, "-max_batches", "8", "-gpus", f"{gpu},{gpu}", "-sync", "darknet", "-workers", "1", "-chart", ""]
     status, text, took = run(words, environment(PYDARKNET_NCCL="0", PYDARKNET_GPU=gpu), seconds)
-    final = os.path.join(folder, "shapes", "backup", "tiny_final.weights")
+    final = os.path.join(folder, "shapes", "backup", "yolov3-tiny-shapes_final.weights")
     if status == 0 and not os.path.exists(final):
         return 1, f"no {final}\n" + text, took
     return status, text, took

@@ -117,7 +117,6 @@ class ClassifierTraining(Training):
     """train_classifier: detector train's run with the classification loader, its line, backups and resizing."""
 
     def __init__(self, datacfg, cfgfile, weightfile, clear, seed, max_batches, out, sync=None):
-        self.map_every = None
         self.data = DataOptions(datacfg)        # the lists first: a bad one is one line, before the layer table
         self.labels = self.data.labels()
         train_list, self.paths = self.data.image_list("train")
@@ -219,18 +218,14 @@ def classifier_validation(net, paths, labels, classes):
     """The loss per image and the top-1 accuracy on `paths`, each centre-cropped to the cfg's size as
     validate_classifier takes it, in inference mode (Network.validation_cost: rolling statistics, no dropout,
     nothing updated)."""
-    size = (net.w, net.h)
-    net.resize(net.sections[0].int("width", net.w), net.sections[0].int("height", net.h))
     total, hits = 0.0, 0
-    try:
+    with net.at_size(*net.cfg_size):
         for start in range(0, len(paths), net.batch):
             chunk = paths[start:start + net.batch]
             x = np.stack([center_crop_image(load_image_color(p), net.w, net.h) for p in chunk])
             total += net.validation_cost(x, np.stack([class_truth(p, labels)[0] for p in chunk])) or 0.0
             out = to_host(output_layer(net).output).reshape(len(chunk), -1)
             hits += sum(int(np.argmax(o[:classes])) == class_of(p, labels) for o, p in zip(out, chunk))
-    finally:
-        net.resize(*size)
     return total / len(paths), hits / len(paths)
 
 

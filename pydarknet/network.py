@@ -1,5 +1,6 @@
 """Network: built from cfg sections, a Darknet-short loop over its layers, Darknet's layer table; load_network
 (network.c's), and the `partial` and `randweights` commands' bodies."""
+import contextlib
 import copy
 import os
 import sys
@@ -293,6 +294,21 @@ class Network(NetOptions):
         self.w, self.h, self.inputs = w, h, resized.inputs
         self.workspace = None
         return self.weights_changed()
+
+    @property
+    def cfg_size(self):
+        """(width, height) as the cfg gives them, whatever size random=1 has resized the network to."""
+        return self.sections[0].int("width", self.w), self.sections[0].int("height", self.h)
+
+    @contextlib.contextmanager
+    def at_size(self, w, h):
+        """The network resized to w x h (its parameters shared) for the duration of a `with`, then back."""
+        size = (self.w, self.h)
+        self.resize(w, h)
+        try:
+            yield self
+        finally:
+            self.resize(*size)
 
     def weights_changed(self):
         """Tell the layers that their parameters were written in place (they drop derived forms of them)."""

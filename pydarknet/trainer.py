@@ -211,7 +211,7 @@ def run_until_done(run, iterations=None):
     """The loop every trainer shares: iterations until the run is done or interrupted (Ctrl-C only sets a flag, so
     that a step is never cut in half; on several ranks SIGTERM too, which mpiexec sends on Ctrl-C); then the final
     weights. `iterations` caps this call's steps (Python only: a test's short run with the cfg's schedule)."""
-    signals = (signal.SIGINT, signal.SIGTERM) if run.sync.replicas > 1 else (signal.SIGINT,)
+    signals = (signal.SIGINT, signal.SIGTERM) if run.sync.size > 1 else (signal.SIGINT,)
     previous = {s: signal.signal(s, run.on_interrupt) for s in signals} if _main_thread() else {}
     try:
         while not run.interrupted and not run.done() and (iterations is None or run.count < iterations):
@@ -251,7 +251,7 @@ class Training:
         self.sync.prepare(net, cfgfile)     # rank 0's weights everywhere; -sync darknet's learning rate x N
         print(f"Learning Rate: {net.learning_rate:g}, Momentum: {net.momentum:g}, Decay: {net.decay:g}", file=out)
         self.imgs = self.sync.step_images(net.batch * net.subdivisions)     # every rank's images of a step
-        ranks = f", {self.sync.replicas} ranks (-sync {self.sync.mode})" if self.sync.replicas > 1 else ""
+        ranks = f", {self.sync.size} ranks (-sync {self.sync.mode})" if self.sync.size > 1 else ""
         print(f"Seed: {self.seed} (-seed {self.seed} repeats this run byte for byte on {repeat_conditions()}"
               f"{ranks})", file=out)
         self.rng = np.random.default_rng(self.seed)
@@ -261,7 +261,9 @@ class Training:
         self.last_good = None
         self.interrupted = self.requested = False
         self.progress = None
-        self.grad_stats, self.grad_floor, self.health, self.grad_report = None, 1e-8, None, None
+        # what train_detector and train_classifier set before start(): -map_every K, -grad_stats N, -grad_floor
+        self.map_every, self.grad_stats, self.grad_floor = None, None, 1e-8
+        self.health, self.grad_report = None, None
 
     def read_lists(self):
         """What a kind of training reads of the .data file before the network is built, so that a mistake there is
@@ -305,7 +307,7 @@ class Training:
         agree on after the step (sync.agree), so that the loop stops at the same iteration on every rank even when
         the signal reaches them on different sides of that agreement."""
         self.requested = True
-        if self.sync.replicas == 1:
+        if self.sync.size == 1:
             self.interrupted = True
 
     def iteration(self):

@@ -75,7 +75,6 @@ class DetectorTraining(Training):
 
     def __init__(self, datacfg, cfgfile, weightfile, clear, seed, max_batches, out, calc_map=False, sync=None):
         self.calc_map = calc_map
-        self.map_every = None
         super().__init__(datacfg, cfgfile, weightfile, clear, seed, max_batches, out, sync)
         self.head = head_layer(self.net)
 
@@ -167,20 +166,15 @@ def validation_loss(net, paths, seed=0):
     flip, at the cfg's width and height (not a random=1 size), in inference mode: rolling statistics, no dropout,
     nothing updated (Network.validation_cost); the heads' Darknet lines are not printed."""
     head = head_layer(net)
-    size = (net.w, net.h)
-    net.resize(net.sections[0].int("width", net.w), net.sections[0].int("height", net.h))
-    samples = plain_samples(paths, (net.w, net.h), "region" if head.type == "detection" else "detection",
+    samples = plain_samples(paths, net.cfg_size, "region" if head.type == "detection" else "detection",
                             head.classes, getattr(head, "max_boxes", 90), getattr(head, "side", 7), seed)
     total = 0.0
-    try:
-        with contextlib.redirect_stdout(io.StringIO()):
-            while True:
-                chunk = list(itertools.islice(samples, net.batch))
-                if not chunk:
-                    break
-                total += net.validation_cost(np.stack([x for x, _, _ in chunk]), np.stack([t for _, t, _ in chunk]))
-    finally:
-        net.resize(*size)
+    with net.at_size(*net.cfg_size), contextlib.redirect_stdout(io.StringIO()):
+        while True:
+            chunk = list(itertools.islice(samples, net.batch))
+            if not chunk:
+                break
+            total += net.validation_cost(np.stack([x for x, _, _ in chunk]), np.stack([t for _, t, _ in chunk]))
     return total / len(paths)
 
 

@@ -9,6 +9,8 @@
 
 Every array travels in one flat buffer per collective (Horovod's tensor fusion).
 """
+import contextlib
+
 import numpy as np
 
 from ..backend import xp_of
@@ -40,7 +42,7 @@ def fused(arrays, collective):
 
 
 class OneProcess:
-    """One rank: the hooks do nothing. `replicas` is how many networks train (1)."""
+    """One rank: the hooks do nothing. `size` is how many networks train together (1)."""
 
     mode = None
 
@@ -48,7 +50,7 @@ class OneProcess:
         self.comm = comm or Single()
 
     @property
-    def replicas(self):
+    def size(self):
         return self.comm.size
 
     def prepare(self, net, cfgfile):
@@ -87,15 +89,7 @@ class OneProcess:
 
     def evaluated(self, net):
         """A context for -map: the network every rank evaluates its share of the valid list with."""
-        return _Nothing()
-
-
-class _Nothing:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
+        return contextlib.nullcontext()
 
 
 class AllreduceSync(OneProcess):
@@ -112,10 +106,6 @@ class AllreduceSync(OneProcess):
         super().prepare(net, cfgfile)
         self.chunks = net.subdivisions
         net.replicas = self
-
-    @property
-    def size(self):
-        return self.comm.size
 
     def loader_batch(self, images):
         """One process's draws; rank r's slots are the r-th share of each minibatch (net.batch images)."""
@@ -182,24 +172,19 @@ class DarknetSync(OneProcess):
     def evaluated(self, net):
         """-map after the averaging: rank 0's rolling statistics on every rank while it runs (Darknet evaluates
         nets[0]), each replica's own again afterwards."""
-        return _Borrowed(net, self.comm)
+        return _borrowed(net, self.comm)
 
 
-class _Borrowed:
+@contextlib.contextmanager
+def _borrowed(net, comm):
     """Rank 0's rolling batch-norm statistics in every replica for the duration of a `with`."""
-
-    def __init__(self, net, comm):
-        self.net, self.comm = net, comm
-
-    def __enter__(self):
-        self.kept = [a.copy() for a in arrays_of(self.net, ROLLING)]
-        fused(arrays_of(self.net, ROLLING), self.comm.broadcast)
-        return self
-
-    def __exit__(self, *exc):
-        for a, kept in zip(arrays_of(self.net, ROLLING), self.kept):
-            a[...] = kept
-        return False
+    kept = [a.copy() for a in arrays_of(net, ROLLING)]
+    fused(arrays_of(net, ROLLING), comm.broadcast)
+    try:
+        yield
+    finally:
+        for a, own in zip(arrays_of(net, ROLLING), kept):
+            a[...] = own
 
 
 def sync_for(mode, comm):
