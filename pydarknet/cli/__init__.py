@@ -22,6 +22,8 @@
     pydarknet yolo train|test|valid CFG [WEIGHTS] [IMG]   (Darknet's v1 verbs, on cfg/voc.data)
     pydarknet classifier train DATA CFG [WEIGHTS] [-clear] [-seed S]
     pydarknet classifier valid|predict|label DATA CFG WEIGHTS [IMG] [-t K]   (IMG and -t: predict's)
+    pydarknet tune DATA CFG [WEIGHTS] [-space SPACE] [-trials N] [-iterations M] [-sampler tpe|random|grid] ...
+                                                  (hyper-parameter search on Optuna: pydarknet tune --help)
 
 Flags anywhere on the line, as Darknet's find_arg reads them: -threads N, -nogpu, -i N, -gpus 0,1. A flag the
 command does not read stops it (exit 2, naming the flag it may have meant); AlexeyAB's that pydarknet does not
@@ -37,7 +39,7 @@ from .. import settings
 from ..parallel import comm as parallel
 from ..parallel import launch
 from ..errors import DarknetError, UsageError
-from . import classifier, dataset, detector, export, weights
+from . import classifier, dataset, detector, export, tune, weights
 from .args import (GLOBAL_FLAGS, HELP_WORDS, UNSUPPORTED_FLAGS, Args, UnknownVerb, implemented_flags, unknown_flag_note,
                    unknown_flags)
 
@@ -58,7 +60,7 @@ def set_threads(n):
 # each verb family's words are read in a module of its own; each calls one library function with plain values
 COMMANDS = {"detector": detector.detector, "detect": detector.detect, "partial": weights.partial,
             "randweights": weights.randweights, "export": export.export, "dataset": dataset.dataset,
-            "yolo": detector.yolo, "classifier": classifier.classifier}
+            "yolo": detector.yolo, "classifier": classifier.classifier, "tune": tune.tune}
 
 
 def select_device(nogpu, index, gpus):
@@ -268,6 +270,7 @@ def main(argv=None):
                 return 0 if name else 2
             raise UsageError(f"unknown command '{name}' (pydarknet -h lists the commands)")
         args.name = args.argv.pop(0)
+        args.gpus, args.threads = gpus, threads     # the GPUs and threads `tune` shares out among its trials
         return run_command(name, command, args, keep)
     except UsageError as e:
         say_error(str(e), e)

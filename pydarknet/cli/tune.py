@@ -1,0 +1,28 @@
+"""`pydarknet tune DATA CFG [WEIGHTS] ...`: its words (tune/ runs the study)."""
+from ..errors import UsageError
+from .args import check_order, positive
+
+USAGE = ("usage: pydarknet tune DATA CFG [WEIGHTS] [-space SPACE] [-trials N] [-iterations M] "
+         "[-sampler tpe|random|grid] [-pruner median|hyperband|none] [-prune_on loss|map] [-study DIR] "
+         "[-storage URL] [-jobs J] [-seed S] [-fitness map50|coco|top1] [-map_every K] [-tracker tensorboard|mlflow]"
+         "   (Optuna: pip install \"pydarknet[tune]\"; the README's 'Tuning')")
+
+
+def tune(args):
+    options = dict(space=args.value("-space", None), trials=args.value("-trials", None, positive),
+                   iterations=args.value("-iterations", None, positive), sampler=args.value("-sampler", "tpe"),
+                   pruner=args.value("-pruner", "median"), prune_on=args.value("-prune_on", "loss"),
+                   folder=args.value("-study", None), storage=args.value("-storage", None),
+                   jobs=args.value("-jobs", 1, positive), seed=args.value("-seed", 0, int),
+                   fitness=args.value("-fitness", None), map_every=args.value("-map_every", None, positive),
+                   tracker=args.value("-tracker", None))
+    check_order(args.argv, ("data", "cfg", "weights"), USAGE)
+    if len(args.argv) < 2:
+        raise UsageError(USAGE)
+    from .. import backend
+    from ..tune import tune
+    gpus = getattr(args, "gpus", None)
+    options["gpus"] = [g for g in (gpus or "").split(",") if g.strip()] if backend.build_wants_gpu() else []
+    options["threads"] = getattr(args, "threads", None)
+    tune(args.argv[0], args.argv[1], args.positional(2), **options)
+    return 0
