@@ -18,7 +18,7 @@ FLOORS = (
     ("policy", "weights", "network", "parallel"),
     ("gradients", "trainer", "detector", "detector.pipeline"),       # detector/__init__: the room's docstring
     ("detector.test", "detector.valid", "detector.map", "detector.train", "detector.demo", "detector.anchors",
-     "classifier", "export", "libdarknet"),
+     "classifier", "export", "libdarknet", "tune"),
     ("cli", "__main__"),
 )
 ROOMS = {room: (floor, order) for floor, rooms in enumerate(FLOORS) for order, room in enumerate(rooms)}

@@ -3,12 +3,14 @@ journal file or PostgreSQL), trials.csv and best.cfg agree with the study, a kil
 pruned and NaN trials end as they should, and every bad space file is one line naming its file and line."""
 import csv
 import glob
+import json
 import os
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 
 import pytest
@@ -107,9 +109,13 @@ def alive(pid):
         return f.read().rsplit(")", 1)[1].split()[0] != "Z"
 
 
-def wait_for(condition, seconds, what):
+def wait_for(condition, seconds, what, driver=None):
+    """condition()'s first true value within `seconds`; an AssertionError where it does not come, or where the
+    `driver` process ends first."""
     deadline = time.time() + seconds
     while time.time() < deadline:
+        if driver is not None and driver.poll() is not None:
+            raise AssertionError(f"the driver ended ({driver.returncode}) before {what}")
         value = condition()
         if value:
             return value
@@ -122,7 +128,7 @@ def test_a_killed_driver_leaves_no_process_and_its_trial_is_run_again(shapes, tm
     space = "[net]\nlearning_rate=choice(0.001,0.002)\n"
     (tmp_path / "grid.space").write_text(space)
     words = [sys.executable, "-m", "pydarknet", "tune", data, cfg, "-space", tmp_path / "grid.space", "-study",
-             tmp_path / "study", "-sampler", "grid", "-iterations", 400, "-map_every", 200, "-threads", 1]
+             tmp_path / "study", "-sampler", "grid", "-iterations", 10000, "-map_every", 5000, "-threads", 1]
     env = dict(os.environ, PYTHONPATH=str(REPO))
     driver = subprocess.Popen(list(map(str, words)), cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL)
@@ -132,7 +138,7 @@ def test_a_killed_driver_leaves_no_process_and_its_trial_is_run_again(shapes, tm
                 return None
             running = [t for t in trials_of(tmp_path) if t.state.name == "RUNNING" and "pid" in t.user_attrs]
             return running[0].user_attrs["pid"] if running else None
-        pid = wait_for(running_pid, 120, "trial 0's training to start")
+        pid = wait_for(running_pid, 120, "trial 0's training to start", driver)
         assert alive(pid)
         driver.send_signal(signal.SIGKILL)
         driver.wait(10)
@@ -220,41 +226,43 @@ def free_port():
 
 
 @pytest.fixture
-def postgres(tmp_path):
+def postgres():
     """A throw-away PostgreSQL server on 127.0.0.1 in a temp folder (as the postgres user where the tests run as
-    root, which initdb refuses), stopped at the end; skips with the reason where it cannot be started."""
+    root, which initdb refuses; the folder then outside pytest's, which only root may enter), stopped and removed at
+    the end; skips with the reason where it cannot be started."""
     pytest.importorskip("psycopg2", reason="the PostgreSQL test needs psycopg2 (the test extra's psycopg2-binary)")
     binaries = postgres_binaries()
     if binaries is None:
         pytest.skip("no PostgreSQL server binaries (initdb, pg_ctl): .ci/run installs Debian's postgresql")
-    folder = tmp_path / "pg"
-    folder.mkdir()
+    folder = tempfile.mkdtemp(prefix="pydarknet-pg-")
     prefix = []
     if os.geteuid() == 0:
         import pwd
         try:
             user = pwd.getpwnam("postgres")
         except KeyError:
+            shutil.rmtree(folder)
             pytest.skip("running as root and there is no postgres user to run the server as")
         os.chown(folder, user.pw_uid, user.pw_gid)
-        os.chmod(tmp_path, 0o755)
         prefix = ["runuser", "-u", "postgres", "--"]
-    port = free_port()
-    log = folder / "server.log"
+    port, data = free_port(), os.path.join(folder, "data")
 
     def run(*words):
         return subprocess.run(prefix + list(words), capture_output=True, text=True, timeout=120)
-    made = run(os.path.join(binaries, "initdb"), "-D", str(folder / "data"), "-U", "tune", "--auth=trust")
-    if made.returncode:
-        pytest.skip(f"initdb failed: {made.stderr.strip()[-300:]}")
-    started = run(os.path.join(binaries, "pg_ctl"), "-D", str(folder / "data"), "-l", str(log), "-w", "-t", "60",
-                  "-o", f"-h 127.0.0.1 -p {port} -k {folder}", "start")
-    if started.returncode:
-        pytest.skip(f"the PostgreSQL server did not start: {started.stderr.strip()[-300:]}")
     try:
-        yield f"postgresql+psycopg2://tune@127.0.0.1:{port}/postgres"
+        made = run(os.path.join(binaries, "initdb"), "-D", data, "-U", "tune", "--auth=trust")
+        if made.returncode:
+            pytest.skip(f"initdb failed: {made.stderr.strip()[-300:]}")
+        started = run(os.path.join(binaries, "pg_ctl"), "-D", data, "-l", os.path.join(folder, "server.log"),
+                      "-w", "-t", "60", "-o", f"-h 127.0.0.1 -p {port} -k {folder}", "start")
+        if started.returncode:
+            pytest.skip(f"the PostgreSQL server did not start: {started.stderr.strip()[-300:]}")
+        try:
+            yield f"postgresql+psycopg2://tune@127.0.0.1:{port}/postgres"
+        finally:
+            run(os.path.join(binaries, "pg_ctl"), "-D", data, "-m", "immediate", "-w", "stop")
     finally:
-        run(os.path.join(binaries, "pg_ctl"), "-D", str(folder / "data"), "-m", "immediate", "-w", "stop")
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def test_two_workers_share_a_grid_in_postgresql(shapes, tmp_path, postgres):
@@ -275,3 +283,38 @@ def test_two_workers_share_a_grid_in_postgresql(shapes, tmp_path, postgres):
     trials = optuna.load_study(study_name="tiny", storage=postgres).get_trials()
     assert len(trials) == 4 and sorted(map(point, trials)) == sorted(POINTS)
     assert not (tmp_path / "study" / "study.journal").exists()
+
+
+def test_ctrl_c_ends_the_running_trials_and_the_study_resumes(shapes, tmp_path):
+    folder, data, cfg = shapes
+    space = "[net]\nlearning_rate=choice(0.001)\n"
+    (tmp_path / "grid.space").write_text(space)
+    words = [sys.executable, "-m", "pydarknet", "tune", data, cfg, "-space", tmp_path / "grid.space", "-study",
+             tmp_path / "study", "-sampler", "grid", "-iterations", 10000, "-map_every", 5000, "-threads", 1]
+    driver = subprocess.Popen(list(map(str, words)), cwd=tmp_path, env=dict(os.environ, PYTHONPATH=str(REPO)),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: (tmp_path / "study" / "trial-0000" / "metrics.jsonl").exists(), 120, "trial 0 to train",
+                 driver)
+        pid = [t for t in trials_of(tmp_path) if t.state.name == "RUNNING"][0].user_attrs["pid"]
+        driver.send_signal(signal.SIGINT)
+        out, err = driver.communicate(timeout=60)
+    finally:
+        driver.kill()
+    assert driver.returncode == 130 and "goes on with the study" in err, err
+    assert not alive(pid)
+    trials = trials_of(tmp_path)
+    assert [t.state.name for t in trials] == ["FAIL", "WAITING"], out + err
+    assert trials[0].user_attrs["reason"] == "interrupted (Ctrl-C)"
+    result = tune(tmp_path, data, cfg, space, "-sampler", "grid", "-iterations", 4, "-map_every", 2)
+    assert result.returncode == 0, result.stderr
+    assert [t.state.name for t in trials_of(tmp_path)] == ["FAIL", "COMPLETE"]
+
+
+def test_fitness_coco_is_the_last_reports_coco_map(shapes, tmp_path):
+    folder, data, cfg = shapes
+    result = tune(tmp_path, data, cfg, "[net]\nlearning_rate=choice(0.001)\n", "-sampler", "grid", "-iterations", 4,
+                  "-map_every", 2, "-fitness", "coco")
+    assert result.returncode == 0, result.stderr
+    last = json.loads((tmp_path / "study" / "trial-0000" / "metrics.jsonl").read_text().splitlines()[-1])
+    assert trials_of(tmp_path)[0].value == last["map_coco"] and "map" in last

@@ -149,11 +149,12 @@ class DetectorTraining(Training):
         metrics.jsonl."""
         self.sync.before_save(self.net)         # the weights synced first, as before a save
         with self.sync.evaluated(self.net):
-            value = evaluate_map(self.datacfg, self.net, self.out, self.sync.comm)
+            report = map_report(self.datacfg, self.net, self.sync.comm)
+            value = report["map"]
             paths = self.valid_paths()
             loss = validation_loss(self.net, paths, self.seed)
         print(f"validation loss: {loss:f} on {len(paths)} images", file=self.out, flush=True)
-        self.record.update(map=value, validation_loss=loss)
+        self.record.update(map=value, map_coco=report["coco_map"], validation_loss=loss)
         if self.chart:
             self.chart.add_validation(i, loss)
             self.chart.add_map(i, value)
@@ -179,11 +180,17 @@ def validation_loss(net, paths, seed=0):
 
 
 def evaluate_map(datacfg, net, out, comm=None):
-    """mAP@0.5 on the .data file's `valid` list with the network as it is (for -map), net.batch images a forward
-    pass: the same detections as one at a time (inference treats each image alone), in about 2/3 of the time.
-    comm: the ranks that share the list (default parallel.comm.world()); every rank gets the mAP."""
+    """mAP@0.5 on the .data file's `valid` list with the network as it is (map_report's "map")."""
+    return map_report(datacfg, net, comm)["map"]
+
+
+def map_report(datacfg, net, comm=None):
+    """detector map's dict (mAP@0.5 "map", COCO's mAP@[.5:.95] "coco_map", ...) on the .data file's `valid` list
+    with the network as it is (for -map), net.batch images a forward pass: the same detections as one at a time
+    (inference treats each image alone), in about 2/3 of the time. comm: the ranks that share the list (default
+    parallel.comm.world()); every rank gets the dict."""
     train = net.train
     try:
-        return detector_map(datacfg, net=net, batch=net.batch, comm=comm)["map"]
+        return detector_map(datacfg, net=net, batch=net.batch, comm=comm)
     finally:
         net.train = train

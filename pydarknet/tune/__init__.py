@@ -29,6 +29,8 @@ def tune(datacfg, cfgfile, weights=None, out=None, **options):
     print(plan.describe(), file=out, flush=True)
     try:
         study.run()
-    finally:
-        best = write_outputs(study.study, plan, out)
-    return best
+    except KeyboardInterrupt:
+        write_outputs(study.study, plan, out)
+        raise KeyboardInterrupt(f"the running trials were ended and their points enqueued again; the same command "
+                                f"goes on with the study in {plan.folder}") from None
+    return write_outputs(study.study, plan, out)

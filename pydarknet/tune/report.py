@@ -67,7 +67,7 @@ def draw_pictures(study, plan, complete, out):
     from optuna.visualization import matplotlib as plots
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     warnings.filterwarnings("ignore", message="Target and region quantiles")     # few trials, equal values
-    pictures = [("history.png", plots.plot_optimization_history)]
+    pictures = [("history.png", plots.plot_optimization_history)] if complete else []
     if len(complete) >= IMPORTANCE_LEAST and len(plan.params) > 1:
         pictures.append(("importances.png", plots.plot_param_importances))
     else:
@@ -101,7 +101,8 @@ def draw_reports(study, plan):
     loss_axes.set(title="validation loss", xlabel=f"iteration (batch {plan.batch})", ylabel="loss per image")
     map_axes.set(title=FITNESS[plan.fitness][1], xlabel=f"iteration (batch {plan.batch})")
     loss_axes.set_yscale("log")
-    map_axes.legend(fontsize=7, ncol=2)
+    if map_axes.lines:
+        map_axes.legend(fontsize=7, ncol=2)
     figure.suptitle(f"study {plan.name}: complete -, pruned --, failed :")
     figure.tight_layout()
     save(figure, os.path.join(plan.folder, "reports.png"))

@@ -86,9 +86,9 @@ class Param:
 
     def suggest(self, trial):
         """The trial's value of this key (Optuna's suggest_* for its distribution)."""
-        a, b, *step = self.args
         if self.kind == "choice":
             return trial.suggest_categorical(self.name, list(self.args))
+        a, b, *step = self.args
         if self.kind == "int":
             return trial.suggest_int(self.name, a, b, step=step[0] if step else 1)
         return trial.suggest_float(self.name, a, b, log=self.kind == "log", step=step[0] if step else None)

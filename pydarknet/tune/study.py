@@ -280,32 +280,37 @@ class Study:
 
     def run(self):
         """Run trials with `jobs` workers until the study has its total; Ctrl-C ends the running trials (FAIL
-        "interrupted", their points enqueued again) and raises KeyboardInterrupt."""
-        workers = [threading.Thread(target=self.worker, args=(k,), daemon=True) for k in range(self.plan.jobs)]
-        for worker in workers:
-            worker.start()
+        "interrupted", their points enqueued again) and raises KeyboardInterrupt. The main thread polls the workers'
+        Events: a Thread.join cut by Ctrl-C may leave the thread looking ended while it still runs."""
+        ended = [threading.Event() for _ in range(self.plan.jobs)]
+        for k, event in enumerate(ended):
+            threading.Thread(target=self.worker, args=(k, event), daemon=True).start()
         try:
-            while any(worker.is_alive() for worker in workers):
-                for worker in workers:
-                    worker.join(0.2)
+            while not all(event.is_set() for event in ended):
+                time.sleep(0.2)
         except KeyboardInterrupt:
             self.stopping.set()
-            for worker in workers:
-                worker.join()
+            while not all(event.is_set() for event in ended):
+                time.sleep(0.2)
             raise
 
-    def worker(self, k):
+    def worker(self, k, ended):
+        """Worker k: trials one after another, on its share of the threads (and GPU k of -gpus); `ended` is set
+        when it stops."""
         plan = self.plan
         threads = max(1, plan.threads // plan.jobs)
         gpu = plan.gpus[k % len(plan.gpus)] if plan.gpus else None
-        while True:
-            trial = self.take()
-            if trial is None:
-                return
-            try:
-                self.run_trial(trial, threads, gpu)
-            except Exception as e:      # noqa: BLE001  a driver-side failure of one trial: FAIL, the study goes on
-                self.finish(trial, "fail", reason=f"the driver failed: {type(e).__name__}: {e}")
+        try:
+            while True:
+                trial = self.take()
+                if trial is None:
+                    return
+                try:
+                    self.run_trial(trial, threads, gpu)
+                except Exception as e:      # noqa: BLE001  a driver-side failure of one trial: FAIL, the study goes on
+                    self.finish(trial, "fail", reason=f"the driver failed: {type(e).__name__}: {e}")
+        finally:
+            ended.set()
 
     def run_trial(self, trial, threads, gpu):
         """One trial: its values, its process, its reports to the pruner, and how it ended."""

@@ -81,7 +81,8 @@ class TrialRun:
         files.write_text(self.cfg, cfg_with_values(plan.cfg_text, self.values, plan.params, plan.sections, schedule))
         files.write_text(self.data, data_copy(plan.datacfg, self.folder))
 
-    def command(self, threads, gpu):
+    def training_words(self, threads, gpu):
+        """The trial's `python -m pydarknet detector|classifier train ...` line."""
         plan = self.plan
         words = [sys.executable, "-m", "pydarknet", plan.kind, "train", self.data, self.cfg]
         if plan.weights:
@@ -102,7 +103,7 @@ class TrialRun:
         if self.plan.tracker == "mlflow" and "MLFLOW_TRACKING_URI" not in env:
             env["MLFLOW_TRACKING_URI"] = f"sqlite:///{os.path.abspath(os.path.join(self.plan.folder, 'mlflow.db'))}"
         self.log = open(os.path.join(self.folder, "train.log"), "wb")
-        self.process = subprocess.Popen(self.command(threads, gpu), stdout=self.log, stderr=subprocess.STDOUT,
+        self.process = subprocess.Popen(self.training_words(threads, gpu), stdout=self.log, stderr=subprocess.STDOUT,
                                         stdin=subprocess.DEVNULL, env=env, start_new_session=True,
                                         preexec_fn=die_with_parent(os.getpid()))
         self.started = time.time()
