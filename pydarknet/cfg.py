@@ -123,7 +123,7 @@ class Section:
         return sorted(unused + self.repeated, key=lambda option: option[2])
 
 
-def _read_text(path, what):
+def read_text(path, what):
     try:
         with open(path, "rb") as f:
             data = f.read()
@@ -171,7 +171,7 @@ def parse_sections(text, path="<string>"):
 def read_cfg(path):
     """Read a network .cfg: a list of Sections, the first of which must be [net] or [network]."""
     path = os.fsdecode(path)
-    sections = parse_sections(_read_text(path, "cfg file"), path)
+    sections = parse_sections(read_text(path, "cfg file"), path)
     if not sections:
         raise CfgError(f"{path}: holds no sections; a network cfg starts with [net]")
     if sections[0].name not in ("net", "network"):
@@ -185,7 +185,7 @@ def read_data(path):
     every blank as in Darknet; values only those at their ends (Darknet strips them all: see DataConfig.path_of)."""
     path = os.fsdecode(path)
     options, lines = {}, {}
-    for number, raw in enumerate(_lines(_read_text(path, "data file")), 1):
+    for number, raw in enumerate(_lines(read_text(path, "data file")), 1):
         line = raw.translate(BLANKS)
         if not line or line[0] in "#;":
             continue
@@ -262,7 +262,7 @@ class DataConfig(dict):
 def read_names(path):
     """Read a .names file: one class name a line, as darknet's get_labels keeps them."""
     path = os.fsdecode(path)
-    names = [line.rstrip("\r") for line in _lines(_read_text(path, "names file"))]
+    names = [line.rstrip("\r") for line in _lines(read_text(path, "names file"))]
     while names and not names[-1].strip():
         names.pop()
     return names

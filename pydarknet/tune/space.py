@@ -14,7 +14,7 @@ against the cfg: each mistake is one line `SPACE:LINE: ...` (a SpaceError) befor
 import math
 import re
 
-from ..cfg import FLOAT, INT, parse_sections, read_cfg, _read_text
+from ..cfg import FLOAT, INT, parse_sections, read_cfg, read_text
 from ..errors import CfgError
 from ..layers import LAYERS
 
@@ -147,7 +147,7 @@ def parse_space(text, path):
 
 
 def read_space(path):
-    return parse_space(_read_text(path, "space file"), path)
+    return parse_space(read_text(path, "space file"), path)
 
 
 def sections_read(cfgfile):
