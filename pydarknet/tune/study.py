@@ -23,7 +23,8 @@ PRUNERS = ("median", "hyperband", "none")
 FITNESS = {"map50": ("map", "mAP@0.5"), "coco": ("map_coco", "mAP@[.5:.95]"), "top1": ("top1", "top-1")}
 DEFAULT_TRIALS = 20
 DEFAULT_ITERATIONS = 500
-READY_SECONDS = 120         # how long a worker waits for the study's creator to enqueue its first trials
+READY_SECONDS = 120
+WORST = 1e30                # what the pruner is told of an infinite or NaN validation loss         # how long a worker waits for the study's creator to enqueue its first trials
 
 
 class TuneError(DarknetError):
@@ -328,6 +329,8 @@ class Study:
                 ended = run.finished()
                 for record in run.new_reports():
                     value = -record["validation_loss"] if plan.prune_on == "loss" else record.get(key, 0.0)
+                    if not math.isfinite(value):    # an infinite loss (a softmax at 0) is the worst, not a NaN median
+                        value = -WORST
                     step = run.step_of(record)
                     if step not in reported:        # a rounded step met twice: its first report stands
                         trial.report(value, step)
