@@ -5,7 +5,7 @@
                                                   [-ext_output] [-dont_show] [-save_labels]
     pydarknet detector train DATA CFG [WEIGHTS] [-clear] [-map] [-seed K] [-max_batches N] [-workers N]
                                                   [-sync allreduce|darknet]   (mpiexec -n N ...; -gpus 0,1)
-                                                  [-tracker tensorboard|mlflow]   (pip install 'pydarknet[mlflow]')
+                                                  [-tracker tensorboard|mlflow] [-grad_stats N] [-map_every K]
     pydarknet detector valid DATA CFG WEIGHTS [-out PREFIX]     (results/comp4_det_test_<class>.txt or coco json)
     pydarknet detector recall DATA CFG WEIGHTS
     pydarknet detector map DATA CFG WEIGHTS [-thresh T] [-iou_thresh I]
