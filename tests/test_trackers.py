@@ -98,6 +98,7 @@ def test_mlflow_logs_metrics_jsonl_exactly_the_cfg_and_the_final_weights(dataset
                                                            ("detector", "tensorboard", "tensorboardX", "tensorboardX")])
 def test_a_missing_package_is_one_line_before_training(dataset, tmp_path, capsys, monkeypatch, family, tracker,
                                                        module, what):
+    monkeypatch.chdir(tmp_path)         # should it train after all, its chart and metrics.jsonl land here
     for name in [module] + [name for name in sys.modules if name.startswith(module + ".")]:
         monkeypatch.setitem(sys.modules, name, None)        # its imports fail as where it is not installed
     assert main([family, "train", dataset, str(write_cfg(tmp_path)), "-tracker", tracker]) == 1
@@ -107,7 +108,8 @@ def test_a_missing_package_is_one_line_before_training(dataset, tmp_path, capsys
     assert out == ""            # before the layer table
 
 
-def test_an_unknown_tracker_is_one_line_naming_them(dataset, tmp_path, capsys):
+def test_an_unknown_tracker_is_one_line_naming_them(dataset, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     assert main(["classifier", "train", dataset, str(write_cfg(tmp_path)), "-tracker", "wandb"]) == 2
     err = capsys.readouterr().err
     assert err.splitlines() == ["pydarknet: -tracker wandb: the trackers are tensorboard and mlflow"]
