@@ -61,11 +61,16 @@ setup(
         "dashboard": ["optuna>=5.0", "optuna-dashboard"],
         # `pydarknet export`: onnx writes the graph, onnxruntime runs it
         "export": ["onnx>=1.14", "onnxruntime>=1.16"],
+        # -tracker tensorboard: tensorboardX writes the event files (TensorBoard itself only to view them)
+        "tensorboard": ["tensorboardX>=2.6"],
+        # -tracker mlflow: the client, and for its default sqlite:// store SQLAlchemy and alembic (mlflow-skinny
+        # leaves those out)
+        "mlflow": ["mlflow-skinny>=3", "sqlalchemy>=2", "alembic"],
         # OpenCV 5 dropped the Darknet importer the cross-check tests need
         # ruff pinned: a new release's rules would fail CI on code that has not changed
         "test": ["pytest>=7", "hypothesis>=6", "opencv-python-headless>=4.8,<5", "pycocotools>=2.0.7",
-                 "faster-coco-eval>=1.6", "onnx>=1.14", "onnxruntime>=1.16", "ruff==0.17.5", "optuna>=5.0",
-                 "psycopg2-binary>=2.9"],
+                 "faster-coco-eval>=1.6", "onnx>=1.14", "onnxruntime>=1.16", "ruff==0.17.5", "tensorboardX>=2.6",
+                 "mlflow-skinny>=3", "sqlalchemy>=2", "alembic", "optuna>=5.0", "psycopg2-binary>=2.9"],
     },
     entry_points={"console_scripts": ["pydarknet = pydarknet.cli:run"]},
 )

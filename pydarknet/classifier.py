@@ -27,6 +27,7 @@ from .parallel.comm import world
 from .parallel.shard import by_shares
 from .errors import DarknetError
 from .image import center_crop_image, crop_image, letterbox_image, load_image_color, resize_min
+from .trackers import require
 from .trainer import Training, run_until_done
 
 SHOWN_LABEL_PROBLEMS = 10       # "Too many or too few labels" lines printed before the count
@@ -204,12 +205,14 @@ class ClassifierTraining(Training):
 
 def train_classifier(datacfg, cfgfile, weightfile=None, clear=False, seed=None, workers=4, max_batches=None,
                      chart="chart.png", out=None, sync=None, iterations=None, map_every=None, grad_stats=None,
-                     grad_floor=1e-8):
+                     grad_floor=1e-8, tracker=None):
     """Train as Darknet's train_classifier does; returns the path of the final weights. `sync` and `iterations`:
     train_detector's; `map_every` K: the validation loss and top-1 on the valid list every K iterations (and at
-    the last), printed, charted and in metrics.jsonl; `grad_stats`, `grad_floor`: train_detector's."""
+    the last), printed, charted and in metrics.jsonl; `grad_stats`, `grad_floor`, `tracker`: train_detector's."""
+    if tracker:
+        require(tracker)
     run = ClassifierTraining(datacfg, cfgfile, weightfile, clear, seed, max_batches, out or sys.stdout, sync)
-    run.map_every, run.grad_stats, run.grad_floor = map_every, grad_stats, grad_floor
+    run.map_every, run.grad_stats, run.grad_floor, run.tracker = map_every, grad_stats, grad_floor, tracker
     run.start(workers, chart)
     return run_until_done(run, iterations)
 

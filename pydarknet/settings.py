@@ -12,6 +12,9 @@ test or a script can change one at any time.
                                       NCCL (NCCL refuses two ranks on one GPU; the same numbers, slower)
     PYDARKNET_RANK_GPUS               set by the -gpus launcher (parallel/launch.py) in the ranks it starts: the
                                       GPUs, one a rank (local rank k runs on the k-th)
+    PYDARKNET_TRACKER_EXPERIMENT      -tracker's experiment (default: the cfg's name); `pydarknet tune` sets it
+    PYDARKNET_TRACKER_RUN             -tracker's run name (default: the cfg's name and the start time)
+    MLFLOW_TRACKING_URI               -tracker mlflow's store (default: sqlite:///<run folder>/mlflow.db)
 """
 import os
 
@@ -40,6 +43,21 @@ def nccl():
 def rank_gpus():
     """$PYDARKNET_RANK_GPUS as written ("" when unset)."""
     return os.environ.get("PYDARKNET_RANK_GPUS", "").strip()
+
+
+def tracker_experiment():
+    """$PYDARKNET_TRACKER_EXPERIMENT, or None."""
+    return os.environ.get("PYDARKNET_TRACKER_EXPERIMENT", "").strip() or None
+
+
+def tracker_run():
+    """$PYDARKNET_TRACKER_RUN, or None."""
+    return os.environ.get("PYDARKNET_TRACKER_RUN", "").strip() or None
+
+
+def mlflow_tracking_uri():
+    """$MLFLOW_TRACKING_URI, or None."""
+    return os.environ.get("MLFLOW_TRACKING_URI", "").strip() or None
 
 
 def _channels(name, default):

@@ -16,6 +16,7 @@ from .errors import DarknetError
 from .gradients import GradientHealth
 from .network import load_network
 from .parallel.replicas import OneProcess
+from .trackers import open_tracker
 from .weights import save_weights
 
 
@@ -140,10 +141,11 @@ class Chart:
 class Metrics:
     """metrics.jsonl: what each iteration measured, one JSON object a line (iteration, loss, avg, rate, images_s;
     map where -map measured it), appended as the run goes, beside the chart (beside the backups where the run
-    draws none). A run resumed from weights at iteration N keeps the lines up to N, as the chart keeps its points."""
+    draws none). A run resumed from weights at iteration N keeps the lines up to N, as the chart keeps its points.
+    `tracker` (trackers.py, -tracker) gets each record too, and is closed with the file."""
 
-    def __init__(self, path, iteration):
-        self.path = path
+    def __init__(self, path, iteration, tracker=None):
+        self.path, self.tracker = path, tracker
         kept = self.earlier(iteration) if iteration > 0 else []
         with files.replacing(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
             f.writelines(kept)
@@ -162,9 +164,14 @@ class Metrics:
     def add(self, record):
         self.file.write(json.dumps(record) + "\n")
         self.file.flush()
+        if self.tracker:
+            self.tracker.log(record)
 
-    def close(self):
+    def close(self, status="FINISHED", weights=None):
+        """The file, and the tracker with how the run ended (FINISHED, KILLED, FAILED) and the weights it left."""
         self.file.close()
+        if self.tracker:
+            self.tracker.close(status, weights)
 
 
 def repeat_conditions():
@@ -236,7 +243,7 @@ class Training:
         self.rank = self.sync.comm.rank
         if self.rank:
             out = open(os.devnull, "w")
-        self.datacfg, self.cfgfile, self.out = datacfg, cfgfile, out
+        self.datacfg, self.cfgfile, self.weightfile, self.out = datacfg, cfgfile, weightfile, out
         self.options = read_data(datacfg)
         self.read_lists()
         self.backup = self.options.path_of("backup", "backup")
@@ -261,8 +268,10 @@ class Training:
         self.last_good = None
         self.interrupted = self.requested = False
         self.progress = None
-        # what train_detector and train_classifier set before start(): -map_every K, -grad_stats N, -grad_floor
-        self.map_every, self.grad_stats, self.grad_floor = None, None, 1e-8
+        # what train_detector and train_classifier set before start(): -map_every K, -grad_stats N, -grad_floor,
+        # -tracker NAME
+        self.map_every, self.grad_stats, self.grad_floor, self.tracker = None, None, 1e-8, None
+        self.ended = None       # finish()'s (status, weights) for the tracker
         self.health, self.grad_report = None, None
 
     def read_lists(self):
@@ -286,14 +295,21 @@ class Training:
         raise NotImplementedError
 
     def start_clock(self, chart):
-        """The chart and metrics.jsonl (both resumed with the weights' iteration) and the clock images/s and the
-        ETA are counted from; rank 0 alone draws and writes."""
+        """The chart and metrics.jsonl (both resumed with the weights' iteration) with -tracker's tracker, and the
+        clock images/s and the ETA are counted from; rank 0 alone draws and writes."""
         net = self.net
         self.chart = Chart(chart, net.max_batches, self.base) if chart and not self.rank else None
         if self.chart and net.current_batch() > 0:
             self.chart.resume(net.current_batch())
         folder = os.path.dirname(chart) if chart else self.backup
-        self.metrics = None if self.rank else Metrics(os.path.join(folder, "metrics.jsonl"), net.current_batch())
+        self.metrics = None
+        if not self.rank:
+            params = {"data": self.datacfg, "seed": self.seed}
+            if self.weightfile:
+                params["weights"] = self.weightfile
+            tracker = open_tracker(self.tracker, folder or ".", self.cfgfile, params, net.current_batch()) \
+                if self.tracker else None
+            self.metrics = Metrics(os.path.join(folder, "metrics.jsonl"), net.current_batch(), tracker)
         if self.grad_stats:
             picture = None if self.rank else os.path.join(folder, "gradients.png")
             self.health = GradientHealth(self.grad_stats, self.grad_floor, picture, self.out)
@@ -426,11 +442,13 @@ class Training:
         if self.interrupted:
             name = os.path.join(self.backup, f"{self.base}.backup")
             self.save(name)
+            self.ended = ("KILLED", name)
             self.sync.comm.barrier()        # no rank's exit 130 ends the job before rank 0 has saved
             print(f"Interrupted at iteration {self.net.current_batch()}: saved {name}", file=self.out, flush=True)
             raise TrainingInterrupted(name)
         final = self.final_name()
         self.save(final)
+        self.ended = ("FINISHED", final)
         self.sync.comm.barrier()        # the other ranks may read it next (detector map after training)
         print(f"Saved {final}", file=self.out, flush=True)
         return final
@@ -441,7 +459,7 @@ class Training:
     def close(self):
         self.loader.close()
         if self.metrics:
-            self.metrics.close()
+            self.metrics.close(*(self.ended or ("FAILED", self.last_good)))
         if self.health:
             self.health.draw()
         if self.chart and self.chart.iterations:

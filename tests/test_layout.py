@@ -16,7 +16,7 @@ FLOORS = (
     ("decode", "loss", "data"),
     ("layers",),
     ("policy", "weights", "network", "parallel"),
-    ("gradients", "trainer", "detector", "detector.pipeline"),       # detector/__init__: the room's docstring
+    ("gradients", "trackers", "trainer", "detector", "detector.pipeline"),      # detector/__init__: its docstring
     ("detector.test", "detector.valid", "detector.map", "detector.train", "detector.demo", "detector.anchors",
      "classifier", "export", "libdarknet", "tune"),
     ("cli", "__main__"),

@@ -48,8 +48,9 @@ def test_the_transfer_example_trains_into_a_backup_folder_of_its_own(tmp_path):
 
 def test_what_commands_write_in_the_working_folder_is_listed_and_ignored():
     listed = set(re.findall(r"`([\w.]+/?)`", section("Where files go")))
-    names = {"predictions.jpg", "chart.png", "chart.json", "results/", BAD_LIST, BAD_LABEL_LIST, "anchors.txt",
-             "counters_per_class.txt", "cloud.png"}
+    names = {"predictions.jpg", "chart.png", "chart.json", "metrics.jsonl", "gradients.png", "tensorboard/",
+             "mlflow.db", "mlartifacts/", "results/", BAD_LIST, BAD_LABEL_LIST, "anchors.txt", "counters_per_class.txt",
+             "cloud.png"}
     assert names <= listed, names - listed
     ignored = set((REPO / ".gitignore").read_text().splitlines())
     assert names <= ignored, names - ignored

@@ -5,6 +5,7 @@
                                                   [-ext_output] [-dont_show] [-save_labels]
     pydarknet detector train DATA CFG [WEIGHTS] [-clear] [-map] [-seed K] [-max_batches N] [-workers N]
                                                   [-sync allreduce|darknet]   (mpiexec -n N ...; -gpus 0,1)
+                                                  [-tracker tensorboard|mlflow] [-grad_stats N] [-map_every K]
     pydarknet detector valid DATA CFG WEIGHTS [-out PREFIX]     (results/comp4_det_test_<class>.txt or coco json)
     pydarknet detector recall DATA CFG WEIGHTS
     pydarknet detector map DATA CFG WEIGHTS [-thresh T] [-iou_thresh I]
@@ -20,7 +21,7 @@
     pydarknet dataset from-coco INSTANCES.json IMAGEDIR OUTDIR [-list train|valid]
     pydarknet dataset check DATA [CFG] [-fast]
     pydarknet yolo train|test|valid CFG [WEIGHTS] [IMG]   (Darknet's v1 verbs, on cfg/voc.data)
-    pydarknet classifier train DATA CFG [WEIGHTS] [-clear] [-seed S]
+    pydarknet classifier train DATA CFG [WEIGHTS] [-clear] [-seed S] [-tracker tensorboard|mlflow]
     pydarknet classifier valid|predict|label DATA CFG WEIGHTS [IMG] [-t K]   (IMG and -t: predict's)
     pydarknet tune DATA CFG [WEIGHTS] [-space SPACE] [-trials N] [-iterations M] [-sampler tpe|random|grid] ...
                                                   (hyper-parameter search on Optuna: pydarknet tune --help)
@@ -89,7 +90,10 @@ def starts_ranks(nogpu, gpus, words):
 
 
 class _Refuse:
-    """An import hook that turns the imports of some modules down (see refuse_unused_imports)."""
+    """An import hook that turns the imports of some modules down (see refuse_unused_imports; args.allow_imports
+    lifts it)."""
+
+    refuses_imports = True
 
     def __init__(self, names):
         self.names = names

@@ -1,8 +1,11 @@
 """Darknet's way of reading a command line (find_arg, find_int_arg, ...): `Args`, the flag tables, the flags a
 command does not read (unknown_flags) and the files given in the wrong order (check_order)."""
 import difflib
+import sys
 
 from ..errors import UsageError
+from ..trackers import NAMES as TRACKERS
+from ..trackers import UNKNOWN as UNKNOWN_TRACKER
 
 # AlexeyAB's flags that pydarknet does not implement, with how many values each takes: they are reported and
 # dropped, so that a value is never read as a file name.
@@ -115,17 +118,36 @@ def positive(text):
 positive.why = "needs a whole number of at least 1"
 
 
+def tracker(text):
+    """-tracker's name: one of trackers.py's."""
+    if text not in TRACKERS:
+        raise ValueError(text)
+    return text
+
+
+tracker.why = UNKNOWN_TRACKER
+
+
+def allow_imports():
+    """Lift refuse_unused_imports (cli/__init__.py) in this process: a tracker's package loads what it turns down
+    (MLflow imports yaml), and Numba, which it was for, has loaded by now."""
+    sys.meta_path[:] = [hook for hook in sys.meta_path if not getattr(hook, "refuses_imports", False)]
+
+
 def training_flags(args):
     """The flags detector train and classifier train share, as their keyword arguments."""
     flags = dict(clear=args.flag("-clear"), seed=args.value("-seed", None, int),
                  max_batches=args.value("-max_batches", None, int), workers=args.value("-workers", 4, int),
                  chart=args.value("-chart", "chart.png"), map_every=args.value("-map_every", None, positive),
                  grad_stats=args.value("-grad_stats", None, positive), grad_floor=args.value("-grad_floor", 1e-8,
-                                                                                             float))
+                                                                                             float),
+                 tracker=args.value("-tracker", None, tracker))
     mode = args.value("-sync", None)
     args.flag("-dont_show")
     if args.listing:
         return flags
+    if flags["tracker"]:
+        allow_imports()
     from ..parallel.comm import require_mpi, world
     from ..parallel.replicas import SYNC_MODES, sync_for
     if mode is not None and mode not in SYNC_MODES:

@@ -4,8 +4,9 @@ from ..errors import UsageError
 from .args import check_order, training_flags, verb_of
 
 USAGES = {"train": "DATA CFG [WEIGHTS] [-clear] [-seed S] [-max_batches N] [-workers N] [-chart FILE] "
-                   "[-sync allreduce|darknet] [-map_every K]   (-map_every: the validation loss and top-1 on the "
-                   "valid list every K iterations)",
+                   "[-sync allreduce|darknet] [-map_every K] [-grad_stats N] [-tracker tensorboard|mlflow]   "
+                   "(-map_every: the validation loss and top-1 on the valid list every K iterations; -tracker: "
+                   "metrics.jsonl's numbers to TensorBoard or MLflow too)",
           "valid": "DATA CFG WEIGHTS",
           "predict": "DATA CFG WEIGHTS [IMG] [-t K]",
           "label": "DATA CFG WEIGHTS"}

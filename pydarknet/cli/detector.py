@@ -25,8 +25,9 @@ def default_data(name):
 # each verb's words after it: its usage line, and `detector --help`'s list of verbs
 USAGES = {"test": "DATA CFG WEIGHTS [IMG] [-thresh T] [-hier H] [-out result.json] [-ext_output] [-save_labels]",
           "train": "DATA CFG [WEIGHTS] [-clear] [-map] [-map_every K] [-seed K] [-max_batches N] [-workers N] "
-                   "[-chart FILE] [-sync allreduce|darknet]   (-map: mAP@0.5 and the validation loss every 4 epochs, "
-                   "at least 100 iterations apart, and at the end; -map_every K: every K iterations)",
+                   "[-chart FILE] [-sync allreduce|darknet] [-grad_stats N] [-tracker tensorboard|mlflow]   (-map: "
+                   "mAP@0.5 and the validation loss every 4 epochs, at least 100 iterations apart, and at the end; "
+                   "-map_every K: every K iterations; -tracker: metrics.jsonl's numbers to TensorBoard or MLflow too)",
           "valid": "DATA CFG WEIGHTS [-out PREFIX]",
           "recall": "DATA CFG WEIGHTS",
           "map": "DATA CFG WEIGHTS [-thresh T] [-iou_thresh I]",

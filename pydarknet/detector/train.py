@@ -13,6 +13,7 @@ from ..data.check import check_lists, classes_mismatch, summary
 from ..data.labels import DataWarning, read_list
 from ..errors import DarknetError
 from ..data.loader import Loader, plain_samples
+from ..trackers import require
 from ..trainer import Training, run_until_done
 from .map import detector_map
 
@@ -46,7 +47,7 @@ def make_loader(net, paths, seed, workers, start=0, batch=None, slots=None):
 
 def train_detector(datacfg, cfgfile, weightfile=None, clear=False, calc_map=False, seed=None, workers=4,
                    max_batches=None, chart="chart.png", out=None, progress=None, sync=None, iterations=None,
-                   map_every=None, grad_stats=None, grad_floor=1e-8):
+                   map_every=None, grad_stats=None, grad_floor=1e-8, tracker=None):
     """Train as Darknet's train_detector does; returns the path of the final weights.
 
     Per iteration it prints Darknet's line (`N: loss, avg avg, rate rate, t seconds, images images`) followed by
@@ -59,11 +60,14 @@ def train_detector(datacfg, cfgfile, weightfile=None, clear=False, calc_map=Fals
     `sync` (parallel/replicas.py, from `sync_for`) trains on several MPI ranks; `iterations` caps the steps of
     this call (Python only: a short run on the cfg's schedule). `map_every` K: -map every K iterations (and at the
     last) instead of AlexeyAB's schedule; it implies calc_map. `grad_stats` N: gradients.py's report every N
-    iterations (`grad_floor`: its vanishing threshold).
+    iterations (`grad_floor`: its vanishing threshold). `tracker` "tensorboard" or "mlflow": metrics.jsonl's
+    numbers, the cfg and the final weights' path logged there too (trackers.py; its package is checked first).
     """
+    if tracker:
+        require(tracker)
     run = DetectorTraining(datacfg, cfgfile, weightfile, clear, seed, max_batches, out or sys.stdout,
                            calc_map or bool(map_every), sync)
-    run.map_every, run.grad_stats, run.grad_floor = map_every, grad_stats, grad_floor
+    run.map_every, run.grad_stats, run.grad_floor, run.tracker = map_every, grad_stats, grad_floor, tracker
     run.progress = progress
     run.start(workers, chart)
     return run_until_done(run, iterations)
