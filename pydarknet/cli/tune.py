@@ -1,6 +1,6 @@
 """`pydarknet tune DATA CFG [WEIGHTS] ...`: its words (tune/ runs the study)."""
 from ..errors import UsageError
-from .args import check_order, positive
+from .args import allow_imports, check_order, positive, tracker
 
 USAGE = ("usage: pydarknet tune DATA CFG [WEIGHTS] [-space SPACE] [-trials N] [-iterations M] "
          "[-sampler tpe|random|grid] [-pruner median|hyperband|none] [-prune_on loss|map] [-study DIR] "
@@ -15,10 +15,12 @@ def tune(args):
                    folder=args.value("-study", None), storage=args.value("-storage", None),
                    jobs=args.value("-jobs", 1, positive), seed=args.value("-seed", 0, int),
                    fitness=args.value("-fitness", None), map_every=args.value("-map_every", None, positive),
-                   tracker=args.value("-tracker", None))
+                   tracker=args.value("-tracker", None, tracker))
     check_order(args.argv, ("data", "cfg", "weights"), USAGE)
     if len(args.argv) < 2:
         raise UsageError(USAGE)
+    if options["tracker"]:
+        allow_imports()
     from .. import backend
     from ..tune import tune
     gpus = getattr(args, "gpus", None)

@@ -14,6 +14,7 @@ import socket
 import threading
 import time
 
+from .. import trackers
 from ..errors import DarknetError, UsageError
 from .space import check_space, cfg_values, default_space, parse_space, read_space, sections_read
 from .trial import TrialRun, process_started
@@ -23,8 +24,8 @@ PRUNERS = ("median", "hyperband", "none")
 FITNESS = {"map50": ("map", "mAP@0.5"), "coco": ("map_coco", "mAP@[.5:.95]"), "top1": ("top1", "top-1")}
 DEFAULT_TRIALS = 20
 DEFAULT_ITERATIONS = 500
-READY_SECONDS = 120
-WORST = 1e30                # what the pruner is told of an infinite or NaN validation loss         # how long a worker waits for the study's creator to enqueue its first trials
+READY_SECONDS = 120         # how long a worker waits for the study's creator to enqueue its first trials
+WORST = 1e30                # what the pruner is told of an infinite validation loss
 
 
 class TuneError(DarknetError):
@@ -45,6 +46,8 @@ class Plan:
         if prune_on not in ("loss", "map"):
             raise UsageError(f"-prune_on {prune_on}: the pruner watches loss (the validation loss) or map")
         read_data(datacfg)      # a missing .data file is one line before anything else
+        if tracker:
+            trackers.require(tracker)
         self.datacfg, self.cfgfile, self.weights = datacfg, cfgfile, weights
         self.sections = sections_read(cfgfile)
         with open(cfgfile, encoding="utf-8", errors="replace") as f:
