@@ -323,3 +323,21 @@ def test_fitness_coco_is_the_last_reports_coco_map(shapes, tmp_path):
     assert result.returncode == 0, result.stderr
     last = json.loads((tmp_path / "study" / "trial-0000" / "metrics.jsonl").read_text().splitlines()[-1])
     assert trials_of(tmp_path)[0].value == last["map_coco"] and "map" in last
+
+
+def test_each_trial_is_a_run_of_the_studys_mlflow_experiment(shapes, tmp_path):
+    pytest.importorskip("mlflow", reason='-tracker mlflow needs MLflow (pip install "pydarknet[mlflow]")')
+    from mlflow.tracking import MlflowClient
+    folder, data, cfg = shapes
+    result = tune(tmp_path, data, cfg, "[net]\nlearning_rate=choice(0.001,0.002)\n", "-sampler", "grid",
+                  "-iterations", 2, "-map_every", 2, "-tracker", "mlflow")
+    assert result.returncode == 0, result.stderr
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'study' / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("tiny")
+    runs = client.search_runs([experiment.experiment_id])
+    assert sorted(run.info.run_name for run in runs) == ["trial-0000", "trial-0001"]
+    by_name = {run.info.run_name: run for run in runs}
+    for trial in trials_of(tmp_path):
+        run = by_name[f"trial-{trial.number:04d}"]
+        assert run.info.status == "FINISHED"
+        assert run.data.metrics["validation_loss"] == trial.user_attrs["validation_loss"]

@@ -35,15 +35,15 @@ def ranked(trials):
 
 
 def rows(trials, plan):
-    """trials.csv's header and rows: number, each searched key, fitness, validation loss, mAP@0.5, state, reason,
-    iterations, seconds."""
+    """trials.csv's header and rows: number, each searched key, fitness (a complete trial's; Optuna gives a pruned
+    one its last report), validation loss, mAP@0.5, state, reason, iterations, seconds."""
     names = [p.name for p in plan.params]
     header = ["number", *names, "fitness", "validation_loss", "map50", "state", "reason", "iterations", "seconds"]
     table = []
     for t in trials:
         attrs = t.user_attrs
         table.append([t.number, *[t.params.get(name, "") for name in names],
-                      "" if t.value is None else t.value, attrs.get("validation_loss", ""),
+                      t.value if t.state.name == "COMPLETE" else "", attrs.get("validation_loss", ""),
                       "" if attrs.get("map50") is None else attrs["map50"], t.state.name, attrs.get("reason", ""),
                       attrs.get("iterations", ""), attrs.get("seconds", "")])
     return header, table
@@ -94,10 +94,10 @@ def draw_reports(study, plan):
             continue
         scale = t.params.get("net.batch", plan.batch) / plan.batch
         iterations = [row[0] * scale for row in history]
-        style = styles.get(t.state.name, "-")
-        loss_axes.plot(iterations, [row[1] for row in history], style, marker="o", ms=3, label=f"trial {t.number}")
-        map_axes.plot(iterations, [row[2] if row[2] is not None else float("nan") for row in history], style,
-                      marker="o", ms=3, label=f"trial {t.number}")
+        style = dict(linestyle=styles.get(t.state.name, "-"), marker="o", ms=3, label=f"trial {t.number}",
+                     color=plt.cm.tab20(t.number % 20))
+        loss_axes.plot(iterations, [row[1] for row in history], **style)
+        map_axes.plot(iterations, [row[2] if row[2] is not None else float("nan") for row in history], **style)
     loss_axes.set(title="validation loss", xlabel=f"iteration (batch {plan.batch})", ylabel="loss per image")
     map_axes.set(title=FITNESS[plan.fitness][1], xlabel=f"iteration (batch {plan.batch})")
     loss_axes.set_yscale("log")
@@ -111,7 +111,7 @@ def draw_reports(study, plan):
 
 def save(figure, path):
     with files.replacing(path) as tmp:
-        figure.savefig(tmp, format="png", dpi=100)
+        figure.savefig(tmp, format="png", dpi=100, bbox_inches="tight")    # Optuna's long labels kept whole
 
 
 def print_table(trials, complete, plan, out):
