@@ -22,7 +22,8 @@ VERBS = [("detect", "CFG WEIGHTS"), ("partial", "CFG WEIGHTS OUT N"), ("randweig
          ("dataset from-coco", "INSTANCES.json IMAGEDIR OUTDIR"), ("dataset check", "DATA [CFG]"),
          ("yolo train", "CFG [WEIGHTS]"), ("yolo test", "CFG WEIGHTS [IMG]"), ("yolo valid", "CFG WEIGHTS"),
          ("classifier train", "DATA CFG [WEIGHTS]"), ("classifier valid", "DATA CFG WEIGHTS"),
-         ("classifier predict", "DATA CFG WEIGHTS [IMG]"), ("classifier label", "DATA CFG WEIGHTS")]
+         ("classifier predict", "DATA CFG WEIGHTS [IMG]"), ("classifier label", "DATA CFG WEIGHTS"),
+         ("tune", "DATA CFG [WEIGHTS]")]
 TRAINING_FLAGS = ("-clear", "-max_batches", "-workers", "-chart")     # and -seed, which other verbs read too
 
 

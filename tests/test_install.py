@@ -38,9 +38,9 @@ def extras():
 def test_make_install_is_the_cpu_build_and_gpu_1_adds_cupy():
     if subprocess.run(["make", "--version"], capture_output=True).returncode != 0:
         pytest.skip("make is not installed")
-    assert pip_line("install").endswith('install -e ".[test,dist]"')
-    assert pip_line("install", "GPU=1").endswith('install -e ".[test,dist,gpu]"')
-    assert pip_line("install", "GPU=1", "CUDA=13").endswith('install -e ".[test,dist,gpu13]"')
+    assert pip_line("install").endswith('install -e ".[test,dist,tune]"')
+    assert pip_line("install", "GPU=1").endswith('install -e ".[test,dist,tune,gpu]"')
+    assert pip_line("install", "GPU=1", "CUDA=13").endswith('install -e ".[test,dist,tune,gpu13]"')
     assert pip_line("nvrtc").endswith('install -e ".[test,gpu]"')       # what .ci/run adds for the NVRTC tests
     assert "make nvrtc" in (REPO / ".ci" / "run").read_text()
 

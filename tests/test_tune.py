@@ -341,3 +341,19 @@ def test_each_trial_is_a_run_of_the_studys_mlflow_experiment(shapes, tmp_path):
         run = by_name[f"trial-{trial.number:04d}"]
         assert run.info.status == "FINISHED"
         assert run.data.metrics["validation_loss"] == trial.user_attrs["validation_loss"]
+
+
+def test_a_searched_batch_keeps_the_budget_in_images(shapes, tmp_path):
+    """M = 4 iterations at the cfg's batch 4, reports every 2: a trial at batch 2 trains 8 iterations and reports
+    every 4, at the same image counts (the pruner's steps 2 and 4 on both); its cfg's schedule is scaled to 8."""
+    folder, data, cfg = shapes
+    result = tune(tmp_path, data, cfg, "[net]\nbatch=choice(2,4)\n", "-sampler", "grid", "-iterations", 4,
+                  "-map_every", 2, "-pruner", "none")
+    assert result.returncode == 0, result.stderr
+    trials = trials_of(tmp_path)
+    assert [t.params["net.batch"] for t in trials] == [2, 4]
+    assert [t.user_attrs["iterations"] for t in trials] == [8, 4]
+    assert [sorted(t.intermediate_values) for t in trials] == [[2, 4], [2, 4]]
+    assert [[row[0] for row in t.user_attrs["history"]] for t in trials] == [[4, 8], [2, 4]]
+    written = (tmp_path / "study" / "trial-0000" / "tiny.cfg").read_text()
+    assert "batch=2\n" in written and "max_batches=8\n" in written and "steps=6\n" in written

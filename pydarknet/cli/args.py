@@ -61,9 +61,11 @@ class Args:
             return True
         return False
 
-    def value(self, name, default, convert=str):
+    def value(self, name, default, convert=str, shown=None):
+        """The flag's value (its word removed from argv), else `default`; `shown`: the default as --help says it,
+        where `default` (None) stands for one the command works out."""
         if self.listing:
-            self.asked.append((name, "none" if default is None else default))
+            self.asked.append((name, shown or ("none" if default is None else default)))
             self.valued.add(name)
             return default
         if name not in self.argv:

@@ -9,12 +9,16 @@ USAGE = ("usage: pydarknet tune DATA CFG [WEIGHTS] [-space SPACE] [-trials N] [-
 
 
 def tune(args):
-    options = dict(space=args.value("-space", None), trials=args.value("-trials", None, positive),
-                   iterations=args.value("-iterations", None, positive), sampler=args.value("-sampler", "tpe"),
-                   pruner=args.value("-pruner", "median"), prune_on=args.value("-prune_on", "loss"),
-                   folder=args.value("-study", None), storage=args.value("-storage", None),
+    options = dict(space=args.value("-space", None, shown="[net]'s optimiser and colour keys"),
+                   trials=args.value("-trials", None, positive, "20 (a grid: its points)"),
+                   iterations=args.value("-iterations", None, positive, "500 (max_batches where less)"),
+                   sampler=args.value("-sampler", "tpe"), pruner=args.value("-pruner", "median"),
+                   prune_on=args.value("-prune_on", "loss"),
+                   folder=args.value("-study", None, shown="tune/<cfg name>"),
+                   storage=args.value("-storage", None, shown="DIR/study.journal"),
                    jobs=args.value("-jobs", 1, positive), seed=args.value("-seed", 0, int),
-                   fitness=args.value("-fitness", None), map_every=args.value("-map_every", None, positive),
+                   fitness=args.value("-fitness", None, shown="map50 (a classifier: top1)"),
+                   map_every=args.value("-map_every", None, positive, "M/3"),
                    tracker=args.value("-tracker", None, tracker))
     check_order(args.argv, ("data", "cfg", "weights"), USAGE)
     if len(args.argv) < 2:

@@ -61,6 +61,11 @@ class Param:
         return SpaceError(f"{self.path}:{self.line}: [{self.section}] {self.key}: {message}")
 
     @property
+    def text(self):
+        """The distribution as a SPACE file writes it: `log(0.0001,0.01)`."""
+        return f"{self.kind}({','.join(format_value(a) for a in self.args)})"
+
+    @property
     def stepped(self):
         return self.kind == "choice" or (self.kind in ("uniform", "int") and len(self.args) == 3)
 
@@ -178,7 +183,7 @@ def check_space(params, sections, cfgfile, grid=False):
                               f"report it as an unused field)")
         if grid and not param.stepped:
             raise param.error(f"-sampler grid needs a choice or a stepped range (uniform(a,b,step), "
-                              f"int(a,b,step)), not {param.kind}{param.args}")
+                              f"int(a,b,step)), not {param.text}")
     names = [p.name for p in params]
     for param in params:
         if names.count(param.name) > 1:

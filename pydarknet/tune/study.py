@@ -15,6 +15,7 @@ import threading
 import time
 
 from .. import trackers
+from ..cfg import read_data
 from ..errors import DarknetError, UsageError
 from .space import check_space, cfg_values, default_space, parse_space, read_space, sections_read
 from .trial import TrialRun, process_started
@@ -154,14 +155,8 @@ class Plan:
                   "none": "none"}[self.pruner_name]
         lines.append(f"  sampler: {sampler}; pruner: {pruner}")
         space = "the default space" if self.space_text else f"{self.params[0].path}"
-        lines.append(f"  searching ({space}): " + ", ".join(f"{p.name} {p.kind}{p.args}".replace(" ", "", 0)
-                                                             for p in self.params))
+        lines.append(f"  searching ({space}): " + ", ".join(f"{p.name} {p.text}" for p in self.params))
         return "\n".join(lines)
-
-
-def read_data(datacfg):
-    from ..cfg import read_data as read
-    return read(datacfg)
 
 
 def driver_id():
