@@ -42,6 +42,25 @@ def tune(folder, data, cfg, space, *flags, study="study", timeout=300):
                    *flags, cwd=folder, timeout=timeout)
 
 
+def start_tune(folder, data, cfg, space, *flags, quiet=False):
+    """`pydarknet tune` on `space` (a grid) started in a process of its own, its output piped (or dropped)."""
+    (folder / "grid.space").write_text(space)
+    words = [sys.executable, "-m", "pydarknet", "tune", data, cfg, "-space", folder / "grid.space", "-study",
+             folder / "study", "-sampler", "grid", *flags]
+    output = subprocess.DEVNULL if quiet else subprocess.PIPE
+    return subprocess.Popen(list(map(str, words)), cwd=folder, env=dict(os.environ, PYTHONPATH=str(REPO)),
+                            stdout=output, stderr=output, text=True)
+
+
+def finish_together(workers, timeout=300):
+    """Each process's (stdout, stderr) once all have ended (killed after `timeout`)."""
+    try:
+        return [w.communicate(timeout=timeout) for w in workers]
+    finally:
+        for w in workers:
+            w.kill()
+
+
 def trials_of(folder, study="study", name="tiny"):
     storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(
         str(folder / study / "study.journal")))
@@ -83,17 +102,9 @@ def test_a_grid_runs_each_point_once_and_its_outputs_agree_with_the_journal(shap
 @pytest.mark.parametrize("processes, jobs", [(2, 1), (1, 2)], ids=["two processes", "one process -jobs 2"])
 def test_two_workers_on_one_folder_share_the_grid(shapes, tmp_path, processes, jobs):
     folder, data, cfg = shapes
-    (tmp_path / "grid.space").write_text(GRID)
-    words = [sys.executable, "-m", "pydarknet", "tune", data, cfg, "-space", tmp_path / "grid.space", "-study",
-             tmp_path / "study", "-sampler", "grid", "-iterations", 4, "-map_every", 2, "-threads", 2, "-jobs", jobs]
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    workers = [subprocess.Popen(list(map(str, words)), cwd=tmp_path, env=env, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True) for _ in range(processes)]
-    try:
-        outputs = [w.communicate(timeout=300) for w in workers]
-    finally:
-        for w in workers:
-            w.kill()
+    workers = [start_tune(tmp_path, data, cfg, GRID, "-iterations", 4, "-map_every", 2, "-threads", 2, "-jobs", jobs)
+               for _ in range(processes)]
+    outputs = finish_together(workers)
     assert [w.returncode for w in workers] == [0] * processes, [o[1] for o in outputs]
     trials = trials_of(tmp_path)
     assert len(trials) == 4 and sorted(map(point, trials)) == sorted(POINTS)
@@ -131,12 +142,8 @@ def wait_for(condition, seconds, what, driver=None):
 def test_a_killed_driver_leaves_no_process_and_its_trial_is_run_again(shapes, tmp_path):
     folder, data, cfg = shapes
     space = "[net]\nlearning_rate=choice(0.001,0.002)\n"
-    (tmp_path / "grid.space").write_text(space)
-    words = [sys.executable, "-m", "pydarknet", "tune", data, cfg, "-space", tmp_path / "grid.space", "-study",
-             tmp_path / "study", "-sampler", "grid", "-iterations", 10000, "-map_every", 5000, "-threads", 1]
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    driver = subprocess.Popen(list(map(str, words)), cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
+    driver = start_tune(tmp_path, data, cfg, space, "-iterations", 10000, "-map_every", 5000, "-threads", 1,
+                        quiet=True)
     try:
         def running_pid():
             if not (tmp_path / "study" / "trial-0000" / "metrics.jsonl").exists():
@@ -272,18 +279,9 @@ def postgres():
 
 def test_two_workers_share_a_grid_in_postgresql(shapes, tmp_path, postgres):
     folder, data, cfg = shapes
-    (tmp_path / "grid.space").write_text(GRID)
-    words = [sys.executable, "-m", "pydarknet", "tune", data, cfg, "-space", tmp_path / "grid.space", "-study",
-             tmp_path / "study", "-storage", postgres, "-sampler", "grid", "-iterations", 4, "-map_every", 2,
-             "-threads", 1]
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    workers = [subprocess.Popen(list(map(str, words)), cwd=tmp_path, env=env, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True) for _ in range(2)]
-    try:
-        outputs = [w.communicate(timeout=300) for w in workers]
-    finally:
-        for w in workers:
-            w.kill()
+    workers = [start_tune(tmp_path, data, cfg, GRID, "-storage", postgres, "-iterations", 4, "-map_every", 2,
+                          "-threads", 1) for _ in range(2)]
+    outputs = finish_together(workers)
     assert [w.returncode for w in workers] == [0, 0], [o[1] for o in outputs]
     trials = optuna.load_study(study_name="tiny", storage=postgres).get_trials()
     assert len(trials) == 4 and sorted(map(point, trials)) == sorted(POINTS)
@@ -293,11 +291,7 @@ def test_two_workers_share_a_grid_in_postgresql(shapes, tmp_path, postgres):
 def test_ctrl_c_ends_the_running_trials_and_the_study_resumes(shapes, tmp_path):
     folder, data, cfg = shapes
     space = "[net]\nlearning_rate=choice(0.001)\n"
-    (tmp_path / "grid.space").write_text(space)
-    words = [sys.executable, "-m", "pydarknet", "tune", data, cfg, "-space", tmp_path / "grid.space", "-study",
-             tmp_path / "study", "-sampler", "grid", "-iterations", 10000, "-map_every", 5000, "-threads", 1]
-    driver = subprocess.Popen(list(map(str, words)), cwd=tmp_path, env=dict(os.environ, PYTHONPATH=str(REPO)),
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    driver = start_tune(tmp_path, data, cfg, space, "-iterations", 10000, "-map_every", 5000, "-threads", 1)
     try:
         wait_for(lambda: (tmp_path / "study" / "trial-0000" / "metrics.jsonl").exists(), 120, "trial 0 to train",
                  driver)
