@@ -210,6 +210,10 @@ class Study:
         import optuna
         plan = self.plan
         storage = plan.storage()
+        others = set(optuna.get_all_study_names(storage)) - {plan.name}
+        if others and not plan.storage_url:     # the trial folders are numbered a study: one study a folder
+            raise TuneError(f"{plan.journal} holds the study '{sorted(others)[0]}', not '{plan.name}' (the cfg's "
+                            f"name): give this cfg another -study folder")
         try:
             study = optuna.create_study(storage=storage, study_name=plan.name, direction="maximize",
                                         sampler=plan.sampler(), pruner=plan.pruner())

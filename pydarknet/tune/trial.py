@@ -1,5 +1,6 @@
 """One trial of a study: its folder (the cfg with the trial's values, a .data copy whose backup= is the folder, its
 chart and metrics.jsonl), its `detector train` or `classifier train` process, and what that process reports."""
+import contextlib
 import ctypes
 import json
 import os
@@ -76,6 +77,9 @@ class TrialRun:
         if plan.steps:
             schedule["steps"] = ",".join(str(max(1, round(s * factor))) for s in plan.steps)
         os.makedirs(self.folder, exist_ok=True)
+        for stale in ("metrics.jsonl", "chart.json"):     # a folder left by an earlier study of the same name
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(os.path.join(self.folder, stale))
         self.cfg = os.path.join(self.folder, os.path.basename(plan.cfgfile))
         self.data = os.path.join(self.folder, os.path.basename(plan.datacfg))
         files.write_text(self.cfg, cfg_with_values(plan.cfg_text, self.values, plan.params, plan.sections, schedule))
