@@ -1,0 +1,335 @@
+"""Benchmark: the network alone, pydarknet against ONNX Runtime, OpenVINO and OpenCV DNN, side by side in one run.
+
+Each side runs in a persistent process of its own on 2 threads and gets the same cfg (only [net] width and height
+set), the same .weights file (sane random weights, written by pydarknet) and the same seeded letterboxed float32
+input; the runtimes run the graph `pydarknet export` writes (no -decode: the heads' outputs), OpenCV reads the cfg.
+The timed unit is the network only: the array in, the heads out (pydarknet `net.predict`). Before timing, each peer's
+heads are checked against pydarknet's forward (relative L2 <= 1e-4); a peer that fails is reported, not timed.
+
+Three ways a user meets it, each side's repetitions interleaved with the others' (a round: every side once):
+- "pause": batch 1 after 0.1 s idle (a camera, a request queue): the side's threads have gone to sleep;
+- "back to back": batch 1, the second of two passes in a row (threads awake, caches warm);
+- "batch 8": throughput, ms an image.
+
+Peer settings (printed): ONNX Runtime intra_op_num_threads=2, inter_op_num_threads=1, ORT_ENABLE_ALL,
+session.set_denormal_as_zero=1, spinning at its default; OpenVINO INFERENCE_NUM_THREADS=2, PERFORMANCE_HINT=LATENCY,
+INFERENCE_PRECISION_HINT=f32 (bf16 by default on a CPU that has it), CPU_DENORMALS_OPTIMIZATION=YES; OpenCV DNN
+setNumThreads(2), its own backend. pydarknet flushes denormals in its fused passes.
+
+    python -m bench.bench_peers [--quick] [yolov3-tiny ...]    # a markdown table on stdout
+    from bench.bench_peers import run, table
+"""
+import multiprocessing
+import os
+import statistics
+import sys
+import tempfile
+import time
+import traceback
+
+import numpy as np
+
+THREADS = 2
+PAUSE_S = 0.1
+TOLERANCE = 1e-4        # relative L2 of a peer's heads against pydarknet's
+# (cfg, input size, the modes timed, repetitions a side): yolov3's batch 8 costs ~10 s a round on 2 cores
+CASES = [
+    ("yolov3-tiny", 416, ("pause", "back to back", "batch 8"), 15),
+    ("yolov3", 416, ("pause", "back to back", "batch 8"), 15),
+    ("yolov2", 416, ("pause",), 15),
+    ("yolov2-tiny", 416, ("pause",), 15),
+    ("yolov1-tiny", 448, ("pause",), 15),
+]
+SIDES = ("pydarknet", "ONNX Runtime", "OpenVINO", "OpenCV DNN")
+BATCH = {"pause": 1, "back to back": 1, "batch 8": 8}
+SETTINGS = {
+    "ONNX Runtime": "intra_op_num_threads=2, inter_op_num_threads=1, ORT_ENABLE_ALL, "
+                    "session.set_denormal_as_zero=1, spinning at its default",
+    "OpenVINO": "INFERENCE_NUM_THREADS=2, PERFORMANCE_HINT=LATENCY, INFERENCE_PRECISION_HINT=f32, "
+                "CPU_DENORMALS_OPTIMIZATION=YES",
+    "OpenCV DNN": "setNumThreads(2), DNN_BACKEND_OPENCV on the CPU",
+    "pydarknet": "2 threads (numba and the GEMMs), net.predict",
+}
+
+
+# ---- each side: a loaded network with forward(x) -> list of head arrays ----------------------------------------
+
+def pydarknet_side(case):
+    import numba
+    from pydarknet.backend.cpu import threads
+    from pydarknet.cfg import read_cfg
+    from pydarknet.export import heads
+    from pydarknet.network import Network
+    from pydarknet.weights import load_weights
+    numba.set_num_threads(THREADS)
+    threads.limit_blas(again=True)
+    net = Network(read_cfg(case["cfg"]), case["cfg"])
+    load_weights(net, case["weights"])
+    outputs = heads(net)
+
+    def forward(x, inputs=False):     # inference follows the input's batch
+        net.predict(x)
+        return [np.array(net.layers[i - 1 if inputs else i].output).reshape(x.shape[0], -1) for i in outputs]
+    return forward, f"pydarknet (numba {numba.__version__})"
+
+
+def onnxruntime_side(case):
+    import onnxruntime as ort
+    options = ort.SessionOptions()
+    options.intra_op_num_threads, options.inter_op_num_threads = THREADS, 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.add_session_config_entry("session.set_denormal_as_zero", "1")
+    sessions = {}
+
+    def forward(x):
+        batch = x.shape[0]
+        if batch not in sessions:
+            sessions[batch] = ort.InferenceSession(case["onnx"][batch], options, providers=["CPUExecutionProvider"])
+        session = sessions[batch]
+        outputs = session.run(None, {session.get_inputs()[0].name: x})
+        return [o.reshape(batch, -1) for o in outputs]
+    return forward, f"ONNX Runtime {ort.__version__}"
+
+
+def openvino_side(case):
+    import openvino as ov
+    core = ov.Core()
+    config = {"INFERENCE_NUM_THREADS": THREADS, "PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32",
+              "CPU_DENORMALS_OPTIMIZATION": "YES"}
+    compiled = {}
+
+    def forward(x):
+        batch = x.shape[0]
+        if batch not in compiled:
+            model = core.read_model(case["onnx"][batch])
+            compiled[batch] = core.compile_model(model, "CPU", config).create_infer_request()
+        request = compiled[batch]
+        request.infer({0: x})
+        return [np.array(request.get_output_tensor(k).data).reshape(batch, -1)
+                for k in range(len(request.model_outputs))]
+    return forward, f"OpenVINO {ov.__version__}"
+
+
+def opencv_side(case):
+    """OpenCV's outputs at the heads are decoded boxes, not Darknet's buffers: its check compares the inputs of the
+    heads (conv_N before each [yolo]/[region]) on a net of its own (one asked for other outputs answers wrongly
+    afterwards: tests/test_opencv_crosscheck.py)."""
+    import cv2
+    cv2.setNumThreads(THREADS)
+
+    def load():
+        net = cv2.dnn.readNetFromDarknet(case["cfg"], case["weights"])
+        net.setPreferableBackend(cv2.dnn.DNN_BACKEND_OPENCV)
+        net.setPreferableTarget(cv2.dnn.DNN_TARGET_CPU)
+        return net
+    net, checked = load(), load()
+    names = list(net.getUnconnectedOutLayersNames())
+
+    def forward(x, check=False):
+        if check:
+            checked.setInput(x)
+            return [np.asarray(o).reshape(x.shape[0], -1) for o in checked.forward(case["head_inputs"])]
+        net.setInput(x)
+        return [np.asarray(o).reshape(x.shape[0], -1) for o in net.forward(names)]
+    return forward, f"OpenCV DNN {cv2.__version__}"
+
+
+MAKERS = {"pydarknet": pydarknet_side, "ONNX Runtime": onnxruntime_side, "OpenVINO": openvino_side,
+          "OpenCV DNN": opencv_side}
+
+
+def _worker(conn, side, case):
+    """A side in its own process: answers ("heads", batch) with its heads' outputs, ("time", mode) with the
+    milliseconds of one timed pass in that mode, None by ending. Its first answer: its name, or its error line."""
+    if side == "pydarknet":
+        import pydarknet  # noqa: F401  (first: its thread-pool waiting policies are set before numpy loads)
+    try:
+        forward, name = MAKERS[side](case)
+        inputs = {b: case["input"][:b] for b in (1, 8)}
+        forward(inputs[1])      # the first pass: compile, load caches
+    except Exception as e:      # noqa: BLE001  whatever a runtime raises, its last line is the row's note
+        conn.send(("error", (str(e).strip().splitlines() or [type(e).__name__])[-1]))
+        return
+    conn.send(("ok", name))
+    while True:
+        request = conn.recv()
+        if request is None:
+            return
+        kind, value = request
+        try:
+            if kind in ("heads", "head inputs"):
+                conn.send(forward(inputs[value], check=True) if side == "OpenCV DNN" else
+                          forward(inputs[value], inputs=kind == "head inputs") if side == "pydarknet" else
+                          forward(inputs[value]))
+                continue
+            x = inputs[BATCH[value]]
+            if value == "back to back":
+                forward(x)
+            else:
+                time.sleep(PAUSE_S)
+            start = time.perf_counter()
+            forward(x)
+            conn.send((time.perf_counter() - start) * 1e3 / x.shape[0])
+        except Exception as e:  # noqa: BLE001
+            traceback.print_exc()
+            conn.send(f"{type(e).__name__}: {e}")
+
+
+class Side:
+    def __init__(self, side, case):
+        ctx = multiprocessing.get_context("spawn")
+        self.name, self.conn = side, None
+        self.conn, child = ctx.Pipe()
+        self.process = ctx.Process(target=_worker, args=(child, side, case), daemon=True)
+        self.process.start()
+        status, self.label = self.conn.recv()
+        self.error = self.label if status == "error" else None
+
+    def ask(self, kind, value):
+        self.conn.send((kind, value))
+        answer = self.conn.recv()
+        if isinstance(answer, str):
+            raise RuntimeError(f"{self.name}: {answer}")
+        return answer
+
+    def close(self):
+        if self.process.is_alive():
+            try:
+                self.conn.send(None)
+            except (BrokenPipeError, OSError):
+                pass
+            self.process.join(30)
+        if self.process.is_alive():
+            self.process.kill()
+
+
+def relative_l2(ours, theirs):
+    a = np.concatenate([o.ravel() for o in ours]).astype(np.float64)
+    b = np.concatenate([t.ravel() for t in theirs]).astype(np.float64)
+    if a.shape != b.shape:
+        return float("inf")
+    return float(np.linalg.norm(a - b) / max(np.linalg.norm(a), 1e-30))
+
+
+def prepare(name, size, folder, seed=0):
+    """The case's files: the resized cfg, sane random weights, the exported graphs at batch 1 and 8, the input."""
+    from bench.bench_forward import bench_weights, resized_cfg
+    from pydarknet.cfg import read_cfg
+    from pydarknet.export import build_model, heads
+    from pydarknet.network import Network
+    from pydarknet.weights import save_weights
+    cfg = resized_cfg(name, size, folder)
+    net = Network(read_cfg(cfg), cfg)
+    bench_weights(net, seed)
+    weights = os.path.join(folder, f"{name}-{size}.weights")
+    save_weights(net, weights)
+    onnx = {}
+    for batch in (1, 8):
+        onnx[batch] = os.path.join(folder, f"{name}-{size}-b{batch}.onnx")
+        with open(onnx[batch], "wb") as f:
+            f.write(build_model(net, batch=batch).SerializeToString())
+    x = np.random.default_rng(seed).random((8, 3, size, size), dtype=np.float32)   # a letterboxed image's range
+    head_inputs = [f"conv_{i - 1}" for i in heads(net) if net.layers[i].type in ("yolo", "region")]
+    return {"cfg": cfg, "weights": weights, "onnx": onnx, "input": x, "head_inputs": head_inputs}
+
+
+def run_case(name, size, modes, repeats, folder, log=print):
+    """One network: every side started, checked, then timed round by round; a dict of the results."""
+    case = prepare(name, size, folder)
+    sides = [Side(side, case) for side in SIDES]
+    result = {"name": name, "size": size, "modes": modes, "labels": {}, "errors": {}, "l2": {}, "ms": {}}
+    try:
+        ours = sides[0]
+        if ours.error:
+            raise RuntimeError(f"pydarknet: {ours.error}")
+        batches = {BATCH[m] for m in modes}
+        reference = {b: ours.ask("heads", b) for b in batches}
+        head_inputs = {b: ours.ask("head inputs", b) for b in batches}
+        timed = [ours]
+        for side in sides:
+            result["labels"][side.name] = side.label if not side.error else side.name
+            if side is ours:
+                continue
+            if side.error:
+                result["errors"][side.name] = side.error
+                continue
+            try:
+                wanted = head_inputs if side.name == "OpenCV DNN" else reference
+                l2 = max(relative_l2(wanted[b], side.ask("heads", b)) for b in wanted)
+            except RuntimeError as e:
+                result["errors"][side.name] = str(e)
+                continue
+            result["l2"][side.name] = l2
+            if l2 <= TOLERANCE:
+                timed.append(side)
+            else:
+                result["errors"][side.name] = f"its heads differ from pydarknet's (relative L2 {l2:.1e}): not timed"
+        for mode in modes:
+            times = {side.name: [] for side in timed}
+            for rep in range(repeats):
+                for side in timed:
+                    times[side.name].append(side.ask("time", mode))
+                log(f"  {name} {mode} {rep + 1}/{repeats}: " +
+                    ", ".join(f"{n} {t[-1]:.1f}" for n, t in times.items()))
+            result["ms"][mode] = times
+    finally:
+        for side in sides:
+            side.close()
+    return result
+
+
+def run(cases=CASES, quick=False, log=print):
+    """Every case (quick: 1 repetition each) in one temporary folder."""
+    with tempfile.TemporaryDirectory(prefix="pydarknet-peers-") as folder:
+        results = []
+        for name, size, modes, repeats in cases:
+            log(f"-- peers: {name} {size}")
+            results.append(run_case(name, size, modes, 1 if quick else repeats, folder, log))
+        return results
+
+
+def cell(times):
+    """`median (min-max)` in ms."""
+    return f"{statistics.median(times):.1f} ({min(times):.1f}-{max(times):.1f})"
+
+
+def table(results):
+    """The markdown table: a row a network and mode; each side's median (range) in ms, and pydarknet's ratios."""
+    peers = SIDES[1:]
+    lines = ["| network | mode | reps | " + " | ".join(f"{s} ms" for s in SIDES) + " | "
+             + " | ".join(f"pydarknet / {s}" for s in peers) + " |",
+             "|---|---|---:|" + "---:|" * (len(SIDES) + len(peers))]
+    for r in results:
+        for mode in r["modes"]:
+            times = r["ms"].get(mode, {})
+            ours = times.get("pydarknet")
+            if not ours:
+                continue
+            cells = [cell(times[s]) if s in times else "-" for s in SIDES]
+            ratios = [f"{statistics.median(ours) / statistics.median(times[s]):.2f}" if s in times else "-"
+                      for s in peers]
+            unit = " (ms an image)" if BATCH[mode] > 1 else ""
+            lines.append(f"| {r['name']} {r['size']} | {mode}{unit} | {len(ours)} | " + " | ".join(cells) + " | "
+                         + " | ".join(ratios) + " |")
+    notes = []
+    for r in results:
+        for side, error in r["errors"].items():
+            notes.append(f"- {r['name']}: {side}: {error}")
+        checked = ", ".join(f"{s} {v:.1e}" for s, v in r["l2"].items())
+        if checked:
+            notes.append(f"- {r['name']}: heads against pydarknet's, relative L2: {checked}")
+    labels = {}
+    for r in results:
+        labels.update({side: label for side, label in r["labels"].items() if side not in r["errors"]})
+    settings = [f"- {labels.get(s, s)}: {SETTINGS[s]}" for s in SIDES]
+    return lines + [""] + settings + notes
+
+
+def main():
+    names = [a for a in sys.argv[1:] if not a.startswith("-")]
+    cases = [c for c in CASES if not names or c[0] in names]
+    print("\n".join(table(run(cases, quick="--quick" in sys.argv))))
+
+
+if __name__ == "__main__":
+    main()
