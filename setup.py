@@ -59,6 +59,8 @@ setup(
         # user's: psycopg2 for PostgreSQL); optuna-dashboard shows a study's journal in a browser
         "tune": ["optuna>=5.0"],
         "dashboard": ["optuna>=5.0", "optuna-dashboard"],
+        # `make bench`'s peers (bench/bench_peers.py): the runtimes the exported graph is timed on
+        "bench": ["onnx>=1.14", "onnxruntime>=1.16", "openvino>=2024.0"],
         # `pydarknet export`: onnx writes the graph, onnxruntime runs it
         "export": ["onnx>=1.14", "onnxruntime>=1.16"],
         # -tracker tensorboard: tensorboardX writes the event files (TensorBoard itself only to view them)

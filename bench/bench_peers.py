@@ -147,6 +147,9 @@ def _worker(conn, side, case):
         forward, name = MAKERS[side](case)
         inputs = {b: case["input"][:b] for b in (1, 8)}
         forward(inputs[1])      # the first pass: compile, load caches
+    except ImportError as e:
+        conn.send(("error", f"not installed ({e}): pip install \"pydarknet[bench]\""))
+        return
     except Exception as e:      # noqa: BLE001  whatever a runtime raises, its last line is the row's note
         conn.send(("error", (str(e).strip().splitlines() or [type(e).__name__])[-1]))
         return
@@ -306,8 +309,7 @@ def table(results):
             if not ours:
                 continue
             cells = [cell(times[s]) if s in times else "-" for s in SIDES]
-            ratios = [f"{statistics.median(ours) / statistics.median(times[s]):.2f}" if s in times else "-"
-                      for s in peers]
+            ratios = [f"{ratio(r, mode, s):.2f}" if s in times else "-" for s in peers]
             unit = " (ms an image)" if BATCH[mode] > 1 else ""
             lines.append(f"| {r['name']} {r['size']} | {mode}{unit} | {len(ours)} | " + " | ".join(cells) + " | "
                          + " | ".join(ratios) + " |")
@@ -325,10 +327,54 @@ def table(results):
     return lines + [""] + settings + notes
 
 
+# issue 28's targets: (network, mode, peer, at most this ratio of pydarknet's median to the peer's; goal)
+TARGETS = [(name, mode, peer, limit, goal)
+           for name in ("yolov3-tiny", "yolov3")
+           for mode, peer, limit, goal in [("pause", "ONNX Runtime", 1.0, 0.8), ("pause", "OpenVINO", 1.0, 0.8),
+                                           ("pause", "OpenCV DNN", 0.9, None),
+                                           ("back to back", "ONNX Runtime", 1.0, None),
+                                           ("back to back", "OpenVINO", 1.0, None),
+                                           ("batch 8", "ONNX Runtime", 1.0, None), ("batch 8", "OpenVINO", 1.0, None)]]
+SELF_PAUSE = 1.15       # pydarknet's batch 1 after a pause against its own back to back
+
+
+def ratio(result, mode, side):
+    """pydarknet's median over `side`'s in `mode`, None where either was not timed."""
+    times = result["ms"].get(mode, {})
+    if not times.get("pydarknet") or not times.get(side):
+        return None
+    return statistics.median(times["pydarknet"]) / statistics.median(times[side])
+
+
+def target_lines(results):
+    """One line a target of issue 28: met or not, with the ratio."""
+    by_name = {r["name"]: r for r in results}
+    lines = []
+    for name, mode, peer, limit, goal in TARGETS:
+        if name not in by_name:
+            continue
+        value = ratio(by_name[name], mode, peer)
+        if value is None:
+            lines.append(f"- {name} {mode}: <= {limit}x {peer}: not timed")
+            continue
+        met = "met" if value <= limit else "NOT met"
+        lines.append(f"- {name} {mode}: <= {limit}x {peer}{f' (goal {goal}x)' if goal else ''}: {value:.2f}, {met}"
+                     + (", goal met" if goal and value <= goal else ""))
+    for name in ("yolov3-tiny", "yolov3"):
+        times = by_name[name]["ms"] if name in by_name else {}
+        if "pause" in times and "back to back" in times:
+            value = (statistics.median(times["pause"]["pydarknet"])
+                     / statistics.median(times["back to back"]["pydarknet"]))
+            lines.append(f"- {name}: pydarknet after a pause <= {SELF_PAUSE}x its own back to back: {value:.2f}, "
+                         f"{'met' if value <= SELF_PAUSE else 'NOT met'}")
+    return lines
+
+
 def main():
     names = [a for a in sys.argv[1:] if not a.startswith("-")]
     cases = [c for c in CASES if not names or c[0] in names]
-    print("\n".join(table(run(cases, quick="--quick" in sys.argv))))
+    results = run(cases, quick="--quick" in sys.argv)
+    print("\n".join(table(results) + [""] + target_lines(results)))
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ import traceback
 
 
 import pydarknet  # noqa: F401  (first: it sets the thread-pool waiting policies before numpy loads OpenBLAS)
-from bench import bench_forward
+from bench import bench_forward, bench_peers
 from bench.results import RESULTS, write_section
 from pydarknet.trainer import cpu_model     # the Seed line names the same CPU
 
@@ -228,6 +228,23 @@ def forward_lines(rows, busy):
     return out
 
 
+def peers_lines(peers):
+    """The network alone against ONNX Runtime, OpenVINO and OpenCV DNN (bench/bench_peers.py), and issue 28's
+    targets."""
+    results, note = peers
+    if results is None:
+        return [f"Against the deployment runtimes: {note}.", ""]
+    from bench.bench_peers import table, target_lines
+    return ["The network alone against the runtimes users deploy YOLO on (`bench/bench_peers.py`): a letterboxed "
+            "float32 array in, the heads out; ONNX Runtime and OpenVINO run the graph `pydarknet export` writes "
+            "(no `-decode`), OpenCV DNN reads the cfg. Same sane random weights and seeded input on every side, each "
+            "side a persistent process of its own on 2 threads, each peer's heads checked against pydarknet's "
+            "first; repetitions interleaved (a round: every side once). \"pause\": batch 1 after 0.1 s idle (a "
+            "camera, a request queue); \"back to back\": the second of two passes in a row; \"batch 8\": ms an "
+            "image. Medians (min-max) in ms; a ratio below 1 is pydarknet ahead.", ""] + table(results) + [
+            "", "Issue 28's targets:"] + target_lines(results) + [""]
+
+
 def process_lines(process):
     """Whole detect processes: cold-start wall time and peak resident memory."""
     rows, note = process
@@ -290,7 +307,7 @@ def big_lines(big):
 
 def cpu_section(rows, nms, train, started, load_before, load_after, machine, busy=((), None), process=(None, "not run"),
                 big=(None, "not run"), profile=(None, "not run"), tools=(None, "not run"), quick_run=False,
-                demo=(None, "not run"), transfer=(None, "not run")):
+                demo=(None, "not run"), transfer=(None, "not run"), peers=(None, "not run")):
     seconds, nms_note = nms
     out = [SECTION, "",
            f"Measured {started:%Y-%m-%d %H:%M} UTC by `make bench` (`python -m bench.run`)"
@@ -299,12 +316,14 @@ def cpu_section(rows, nms, train, started, load_before, load_after, machine, bus
     out += machine + [environment_line()]
     out += [f"- Load average before / after the run: {load_before} / {load_after} (other processes share the "
             f"machine: absolute times vary; the ratios, measured side by side, are what count)", ""]
-    out += ["Batch-1 forward passes, same cfg, same `.weights` file (pydarknet's sane random weights, convolutions "
-            "at half He scale) and same seeded input for both. Each side warmed up, then repetitions interleaved "
-            "(pydarknet, OpenCV, pydarknet, ...) with a 0.1 s pause before each; medians. OpenCV runs in a process of "
-            "its own (in one process the two libraries' idle threads starved each other). OpenCV: "
-            "`readNetFromDarknet`, `DNN_BACKEND_OPENCV`, `DNN_TARGET_CPU`, `forward(getUnconnectedOutLayersNames())`.",
-            ""]
+    out += peers_lines(peers)
+    out += ["pydarknet against OpenCV alone (issue 11's rows: yolov3 at 608 and one core busy; the quiet 416 rows "
+            "are in the table above). Batch-1 forward passes, same cfg, same `.weights` file (pydarknet's sane "
+            "random weights, convolutions at half He scale) and same seeded input for both. Each side warmed up, "
+            "then repetitions interleaved (pydarknet, OpenCV, pydarknet, ...) with a 0.1 s pause before each; "
+            "medians. OpenCV runs in a process of its own (in one process the two libraries' idle threads starved "
+            "each other). OpenCV: `readNetFromDarknet`, `DNN_BACKEND_OPENCV`, `DNN_TARGET_CPU`, "
+            "`forward(getUnconnectedOutLayersNames())`.", ""]
     out += forward_lines(rows, busy)
     if seconds is not None:
         out.append(f"NMS: `do_nms_sort` on yolov3-608's worst case (22,743 boxes, 80 classes, every box above "
@@ -369,8 +388,9 @@ def main():
     fast = quick()
     started = datetime.datetime.now(datetime.timezone.utc)
     load_before = load_average()
-    cases = ([("yolov3-tiny", 416, 1, 2, 5), ("yolov2", 416, 1, 1, 5), ("yolov1-tiny", 448, 1, 1, 5)] if fast
-             else bench_forward.CASES)
+    peers = guarded("the network alone against ONNX Runtime, OpenVINO and OpenCV DNN", bench_peers.run,
+                    quick=fast, log=log)
+    cases = [("yolov3", 416 if fast else 608, 1, 1 if fast else 5, 120)]     # the 416 rows: the peers' table
     busy_cases = [("yolov3-tiny", 416, 1, 2, 5)] if fast else bench_forward.BUSY_CASES
     print("-- forward passes", flush=True)
     rows = bench_forward.run(cases, log=log)
@@ -409,7 +429,7 @@ def main():
                        **(dict(iterations=5, quick=True) if fast else {}))
     section = cpu_section(rows, nms, train, started, load_before, load_average(), machine_lines(), busy=busy,
                           process=process, big=big, profile=profile, tools=tools, quick_run=fast, demo=demo,
-                          transfer=transfer)
+                          transfer=transfer, peers=peers)
     write_section(section, RESULTS, first=True)
     print(f"wrote {os.path.relpath(RESULTS)}")
 

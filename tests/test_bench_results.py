@@ -83,3 +83,24 @@ def test_classifier_and_transfer_rows_say_whether_the_target_is_met():
     result["classifier"]["top1"] = .9
     assert "NOT met" in transfer_lines((result, None))[0]
     assert transfer_lines((None, "failed: X")) == ["Classifier and transfer learning: failed: X."]
+
+
+def test_peers_table_ratios_and_targets():
+    from bench import bench_peers
+    ms = {"pause": {"pydarknet": [40.0, 44.0, 42.0], "ONNX Runtime": [30.0, 30.0, 30.0], "OpenVINO": [42.0] * 3,
+                    "OpenCV DNN": [60.0] * 3},
+          "back to back": {"pydarknet": [30.0] * 3, "ONNX Runtime": [31.0] * 3, "OpenVINO": [29.0] * 3}}
+    result = {"name": "yolov3-tiny", "size": 416, "modes": ("pause", "back to back"), "ms": ms,
+              "labels": {"ONNX Runtime": "ONNX Runtime 1.0"}, "errors": {"OpenCV DNN": "x"}, "l2": {"OpenVINO": 2e-8}}
+    table = bench_peers.table([result])
+    assert table[2] == ("| yolov3-tiny 416 | pause | 3 | 42.0 (40.0-44.0) | 30.0 (30.0-30.0) | 42.0 (42.0-42.0) "
+                        "| 60.0 (60.0-60.0) | 1.40 | 1.00 | 0.70 |")
+    assert table[3].endswith("| 0.97 | 1.03 | - |")
+    assert "- yolov3-tiny: OpenCV DNN: x" in table and "- ONNX Runtime 1.0: " + bench_peers.SETTINGS[
+        "ONNX Runtime"] in table
+    targets = bench_peers.target_lines([result])
+    assert "- yolov3-tiny pause: <= 1.0x ONNX Runtime (goal 0.8x): 1.40, NOT met" in targets
+    assert "- yolov3-tiny pause: <= 0.9x OpenCV DNN: 0.70, met" in targets
+    assert "- yolov3-tiny back to back: <= 1.0x ONNX Runtime: 0.97, met" in targets
+    assert "- yolov3-tiny batch 8: <= 1.0x OpenVINO: not timed" in targets
+    assert targets[-1] == "- yolov3-tiny: pydarknet after a pause <= 1.15x its own back to back: 1.40, NOT met"
