@@ -179,11 +179,13 @@ def _worker(conn, side, case):
 
 
 class Side:
-    def __init__(self, side, case):
+    """A side's process (`target`: _worker, or _end_to_end_worker) and its pipe."""
+
+    def __init__(self, side, case, target=None):
         ctx = multiprocessing.get_context("spawn")
         self.name, self.conn = side, None
         self.conn, child = ctx.Pipe()
-        self.process = ctx.Process(target=_worker, args=(child, side, case), daemon=True)
+        self.process = ctx.Process(target=target or _worker, args=(child, side, case), daemon=True)
         self.process.start()
         status, self.label = self.conn.recv()
         self.error = self.label if status == "error" else None
@@ -204,6 +206,128 @@ class Side:
             self.process.join(30)
         if self.process.is_alive():
             self.process.kill()
+
+
+# ---- image -> boxes: pydarknet's Detector against ONNX Runtime on the -decode graph, as a user writes it -------
+
+THRESH, NMS = .5, .45
+END_TO_END = ("yolov3-tiny-shapes", 416, 15)     # weights/yolov3-tiny-shapes.weights, data/shapes-sample.png
+
+
+def pydarknet_detector(case):
+    from pydarknet.detector.pipeline import Detector
+    detector = Detector(case["cfg"], case["weights"], names=[str(k) for k in range(80)], thresh=THRESH, nms=NMS)
+
+    def detect(image):
+        return len(detector.detect(image))
+    return detect
+
+
+def onnxruntime_detector(case):
+    """Letterbox with cv2 (grey padding), the -decode graph, scores above THRESH, the boxes back in pixels,
+    cv2.dnn.NMSBoxesBatched (per class)."""
+    import cv2
+    import onnxruntime as ort
+    options = ort.SessionOptions()
+    options.intra_op_num_threads, options.inter_op_num_threads = THREADS, 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.add_session_config_entry("session.set_denormal_as_zero", "1")
+    session = ort.InferenceSession(case["decoded"], options, providers=["CPUExecutionProvider"])
+    size = case["size"]
+
+    def detect(image):
+        h, w = image.shape[:2]
+        scale = min(size / w, size / h)
+        nw, nh = int(w * scale), int(h * scale)
+        dx, dy = (size - nw) // 2, (size - nh) // 2
+        canvas = np.full((size, size, 3), 127, np.uint8)
+        canvas[dy:dy + nh, dx:dx + nw] = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_LINEAR)
+        blob = cv2.dnn.blobFromImage(canvas, 1 / 255, swapRB=True)
+        boxes, _, scores = session.run(["boxes", "objectness", "scores"], {"input": blob})
+        rows, classes = np.nonzero(scores[0] > THRESH)
+        if not len(rows):
+            return 0
+        b = boxes[0][rows]
+        x, y = (b[:, 0] * size - dx) / scale, (b[:, 1] * size - dy) / scale
+        bw, bh = b[:, 2] * size / scale, b[:, 3] * size / scale
+        rects = np.stack([x - bw / 2, y - bh / 2, bw, bh], 1).tolist()
+        kept = cv2.dnn.NMSBoxesBatched(rects, scores[0][rows, classes].tolist(), classes.tolist(), THRESH, NMS)
+        return len(kept)
+    return detect
+
+
+def _end_to_end_worker(conn, side, case):
+    """A side of the end-to-end row: answers "time" with (ms, boxes found) of one detect after PAUSE_S."""
+    if side == "pydarknet":
+        import pydarknet  # noqa: F401
+        import numba
+        from pydarknet.backend.cpu import threads
+        numba.set_num_threads(THREADS)
+        threads.limit_blas(again=True)
+    import cv2
+    cv2.setNumThreads(THREADS)
+    try:
+        detect = (pydarknet_detector if side == "pydarknet" else onnxruntime_detector)(case)
+        image = cv2.imread(case["image"])
+        detect(image)
+    except Exception as e:      # noqa: BLE001
+        conn.send(("error", (str(e).strip().splitlines() or [type(e).__name__])[-1]))
+        return
+    conn.send(("ok", side))
+    while conn.recv() is not None:
+        time.sleep(PAUSE_S)
+        start = time.perf_counter()
+        found = detect(image)
+        conn.send(((time.perf_counter() - start) * 1e3, found))
+
+
+def run_end_to_end(folder, quick=False, log=print):
+    """pydarknet Detector.detect against ONNX Runtime + cv2 on one image after a pause each, on the shapes network
+    with its trained weights (so that there are boxes to decode and suppress): a dict of times and box counts."""
+    from bench.bench_forward import resized_cfg
+    from pydarknet.cfg import read_cfg
+    from pydarknet.export import build_model
+    from pydarknet.network import Network
+    from pydarknet.weights import load_weights
+    name, size, repeats = END_TO_END
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    case = {"cfg": resized_cfg(name, size, folder), "weights": os.path.join(repo, "weights", f"{name}.weights"),
+            "decoded": os.path.join(folder, f"{name}-{size}-decoded.onnx"), "size": size,
+            "image": os.path.join(repo, "data", "shapes-sample.png")}
+    net = Network(read_cfg(case["cfg"]), case["cfg"])
+    load_weights(net, case["weights"])
+    with open(case["decoded"], "wb") as f:
+        f.write(build_model(net, decode=True).SerializeToString())
+    sides = [Side(side, case, _end_to_end_worker) for side in ("pydarknet", "ONNX Runtime")]
+    result = {"name": name, "size": size, "image": case["image"], "ms": {}, "boxes": {}, "errors": {}}
+    try:
+        timed = [side for side in sides if not side.error]
+        result["errors"] = {side.name: side.error for side in sides if side.error}
+        for rep in range(1 if quick else repeats):
+            for side in timed:
+                side.conn.send(True)
+                ms, found = side.conn.recv()
+                result["ms"].setdefault(side.name, []).append(ms)
+                result["boxes"][side.name] = found
+            log(f"  end to end {rep + 1}: " + ", ".join(f"{n} {t[-1]:.1f}" for n, t in result["ms"].items()))
+    finally:
+        for side in sides:
+            side.close()
+    return result
+
+
+def end_to_end_lines(result):
+    """The end-to-end row under the table."""
+    ms = result["ms"]
+    if "pydarknet" not in ms or "ONNX Runtime" not in ms:
+        return [f"Image to boxes: not timed ({'; '.join(f'{k}: {v}' for k, v in result['errors'].items())})"]
+    ours, theirs = statistics.median(ms["pydarknet"]), statistics.median(ms["ONNX Runtime"])
+    return [f"Image to boxes ({result['name']} {result['size']} with its trained weights, "
+            f"`{os.path.basename(result['image'])}`, thresh "
+            f"{THRESH}, NMS {NMS}, after a 0.1 s pause, {len(ms['pydarknet'])} reps): pydarknet `Detector.detect` "
+            f"{cell(ms['pydarknet'])} ms, {result['boxes']['pydarknet']} boxes; ONNX Runtime on the `-decode` graph "
+            f"with cv2 letterbox and `cv2.dnn.NMSBoxesBatched` {cell(ms['ONNX Runtime'])} ms, "
+            f"{result['boxes']['ONNX Runtime']} boxes; ratio {ours / theirs:.2f}."]
 
 
 def relative_l2(ours, theirs):
@@ -282,13 +406,15 @@ def run_case(name, size, modes, repeats, folder, log=print):
 
 
 def run(cases=CASES, quick=False, log=print):
-    """Every case (quick: 1 repetition each) in one temporary folder."""
+    """Every case (quick: 1 repetition each) in one temporary folder, then the end-to-end row: (the cases' results,
+    the end-to-end result)."""
     with tempfile.TemporaryDirectory(prefix="pydarknet-peers-") as folder:
         results = []
         for name, size, modes, repeats in cases:
             log(f"-- peers: {name} {size}")
             results.append(run_case(name, size, modes, 1 if quick else repeats, folder, log))
-        return results
+        log("-- peers: image to boxes")
+        return results, run_end_to_end(folder, quick, log)
 
 
 def cell(times):
@@ -373,8 +499,8 @@ def target_lines(results):
 def main():
     names = [a for a in sys.argv[1:] if not a.startswith("-")]
     cases = [c for c in CASES if not names or c[0] in names]
-    results = run(cases, quick="--quick" in sys.argv)
-    print("\n".join(table(results) + [""] + target_lines(results)))
+    results, end_to_end = run(cases, quick="--quick" in sys.argv)
+    print("\n".join(table(results) + [""] + target_lines(results) + [""] + end_to_end_lines(end_to_end)))
 
 
 if __name__ == "__main__":

@@ -231,10 +231,11 @@ def forward_lines(rows, busy):
 def peers_lines(peers):
     """The network alone against ONNX Runtime, OpenVINO and OpenCV DNN (bench/bench_peers.py), and issue 28's
     targets."""
-    results, note = peers
-    if results is None:
+    found, note = peers
+    if found is None:
         return [f"Against the deployment runtimes: {note}.", ""]
-    from bench.bench_peers import table, target_lines
+    results, end_to_end = found
+    from bench.bench_peers import end_to_end_lines, table, target_lines
     return ["The network alone against the runtimes users deploy YOLO on (`bench/bench_peers.py`): a letterboxed "
             "float32 array in, the heads out; ONNX Runtime and OpenVINO run the graph `pydarknet export` writes "
             "(no `-decode`), OpenCV DNN reads the cfg. Same sane random weights and seeded input on every side, each "
@@ -242,7 +243,7 @@ def peers_lines(peers):
             "first; repetitions interleaved (a round: every side once). \"pause\": batch 1 after 0.1 s idle (a "
             "camera, a request queue); \"back to back\": the second of two passes in a row; \"batch 8\": ms an "
             "image. Medians (min-max) in ms; a ratio below 1 is pydarknet ahead.", ""] + table(results) + [
-            "", "Issue 28's targets:"] + target_lines(results) + [""]
+            "", "Issue 28's targets:"] + target_lines(results) + [""] + end_to_end_lines(end_to_end) + [""]
 
 
 def process_lines(process):
