@@ -330,6 +330,146 @@ def end_to_end_lines(result):
             f"{result['boxes']['ONNX Runtime']} boxes; ratio {ours / theirs:.2f}."]
 
 
+# ---- the gap, layer by layer: pydarknet's per-layer times beside ONNX Runtime's per-node profile ----------------
+
+PROFILE = ("yolov3-tiny", 416, 10)
+
+
+def _profile_pydarknet(case, steps):
+    """pydarknet's median ms per layer (its forward wrapped with a timer) and of the whole pass, batch 1 after a
+    pause each."""
+    import pydarknet  # noqa: F401
+    import numba
+    from bench.bench_profile import instrument, kind
+    from pydarknet.backend.cpu import threads
+    from pydarknet.cfg import read_cfg
+    from pydarknet.network import Network
+    from pydarknet.weights import load_weights
+    numba.set_num_threads(THREADS)
+    threads.limit_blas(again=True)
+    net = Network(read_cfg(case["cfg"]), case["cfg"])
+    load_weights(net, case["weights"])
+    timings = {}
+    instrument(net, timings)
+    x = case["input"][:1]
+    net.predict(x)
+    timings.clear()
+    whole = []
+    for _ in range(steps):
+        time.sleep(PAUSE_S)
+        start = time.perf_counter()
+        net.predict(x)
+        whole.append((time.perf_counter() - start) * 1e3)
+    layers = {i: statistics.median(v) for (i, method), v in timings.items() if method == "forward"}
+    return {"whole": statistics.median(whole), "layers": layers, "types": [kind(layer) for layer in net.layers]}
+
+
+def _profile_onnxruntime(case, steps):
+    """ONNX Runtime's median ms per layer (its profile's node events, by the `L<index>.` of their names; fused
+    nodes count for the layer of their first node) and of the whole run, batch 1 after a pause each."""
+    import json
+    import re
+    import onnxruntime as ort
+    options = ort.SessionOptions()
+    options.intra_op_num_threads, options.inter_op_num_threads = THREADS, 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.add_session_config_entry("session.set_denormal_as_zero", "1")
+    options.enable_profiling = True
+    options.profile_file_prefix = os.path.join(os.path.dirname(case["cfg"]), "ort-profile")
+    session = ort.InferenceSession(case["onnx"][1], options, providers=["CPUExecutionProvider"])
+    feed = {session.get_inputs()[0].name: case["input"][:1]}
+    session.run(None, feed)
+    whole = []
+    for _ in range(steps):
+        time.sleep(PAUSE_S)
+        start = time.perf_counter()
+        session.run(None, feed)
+        whole.append((time.perf_counter() - start) * 1e3)
+    with open(session.end_profiling()) as f:
+        events = json.load(f)
+    import onnx
+    produced_by = {out: int(node.name[1:].split(".")[0]) for node in onnx.load(case["onnx"][1]).graph.node
+                   if node.name.startswith("L") for out in node.output}
+
+    def layer_of(name):
+        """The layer of an event's node: `L<i>.` of an original node's name; ORT's NCHWc nodes are named after
+        the output they make (`leakyrelu.14_nchwc`); its layout reorders belong to no layer ("other")."""
+        base = name[:-len("_kernel_time")]
+        match = re.match(r"L(\d+)\.", base)
+        if match:
+            return int(match.group(1))
+        return produced_by.get(re.sub(r"_nchwc$", "", base), "other")
+
+    per_run = {}
+    runs = [e for e in events if e.get("name") == "model_run"]
+    for event in events:
+        if event.get("cat") != "Node" or not event["name"].endswith("_kernel_time"):
+            continue
+        run = sum(r["ts"] <= event["ts"] for r in runs) - 1         # which model_run it falls in
+        if run >= 1:                                                 # the first run is the warm-up
+            key = (layer_of(event["name"]), run)
+            per_run[key] = per_run.get(key, 0.0) + event["dur"] / 1e3
+    layers = {}
+    for (i, run), ms in per_run.items():
+        layers.setdefault(i, []).append(ms)
+    layers = {i: statistics.median(v) for i, v in layers.items()}
+    return {"whole": statistics.median(whole), "other": layers.pop("other", 0.0), "layers": layers}
+
+
+def _call(conn, function, args):
+    try:
+        conn.send(function(*args))
+    except Exception as e:      # noqa: BLE001
+        traceback.print_exc()
+        conn.send(f"{type(e).__name__}: {e}")
+
+
+def in_process(function, *args):
+    """function(*args) in a spawned process of its own: its result, or its error line."""
+    ctx = multiprocessing.get_context("spawn")
+    conn, child = ctx.Pipe()
+    process = ctx.Process(target=_call, args=(child, function, args), daemon=True)
+    process.start()
+    result = conn.recv()
+    process.join(30)
+    return result
+
+
+def run_layer_profile(folder, quick=False, log=print):
+    """pydarknet's and ONNX Runtime's time per layer of yolov3-tiny 416 at batch 1 (each in a process of its
+    own, one after the other): {"ours", "theirs"}, each a dict or an error line."""
+    name, size, steps = PROFILE
+    case = prepare(name, size, folder)
+    steps = 2 if quick else steps
+    log("-- peers: layer by layer")
+    return {"name": name, "size": size, "steps": steps, "ours": in_process(_profile_pydarknet, case, steps),
+            "theirs": in_process(_profile_onnxruntime, case, steps)}
+
+
+def layer_profile_lines(profile):
+    """The layer-by-layer table: each layer's ms on both sides, then the whole pass and what lies outside the
+    layers."""
+    ours, theirs = profile["ours"], profile["theirs"]
+    if isinstance(ours, str) or isinstance(theirs, str):
+        return [f"Layer by layer: not measured (pydarknet: {ours if isinstance(ours, str) else 'ok'}; ONNX Runtime: "
+                f"{theirs if isinstance(theirs, str) else 'ok'})"]
+    lines = [f"Layer by layer ({profile['name']} {profile['size']}, batch 1 after a 0.1 s pause, medians of "
+             f"{profile['steps']} passes; pydarknet: each layer's forward timed; ONNX Runtime: its profile's node "
+             f"times by the layer their node came from, a fused node counted for its first):", "",
+             "| layer | type | pydarknet ms | ONNX Runtime ms | difference ms |", "|---:|---|---:|---:|---:|"]
+    for i, kind in enumerate(ours["types"]):
+        a, b = ours["layers"].get(i, 0.0), theirs["layers"].get(i, 0.0)
+        lines.append(f"| {i} | {kind} | {a:.2f} | {b:.2f} | {a - b:+.2f} |")
+    lines.append(f"| - | ONNX Runtime's layout reorders (NCHWc) | - | {theirs['other']:.2f} | |")
+    inside_ours, inside_theirs = sum(ours["layers"].values()), sum(theirs["layers"].values()) + theirs["other"]
+    lines.append(f"| all | inside the layers | {inside_ours:.1f} | {inside_theirs:.1f} | "
+                 f"{inside_ours - inside_theirs:+.1f} |")
+    lines.append(f"| all | whole pass (outside the layers: {ours['whole'] - inside_ours:.1f} / "
+                 f"{theirs['whole'] - inside_theirs:.1f}) | {ours['whole']:.1f} | {theirs['whole']:.1f} | "
+                 f"{ours['whole'] - theirs['whole']:+.1f} |")
+    return lines
+
+
 def relative_l2(ours, theirs):
     a = np.concatenate([o.ravel() for o in ours]).astype(np.float64)
     b = np.concatenate([t.ravel() for t in theirs]).astype(np.float64)
@@ -406,15 +546,16 @@ def run_case(name, size, modes, repeats, folder, log=print):
 
 
 def run(cases=CASES, quick=False, log=print):
-    """Every case (quick: 1 repetition each) in one temporary folder, then the end-to-end row: (the cases' results,
-    the end-to-end result)."""
+    """Every case (quick: 1 repetition each) in one temporary folder, then the end-to-end row and the layer-by-layer
+    profile: (the cases' results, the end-to-end result, the profile)."""
     with tempfile.TemporaryDirectory(prefix="pydarknet-peers-") as folder:
         results = []
         for name, size, modes, repeats in cases:
             log(f"-- peers: {name} {size}")
             results.append(run_case(name, size, modes, 1 if quick else repeats, folder, log))
         log("-- peers: image to boxes")
-        return results, run_end_to_end(folder, quick, log)
+        end_to_end = run_end_to_end(folder, quick, log)
+        return results, end_to_end, run_layer_profile(folder, quick, log)
 
 
 def cell(times):
@@ -499,8 +640,9 @@ def target_lines(results):
 def main():
     names = [a for a in sys.argv[1:] if not a.startswith("-")]
     cases = [c for c in CASES if not names or c[0] in names]
-    results, end_to_end = run(cases, quick="--quick" in sys.argv)
-    print("\n".join(table(results) + [""] + target_lines(results) + [""] + end_to_end_lines(end_to_end)))
+    results, end_to_end, profile = run(cases, quick="--quick" in sys.argv)
+    print("\n".join(table(results) + [""] + target_lines(results) + [""] + end_to_end_lines(end_to_end) + [""]
+                    + layer_profile_lines(profile)))
 
 
 if __name__ == "__main__":

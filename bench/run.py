@@ -234,8 +234,8 @@ def peers_lines(peers):
     found, note = peers
     if found is None:
         return [f"Against the deployment runtimes: {note}.", ""]
-    results, end_to_end = found
-    from bench.bench_peers import end_to_end_lines, table, target_lines
+    results, end_to_end, profile = found
+    from bench.bench_peers import end_to_end_lines, layer_profile_lines, table, target_lines
     return ["The network alone against the runtimes users deploy YOLO on (`bench/bench_peers.py`): a letterboxed "
             "float32 array in, the heads out; ONNX Runtime and OpenVINO run the graph `pydarknet export` writes "
             "(no `-decode`), OpenCV DNN reads the cfg. Same sane random weights and seeded input on every side, each "
@@ -243,7 +243,8 @@ def peers_lines(peers):
             "first; repetitions interleaved (a round: every side once). \"pause\": batch 1 after 0.1 s idle (a "
             "camera, a request queue); \"back to back\": the second of two passes in a row; \"batch 8\": ms an "
             "image. Medians (min-max) in ms; a ratio below 1 is pydarknet ahead.", ""] + table(results) + [
-            "", "Issue 28's targets:"] + target_lines(results) + [""] + end_to_end_lines(end_to_end) + [""]
+            "", "Issue 28's targets:"] + target_lines(results) + [""] + end_to_end_lines(end_to_end) + [""] + \
+        layer_profile_lines(profile) + [""]
 
 
 def process_lines(process):

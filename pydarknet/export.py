@@ -43,6 +43,7 @@ class Graph:
     def __init__(self, onnx, batch):
         self.onnx, self.helper, self.batch = onnx, onnx.helper, batch
         self.nodes, self.initializers, self.count = [], [], 0
+        self.layer = None       # the index of the layer being emitted: its nodes are named `L<index>.<op>.<n>`
 
     def fresh(self, hint):
         self.count += 1
@@ -58,7 +59,8 @@ class Graph:
 
     def op(self, op_type, inputs, hint=None, **attrs):
         name = self.fresh(hint or op_type.lower())
-        self.nodes.append(self.helper.make_node(op_type, list(inputs), [name], **attrs))
+        node = f"L{self.layer}.{op_type}.{self.count}" if self.layer is not None else None
+        self.nodes.append(self.helper.make_node(op_type, list(inputs), [name], name=node, **attrs))
         return name
 
     def scalar(self, value):
@@ -415,12 +417,14 @@ def build_model(net, batch=1, decode=False, outputs=None):
     x = "input"
     names = []
     for layer in net.layers:
+        g.layer = layer.index       # a runtime's profile names its nodes' layers (bench/bench_peers.py)
         emit = EMITTERS.get(type(layer).__name__)
         if emit is None:
             where = layer.section.where() if layer.section else f"{net.path}: layer {layer.index}"
             raise DarknetError(f"{where}: has no ONNX form in pydarknet export")
         x = emit(g, layer, x, names)
         names.append(x)
+    g.layer = None
     graph_outputs = []
     for i in heads(net) if outputs is None else outputs:
         layer = net.layers[i]
