@@ -1,7 +1,7 @@
 """`make bench`: pydarknet's CPU benchmarks, side by side with OpenCV DNN (forward passes) and PyTorch (training steps,
 bench/bench_train.py) in one run, written to bench/RESULTS.md.
 
-    python -m bench.run            # from the repository root; about 15 minutes on the 2-core machine
+    python -m bench.run            # from the repository root; about 22 minutes on the 2-core machine
     python -m bench.run --quick    # (or BENCH_QUICK=1) a smoke run: 1-2 reps, small cases; do not commit its RESULTS.md
 
 Rewrites the "## CPU" section of bench/RESULTS.md and keeps every other "## " section (a "## GPU" section written
