@@ -1,5 +1,6 @@
-"""`make bench`: pydarknet's CPU benchmarks, side by side with OpenCV DNN (forward passes) and PyTorch (training steps,
-bench/bench_train.py) in one run, written to bench/RESULTS.md.
+"""`make bench`: pydarknet's CPU benchmarks, side by side with ONNX Runtime, OpenVINO and OpenCV DNN (forward passes,
+bench/bench_peers.py and bench/bench_forward.py) and PyTorch (training steps, bench/bench_train.py) in one run,
+written to bench/RESULTS.md.
 
     python -m bench.run            # from the repository root; about 22 minutes on the 2-core machine
     python -m bench.run --quick    # (or BENCH_QUICK=1) a smoke run: 1-2 reps, small cases; do not commit its RESULTS.md
