@@ -52,36 +52,55 @@ SETTINGS = {
 }
 
 
-# ---- each side: a loaded network with forward(x) -> list of head arrays ----------------------------------------
+# ---- each side: a loaded network with forward(x, want=None) -> list of head arrays -----------------------------
+# `want`: None (the timed outputs), "heads" or "head inputs" (what the check compares)
 
-def pydarknet_side(case):
+def pydarknet_threads():
+    """pydarknet on THREADS threads in this process, as `-threads` sets it (Numba's and the GEMM pieces')."""
     import numba
     from pydarknet.backend.cpu import threads
-    from pydarknet.cfg import read_cfg
-    from pydarknet.export import heads
-    from pydarknet.network import Network
-    from pydarknet.weights import load_weights
     numba.set_num_threads(THREADS)
     threads.limit_blas(again=True)
-    net = Network(read_cfg(case["cfg"]), case["cfg"])
-    load_weights(net, case["weights"])
-    outputs = heads(net)
-
-    def forward(x, inputs=False):     # inference follows the input's batch
-        net.predict(x)
-        return [np.array(net.layers[i - 1 if inputs else i].output).reshape(x.shape[0], -1) for i in outputs]
-    return forward, f"pydarknet (numba {numba.__version__})"
 
 
-def onnxruntime_side(case):
+def ort_options(profile_prefix=None):
+    """ONNX Runtime's session options as SETTINGS says (with its profiler on where a prefix is given)."""
     import onnxruntime as ort
     options = ort.SessionOptions()
     options.intra_op_num_threads, options.inter_op_num_threads = THREADS, 1
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.add_session_config_entry("session.set_denormal_as_zero", "1")
+    if profile_prefix:
+        options.enable_profiling, options.profile_file_prefix = True, profile_prefix
+    return options
+
+
+def error_line(e):
+    """An exception as a row's note: its message's last line."""
+    return (str(e).strip().splitlines() or [type(e).__name__])[-1]
+
+
+def pydarknet_side(case):
+    import numba
+    from pydarknet.export import heads
+    from pydarknet.network import load_network
+    pydarknet_threads()
+    net = load_network(case["cfg"], case["weights"])
+    outputs = heads(net)
+
+    def forward(x, want=None):     # inference follows the input's batch
+        net.predict(x)
+        shift = 1 if want == "head inputs" else 0
+        return [np.array(net.layers[i - shift].output).reshape(x.shape[0], -1) for i in outputs]
+    return forward, f"pydarknet (numba {numba.__version__})"
+
+
+def onnxruntime_side(case):
+    import onnxruntime as ort
+    options = ort_options()
     sessions = {}
 
-    def forward(x):
+    def forward(x, want=None):
         batch = x.shape[0]
         if batch not in sessions:
             sessions[batch] = ort.InferenceSession(case["onnx"][batch], options, providers=["CPUExecutionProvider"])
@@ -98,7 +117,7 @@ def openvino_side(case):
               "CPU_DENORMALS_OPTIMIZATION": "YES"}
     compiled = {}
 
-    def forward(x):
+    def forward(x, want=None):
         batch = x.shape[0]
         if batch not in compiled:
             model = core.read_model(case["onnx"][batch])
@@ -115,22 +134,15 @@ def opencv_side(case):
     heads (conv_N before each [yolo]/[region]) on a net of its own (one asked for other outputs answers wrongly
     afterwards: tests/test_opencv_crosscheck.py)."""
     import cv2
+    from bench.bench_forward import opencv_net
     cv2.setNumThreads(THREADS)
-
-    def load():
-        net = cv2.dnn.readNetFromDarknet(case["cfg"], case["weights"])
-        net.setPreferableBackend(cv2.dnn.DNN_BACKEND_OPENCV)
-        net.setPreferableTarget(cv2.dnn.DNN_TARGET_CPU)
-        return net
-    net, checked = load(), load()
+    net, checked = opencv_net(case["cfg"], case["weights"]), opencv_net(case["cfg"], case["weights"])
     names = list(net.getUnconnectedOutLayersNames())
 
-    def forward(x, check=False):
-        if check:
-            checked.setInput(x)
-            return [np.asarray(o).reshape(x.shape[0], -1) for o in checked.forward(case["head_inputs"])]
-        net.setInput(x)
-        return [np.asarray(o).reshape(x.shape[0], -1) for o in net.forward(names)]
+    def forward(x, want=None):
+        used = checked if want else net
+        used.setInput(x)
+        return [np.asarray(o).reshape(x.shape[0], -1) for o in used.forward(case["head_inputs"] if want else names)]
     return forward, f"OpenCV DNN {cv2.__version__}"
 
 
@@ -151,7 +163,7 @@ def _worker(conn, side, case):
         conn.send(("error", f"not installed ({e}): pip install \"pydarknet[bench]\""))
         return
     except Exception as e:      # noqa: BLE001  whatever a runtime raises, its last line is the row's note
-        conn.send(("error", (str(e).strip().splitlines() or [type(e).__name__])[-1]))
+        conn.send(("error", error_line(e)))
         return
     conn.send(("ok", name))
     while True:
@@ -161,9 +173,7 @@ def _worker(conn, side, case):
         kind, value = request
         try:
             if kind in ("heads", "head inputs"):
-                conn.send(forward(inputs[value], check=True) if side == "OpenCV DNN" else
-                          forward(inputs[value], inputs=kind == "head inputs") if side == "pydarknet" else
-                          forward(inputs[value]))
+                conn.send(forward(inputs[value], want=kind))
                 continue
             x = inputs[BATCH[value]]
             if value == "back to back":
@@ -228,11 +238,7 @@ def onnxruntime_detector(case):
     cv2.dnn.NMSBoxesBatched (per class)."""
     import cv2
     import onnxruntime as ort
-    options = ort.SessionOptions()
-    options.intra_op_num_threads, options.inter_op_num_threads = THREADS, 1
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.add_session_config_entry("session.set_denormal_as_zero", "1")
-    session = ort.InferenceSession(case["decoded"], options, providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(case["decoded"], ort_options(), providers=["CPUExecutionProvider"])
     size = case["size"]
 
     def detect(image):
@@ -260,10 +266,7 @@ def _end_to_end_worker(conn, side, case):
     """A side of the end-to-end row: answers "time" with (ms, boxes found) of one detect after PAUSE_S."""
     if side == "pydarknet":
         import pydarknet  # noqa: F401
-        import numba
-        from pydarknet.backend.cpu import threads
-        numba.set_num_threads(THREADS)
-        threads.limit_blas(again=True)
+        pydarknet_threads()
     import cv2
     cv2.setNumThreads(THREADS)
     try:
@@ -271,7 +274,7 @@ def _end_to_end_worker(conn, side, case):
         image = cv2.imread(case["image"])
         detect(image)
     except Exception as e:      # noqa: BLE001
-        conn.send(("error", (str(e).strip().splitlines() or [type(e).__name__])[-1]))
+        conn.send(("error", error_line(e)))
         return
     conn.send(("ok", side))
     while conn.recv() is not None:
@@ -285,19 +288,15 @@ def run_end_to_end(folder, quick=False, log=print):
     """pydarknet Detector.detect against ONNX Runtime + cv2 on one image after a pause each, on the shapes network
     with its trained weights (so that there are boxes to decode and suppress): a dict of times and box counts."""
     from bench.bench_forward import resized_cfg
-    from pydarknet.cfg import read_cfg
     from pydarknet.export import build_model
-    from pydarknet.network import Network
-    from pydarknet.weights import load_weights
+    from pydarknet.network import load_network
     name, size, repeats = END_TO_END
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     case = {"cfg": resized_cfg(name, size, folder), "weights": os.path.join(repo, "weights", f"{name}.weights"),
             "decoded": os.path.join(folder, f"{name}-{size}-decoded.onnx"), "size": size,
             "image": os.path.join(repo, "data", "shapes-sample.png")}
-    net = Network(read_cfg(case["cfg"]), case["cfg"])
-    load_weights(net, case["weights"])
     with open(case["decoded"], "wb") as f:
-        f.write(build_model(net, decode=True).SerializeToString())
+        f.write(build_model(load_network(case["cfg"], case["weights"]), decode=True).SerializeToString())
     sides = [Side(side, case, _end_to_end_worker) for side in ("pydarknet", "ONNX Runtime")]
     result = {"name": name, "size": size, "image": case["image"], "ms": {}, "boxes": {}, "errors": {}}
     try:
@@ -339,16 +338,10 @@ def _profile_pydarknet(case, steps):
     """pydarknet's median ms per layer (its forward wrapped with a timer) and of the whole pass, batch 1 after a
     pause each."""
     import pydarknet  # noqa: F401
-    import numba
     from bench.bench_profile import instrument, kind
-    from pydarknet.backend.cpu import threads
-    from pydarknet.cfg import read_cfg
-    from pydarknet.network import Network
-    from pydarknet.weights import load_weights
-    numba.set_num_threads(THREADS)
-    threads.limit_blas(again=True)
-    net = Network(read_cfg(case["cfg"]), case["cfg"])
-    load_weights(net, case["weights"])
+    from pydarknet.network import load_network
+    pydarknet_threads()
+    net = load_network(case["cfg"], case["weights"])
     timings = {}
     instrument(net, timings)
     x = case["input"][:1]
@@ -370,12 +363,7 @@ def _profile_onnxruntime(case, steps):
     import json
     import re
     import onnxruntime as ort
-    options = ort.SessionOptions()
-    options.intra_op_num_threads, options.inter_op_num_threads = THREADS, 1
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.add_session_config_entry("session.set_denormal_as_zero", "1")
-    options.enable_profiling = True
-    options.profile_file_prefix = os.path.join(os.path.dirname(case["cfg"]), "ort-profile")
+    options = ort_options(profile_prefix=os.path.join(os.path.dirname(case["cfg"]), "ort-profile"))
     session = ort.InferenceSession(case["onnx"][1], options, providers=["CPUExecutionProvider"])
     feed = {session.get_inputs()[0].name: case["input"][:1]}
     session.run(None, feed)

@@ -26,9 +26,10 @@ def tune(args):
     if options["tracker"]:
         allow_imports()
     from .. import backend
+    from ..parallel.launch import gpu_list
     from ..tune import tune
     gpus = getattr(args, "gpus", None)
-    options["gpus"] = [g for g in (gpus or "").split(",") if g.strip()] if backend.build_wants_gpu() else []
+    options["gpus"] = gpu_list(gpus) if backend.build_wants_gpu() else []
     options["threads"] = getattr(args, "threads", None)
     tune(args.argv[0], args.argv[1], args.positional(2), **options)
     return 0

@@ -7,7 +7,7 @@ import warnings
 
 from .. import files
 from .space import cfg_with_values
-from .study import FITNESS
+from .study import FITNESS, shown_values
 
 BEST_SHOWN = 5
 IMPORTANCE_LEAST = 3        # complete trials Optuna's importances need to say something
@@ -129,7 +129,7 @@ def print_table(trials, complete, plan, out):
           file=out)
     print(f"  {'trial':>5}  {'fitness':>8}  {'val loss':>9}  values", file=out)
     for t in best:
-        values = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in t.params.items())
+        values = shown_values(t.params)
         loss = t.user_attrs.get("validation_loss")
         print(f"  {t.number:>5}  {t.value:>8.4f}  {loss if loss is None else format(loss, '>9.4f')}  {values}",
               file=out)

@@ -97,6 +97,11 @@ class Plan:
             return self.trials
         return math.inf if self.grid else DEFAULT_TRIALS
 
+    @property
+    def tpe_startup(self):
+        """The trials TPE samples at random before it models the others: min(10, N/2)."""
+        return min(10, self.total // 2) if self.total != math.inf else 10
+
     def storage(self):
         """Optuna's storage: the journal file in the folder, or the URL of -storage."""
         if self.storage_url:
@@ -108,8 +113,7 @@ class Plan:
     def sampler(self):
         import optuna
         if self.sampler_name == "tpe":
-            startup = min(10, int(self.total) // 2) if self.total != math.inf else 10
-            return optuna.samplers.TPESampler(n_startup_trials=startup, seed=self.seed, constant_liar=True)
+            return optuna.samplers.TPESampler(n_startup_trials=self.tpe_startup, seed=self.seed, constant_liar=True)
         return optuna.samplers.RandomSampler(seed=self.seed)    # grid: every point is enqueued, none sampled
 
     def pruner(self):
@@ -145,8 +149,7 @@ class Plan:
         lines.append(f"  reports every {self.map_every} iterations and at the last: validation loss and "
                      f"{FITNESS[self.fitness][1]}; fitness: {FITNESS[self.fitness][1]} at the last report")
         if self.sampler_name == "tpe":
-            startup = min(10, int(self.total) // 2) if self.total != math.inf else 10
-            sampler = f"TPE (random for the first {startup} trials, seed {self.seed})"
+            sampler = f"TPE (random for the first {self.tpe_startup} trials, seed {self.seed})"
         else:
             sampler = "grid (its points enqueued once, taken in turn)" if self.grid else f"random (seed {self.seed})"
         watched = "the validation loss" if self.prune_on == "loss" else FITNESS[self.fitness][1]
@@ -157,6 +160,11 @@ class Plan:
         space = "the default space" if self.space_text else f"{self.params[0].path}"
         lines.append(f"  searching ({space}): " + ", ".join(f"{p.name} {p.text}" for p in self.params))
         return "\n".join(lines)
+
+
+def shown_values(values):
+    """A trial's values as its lines print them: `net.learning_rate=0.0004716, net.batch=32`."""
+    return ", ".join(f"{name}={v:.4g}" if isinstance(v, float) else f"{name}={v}" for name, v in values.items())
 
 
 def driver_id():
@@ -323,7 +331,7 @@ class Study:
         pid = run.start(threads, gpu)
         trial.set_user_attr("pid", pid)
         trial.set_user_attr("folder", os.path.abspath(run.folder))
-        shown = ", ".join(f"{name}={v:.4g}" if isinstance(v, float) else f"{name}={v}" for name, v in values.items())
+        shown = shown_values(values)
         self.say(f"trial {trial.number} started: {shown} ({run.iterations} iterations, pid {pid}, {run.folder})")
         key, reported = FITNESS[plan.fitness][0], set()
         try:
