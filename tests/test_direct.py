@@ -3,7 +3,9 @@ import numpy as np
 import pytest
 
 import reference
+from pydarknet.activations import LEAKY, LINEAR, LOGISTIC
 from pydarknet.backend import cpu
+from pydarknet.backend.cpu.simd import FLT_MIN
 from pydarknet.backend.cpu import direct
 from test_threads import convolution_gradients
 
@@ -59,3 +61,49 @@ def test_direct_is_what_the_forward_runs(monkeypatch):
     monkeypatch.setenv("PYDARKNET_DIRECT_MAX_CHANNELS", "0")
     cpu.convolution_forward(x, w, 3, 1, 1, 1, y)
     assert y[0, 0, 2, 2] == 27 and y[0, 0, 0, 0] == 12
+
+
+def _epilogue(rng, filters, activation, normalize):
+    biases = rng.standard_normal(filters).astype(np.float32)
+    if not normalize:
+        return biases, activation, None, None, None
+    scales = (rng.random(filters) + .5).astype(np.float32)
+    mean = rng.standard_normal(filters).astype(np.float32)
+    variance = (rng.random(filters) + .1).astype(np.float32)
+    return biases, activation, scales, mean, variance
+
+
+@pytest.mark.parametrize("activation", [LEAKY, LINEAR, LOGISTIC])
+@pytest.mark.parametrize("normalize", [True, False])
+@pytest.mark.parametrize("channels, width, size", [(3, 37, 3), (16, 16, 3), (3, 7, 3), (40, 20, 3), (8, 20, 1)])
+def test_the_epilogue_is_bias_activate_after_the_convolution(activation, normalize, channels, width, size):
+    """convolution_forward with an epilogue gives, to the bit, the convolution followed by bias_activate: the
+    direct loops' fused writes (wide rows), and every other path (narrow rows, Winograd, 1x1); denormal results
+    flushed, NaN kept."""
+    rng = np.random.default_rng(channels + width + size)
+    x = rng.standard_normal((2, channels, 9, width)).astype(np.float32)
+    x[0, :, 4, 5] = np.nan
+    w = rng.standard_normal((6, channels * size * size)).astype(np.float32)
+    epilogue = _epilogue(rng, 6, activation, normalize)
+    epilogue[0][1] = 0.0
+    w[1] = 0.0
+    w[1, 0] = 1e-39     # products below FLT_MIN: denormal sums
+    pad = size // 2
+    expected = np.empty((2, 6, 9, width), np.float32)
+    cpu.convolution_forward(x, w, size, 1, pad, 1, expected, derived={})
+    cpu.bias_activate(expected, *epilogue)
+    y = np.full_like(expected, 7.0)
+    cpu.convolution_forward(x, w, size, 1, pad, 1, y, derived={}, epilogue=epilogue)
+    np.testing.assert_array_equal(y, expected)
+    assert np.isnan(y).any() and not ((np.abs(y) < FLT_MIN) & (y != 0)).any()
+
+
+def test_wide_rows_take_the_register_blocks(monkeypatch):
+    """Rows of 16 pixels and more go through direct.forward (a marker shows it), narrower ones through the
+    band loops."""
+    w = np.ones((2, 27), np.float32)
+    monkeypatch.setattr(direct, "forward", lambda x, packed, y, epilogue=None: y.fill(-7.0))
+    for width, marked in ((16, True), (15, False)):
+        y = np.zeros((1, 2, 5, width), np.float32)
+        cpu.convolution_forward(np.ones((1, 3, 5, width), np.float32), w, 3, 1, 1, 1, y)
+        assert (y == -7).all() == marked

@@ -224,6 +224,14 @@ class Layer:
             self.weights_changed()
 
 
+def inference_epilogue(layer, activation):
+    """What normalize_bias_activate does at inference, as convolution_forward's `epilogue` takes it: (biases,
+    activation, scales, mean, variance), the last three None without batch-norm."""
+    if not getattr(layer, "batch_normalize", True):
+        return layer.biases, activation, None, None, None
+    return layer.biases, activation, layer.scales, layer.rolling_mean, layer.rolling_variance
+
+
 def normalize_bias_activate(layer, y, net, activation):
     """Darknet's batch-norm (batch statistics in training, rolling ones at inference), bias and activation, in place.
 

@@ -2,8 +2,8 @@
 import math
 
 from ..backend import assign, cpu, ops_of
-from .base import (Layer, activation_code, backward_normalize_bias, ensure_updates, normalize_bias_activate, positive,
-                   sgd_update)
+from .base import (Layer, activation_code, backward_normalize_bias, ensure_updates, inference_epilogue,
+                   normalize_bias_activate, positive, sgd_update)
 
 
 class Convolutional(Layer):
@@ -81,10 +81,13 @@ class Convolutional(Layer):
         self.derived = {}
 
     def forward(self, x, net):
+        """At inference the backend applies batch-norm, bias and activation as it writes y (inference_epilogue);
+        in training they follow with the batch's statistics."""
         y = self.new_output(x.shape[0])
+        epilogue = None if net.train else inference_epilogue(self, self.activation)
         ops_of(x).convolution_forward(x, self.weights, self.size, self.stride, self.pad, self.groups, y,
-                                      net.workspace, None if net.one_pass else self.derived)
-        return normalize_bias_activate(self, y, net, self.activation)
+                                      net.workspace, None if net.one_pass else self.derived, epilogue)
+        return y if epilogue else normalize_bias_activate(self, y, net, self.activation)
 
     def backward(self, x, dx, net):
         """Darknet's backward_convolutional_layer: activation gradient, bias/batch-norm, then the weight updates

@@ -5,8 +5,10 @@ shares the GEMMs and the images out over pydarknet's threads.
 import numba
 import numpy as np
 
+from ...activations import LEAKY, LINEAR
 from ...jit import kernel
 from . import direct, threads, winograd
+from .activations import bias_activate
 from .im2col import col2im_rows, im2col, im2col_rows
 
 
@@ -59,11 +61,45 @@ def _winograd_gradient(filters, out_h, out_w, size, stride, pad, groups):
     return pad == 1 and winograd.applies(filters, out_h, out_w, size, stride, groups)
 
 
-def convolution_forward(x, weights, size, stride, pad, groups, y, workspace=None, derived=None):
+def convolution_forward(x, weights, size, stride, pad, groups, y, workspace=None, derived=None, epilogue=None):
     """y = the convolution of x (B, C, H, W) with weights (K, C/groups*size*size): Darknet's loop of im2col and
     GEMM per image and group, or Winograd, or for few input channels direct 3x3 loops (direct.py). `derived` (a
-    dict the caller empties when the weights change) keeps the Winograd filters between calls. Without it the
-    weights are used once, and Winograd, whose filter transform pays over many calls, is not taken."""
+    dict the caller empties when the weights change) keeps the Winograd and direct filters between calls. Without
+    it the weights are used once, and Winograd, whose filter transform pays over many calls, is not taken.
+
+    `epilogue` (biases, activation, scales, mean, variance): then y = bias_activate(that convolution, ...), the
+    inference pass of a convolutional layer; the direct loops apply it as they write each block."""
+    _, c, height, width = x.shape
+    winograd_first = derived is not None and winograd.applies(c, height, width, size, stride, groups)
+    if not winograd_first and direct.applies(c, size, stride, pad, groups) and direct.fits(width):
+        packed = None if derived is None else derived.get("direct")
+        if packed is None:
+            packed = direct.pack(weights, c)
+            if derived is not None:
+                derived["direct"] = packed
+        fused = epilogue is not None and epilogue[1] in (LEAKY, LINEAR)
+        direct.forward(x, packed, y, _per_filter(epilogue) if fused else None)
+        if epilogue is not None and not fused:
+            bias_activate(y, *epilogue)
+        return y
+    _convolve(x, weights, size, stride, pad, groups, y, workspace, derived)
+    if epilogue is not None:
+        bias_activate(y, *epilogue)
+    return y
+
+
+def _per_filter(epilogue):
+    """An epilogue as direct.forward takes it: (mean, scale, bias, activation) per filter, scale computed in
+    double and rounded as activations.py's _bias_activate does."""
+    biases, activation, scales, mean, variance = epilogue
+    if scales is None:
+        return np.zeros_like(biases), np.ones_like(biases), biases, activation
+    scale = (scales.astype(np.float64) / (np.sqrt(variance.astype(np.float64)) + 1e-6)).astype(np.float32)
+    return mean, scale, biases, activation
+
+
+def _convolve(x, weights, size, stride, pad, groups, y, workspace, derived):
+    """convolution_forward's other paths: Winograd, direct loops on narrow rows, im2col and GEMM."""
     batch, c, height, width = x.shape
     filters = weights.shape[0]
     _, _, out_h, out_w = y.shape

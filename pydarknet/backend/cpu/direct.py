@@ -15,8 +15,9 @@ import numba
 import numpy as np
 
 from ... import settings
+from ...activations import LEAKY, LINEAR
 from ...jit import kernel, vector_kernel
-from . import threads
+from . import simd, threads
 
 _BAND_FLOATS = 2048     # outputs per channel made at a time: 4 channels' bands stay in the core's L1 cache
 
@@ -146,6 +147,109 @@ def _add_filter_sums(xp, dp, wp, n, sums):
                 sums[k0, c, t] += a[t]
                 if k1 != k0:
                     sums[k1, c, t] += b[t]
+
+
+# ---- the forward pass: blocks of 4 filters x 24 pixels summed in twelve vector registers -----------------------
+
+_BLOCK = 2 * simd.LANES     # pixels of a row in a block: two vectors
+_FILTERS = 4                # filters in a block: 4 x 2 accumulators, 2 inputs, 4 weights
+
+
+def fits(width):
+    """Rows at least a block wide: the forward's register blocks (a row's last block is moved back to end at its
+    last pixel and computes a few pixels twice)."""
+    return width >= _BLOCK
+
+
+def pack(weights, channels):
+    """weights (K, C*9) as (K/4 groups, C, 9, 4): a block's four filter values at each tap side by side (a missing
+    filter of the last group weighs zero)."""
+    filters = weights.shape[0]
+    groups = -(-filters // _FILTERS)
+    packed = np.zeros((groups * _FILTERS, channels * 9), np.float32)
+    packed[:filters] = weights.reshape(filters, -1)
+    return np.ascontiguousarray(packed.reshape(groups, _FILTERS, channels, 9).transpose(0, 2, 3, 1)).reshape(-1)
+
+
+@vector_kernel(inline="always")
+def _tap(a, x, at, w, wi):
+    """The block's 8 sums a + the 4 filters' weights w[wi:wi + 4] times the 16 inputs x[at:at + 16]."""
+    x0, x1 = simd.load(x, at), simd.load(x, at + 8)
+    w0, w1, w2, w3 = simd.splat(w[wi]), simd.splat(w[wi + 1]), simd.splat(w[wi + 2]), simd.splat(w[wi + 3])
+    return (simd.multiply_add(w0, x0, a[0]), simd.multiply_add(w0, x1, a[1]),
+            simd.multiply_add(w1, x0, a[2]), simd.multiply_add(w1, x1, a[3]),
+            simd.multiply_add(w2, x0, a[4]), simd.multiply_add(w2, x1, a[5]),
+            simd.multiply_add(w3, x0, a[6]), simd.multiply_add(w3, x1, a[7]))
+
+
+@vector_kernel(inline="always")
+def _finish(v, mean, scale, bias, activation):
+    """The epilogue of a vector of sums: batch-norm and bias, the activation (LEAKY or LINEAR; any other: none),
+    denormals to zero, as activations.py's _bias_activate does it."""
+    v = simd.affine(v, mean, scale, bias)
+    if activation == LEAKY:
+        v = simd.leaky(v)
+    return simd.flush(v)
+
+
+@vector_kernel
+def _forward_rows(xp, packed, y, first, last, mean, scale, bias, activation, finish):
+    """y (K, H, W) rows first..last-1 = the convolution of the padded image xp (C, L) with the packed filters;
+    with `finish`, (sum - mean) * scale + bias, activated, else the plain sums."""
+    filters, height, width = y.shape
+    channels, length = xp.shape
+    wp = width + 2
+    flat = xp.reshape(-1)
+    groups = packed.size // (channels * 9 * _FILTERS)
+    out = y.reshape(-1)
+    for i in range(first, last):
+        for j0 in range(0, width, _BLOCK):
+            j = min(j0, width - _BLOCK)
+            start = i * wp + j
+            for g in range(groups):
+                z = simd.zeros()
+                a = (z, z, z, z, z, z, z, z)
+                for c in range(channels):
+                    at = c * length + start
+                    wi = (g * channels + c) * 9 * _FILTERS
+                    a = _tap(a, flat, at, packed, wi)
+                    a = _tap(a, flat, at + 1, packed, wi + 4)
+                    a = _tap(a, flat, at + 2, packed, wi + 8)
+                    a = _tap(a, flat, at + wp, packed, wi + 12)
+                    a = _tap(a, flat, at + wp + 1, packed, wi + 16)
+                    a = _tap(a, flat, at + wp + 2, packed, wi + 20)
+                    a = _tap(a, flat, at + 2 * wp, packed, wi + 24)
+                    a = _tap(a, flat, at + 2 * wp + 1, packed, wi + 28)
+                    a = _tap(a, flat, at + 2 * wp + 2, packed, wi + 32)
+                for q in range(min(_FILTERS, filters - g * _FILTERS)):
+                    k = g * _FILTERS + q
+                    o = (k * height + i) * width + j
+                    for v in range(2):
+                        s = a[2 * q + v]
+                        if finish:
+                            s = _finish(s, mean[k], scale[k], bias[k], activation)
+                        simd.store(out, o + 8 * v, s)
+
+
+def forward(x, packed, y, epilogue=None):
+    """y (B, K, H, W) = the 3x3 convolution (stride 1, pad 1) of x (B, C, H, W) with filters `pack` made, rows
+    `fits`; `epilogue` (mean, scale, bias, activation: per filter, LEAKY or LINEAR) applied as each block is
+    written. The images' bands of rows are the pieces threads.run shares out."""
+    batch, _, height, _ = x.shape
+    xp = _padded(x, "input")
+    finish = epilogue is not None
+    mean, scale, bias, activation = epilogue if finish else (packed, packed, packed, LINEAR)
+    per_piece = max(1, -(-height // (4 * threads.threads())))
+    bands = -(-height // per_piece)
+
+    def piece(p):
+        b, band = divmod(p, bands)
+        first = band * per_piece
+        _forward_rows(xp[b], packed, y[b], first, min(height, first + per_piece), mean, scale, bias, activation,
+                      finish)
+
+    threads.run(piece, batch * bands)
+    return y
 
 
 def _padded(x, name):

@@ -144,14 +144,18 @@ class CudaOps:
         """None of the network's shared workspace: the convolutions here make their own columns, per chunk."""
         return 0
 
-    def convolution_forward(self, x, weights, size, stride, pad, groups, y, workspace=None, derived=None):
-        """y = the convolution of x (B, C, H, W) with weights (K, C/groups*size*size), batched per chunk."""
+    def convolution_forward(self, x, weights, size, stride, pad, groups, y, workspace=None, derived=None,
+                            epilogue=None):
+        """y = the convolution of x (B, C, H, W) with weights (K, C/groups*size*size), batched per chunk; then
+        bias_activate(y, *epilogue) where one is given."""
         out_h, out_w = y.shape[2:]
         for images, group_filters, _, col in self._column_chunks(x, weights.shape[0], size, stride, pad, groups,
                                                                  out_h, out_w):
             product = self.xp.matmul(weights[group_filters], col)
             nb = images.stop - images.start
             y[images, group_filters] = product.reshape(-1, nb, out_h, out_w).transpose(1, 0, 2, 3)
+        if epilogue is not None:
+            self.bias_activate(y, *epilogue)
         return y
 
     def maxpool_forward(self, x, size, stride, pad, y, with_argmax=True, argmax=None):
