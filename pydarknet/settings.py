@@ -8,6 +8,8 @@ test or a script can change one at any time.
                                       on the CPU (a huge value turns it off)
     PYDARKNET_DIRECT_MAX_CHANNELS     3x3 stride-1 pad-1 convolutions with at most this many input channels
                                       convolve directly on the CPU, without im2col (0 turns it off)
+    PYDARKNET_SPIN_US                 microseconds an idle CPU worker thread keeps looking for work before it sleeps
+                                      (default 1000; 0: sleep at once, as ranks that share the cores do)
     PYDARKNET_NCCL                    0: ranks on GPUs exchange their buffers over MPI through host memory, not
                                       NCCL (NCCL refuses two ranks on one GPU; the same numbers, slower)
     PYDARKNET_RANK_GPUS               set by the -gpus launcher (parallel/launch.py) in the ranks it starts: the
@@ -66,6 +68,14 @@ def _channels(name, default):
         return int(text)
     except ValueError:
         raise DarknetError(f"{name}={text}: not a whole number of channels") from None
+
+
+def spin_us():
+    text = os.environ.get("PYDARKNET_SPIN_US", "1000")
+    try:
+        return max(0, int(text))
+    except ValueError:
+        raise DarknetError(f"PYDARKNET_SPIN_US={text}: not a whole number of microseconds") from None
 
 
 def winograd_min_channels():

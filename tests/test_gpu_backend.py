@@ -104,7 +104,7 @@ def parameters(function, drop_self=False):
 
 
 CPU = PACKAGE / "backend" / "cpu"
-CPU_HELPERS = {"winograd.py", "direct.py", "threads.py"}     # convolution.py's helpers, CPU-only: no op is here
+CPU_HELPERS = {"winograd.py", "direct.py", "threads.py", "simd.py"}     # convolution.py's helpers, CPU-only: no op here
 
 
 def bound_names(path):
@@ -129,8 +129,8 @@ def shared_helpers(folder):
 def test_ops_py_backend_cpu_and_cuda_ops_declare_the_same_ops_both_ways():
     """ops.__all__ is the interface. The modules of backend/cpu/ define exactly those ops, each in one module and by
     name (grep and go-to-definition find them); their other public names are helpers that another of them imports
-    (winograd.py, direct.py and threads.py, the convolution's helpers, define no op); cpu/__init__.py binds exactly
-    the ops (`import numpy as xp` is the op xp); CudaOps defines exactly those, by name; and the two backends'
+    (winograd.py, direct.py, threads.py and simd.py, the convolution's helpers, define no op); cpu/__init__.py binds
+    exactly the ops (`import numpy as xp` is the op xp); CudaOps defines exactly those, by name; and the two backends'
     signatures are the same."""
     declared = set(ops.__all__)
     assert len(ops.__all__) == len(declared), "an op is listed twice in ops.__all__"

@@ -116,30 +116,57 @@ def bias_activate(y, biases, activation, scales=None, mean=None, variance=None):
     return y
 
 
+_CHUNK = 4096       # values of a row a thread takes at a time
+
+
 @kernel(parallel=True)
-def _activate_array(x, a):
-    n = x.size
-    if a == LEAKY:          # the common cases get branch-free loops that vectorise
-        for i in numba.prange(n):
-            v = x[i]
-            v = v if v > 0 else np.float32(0.1) * v
-            x[i] = np.float32(0.0) if abs(v) < FLT_MIN else v   # NaN stays NaN
-    elif a == LINEAR:
-        for i in numba.prange(n):
-            v = x[i]
-            x[i] = np.float32(0.0) if abs(v) < FLT_MIN else v   # NaN stays NaN
-    else:
-        for i in numba.prange(n):
-            x[i] = flush_value(activate_value(x[i], a))
+def _activate_rows(x, a):
+    """activate_array over each row of x (R, N), rows anywhere in memory, each contiguous; the rows' chunks of
+    _CHUNK values are the parallel pieces."""
+    rows, n = x.shape
+    chunks = -(-n // _CHUNK)
+    for task in numba.prange(rows * chunks):
+        row = x[task // chunks]
+        first = (task % chunks) * _CHUNK
+        last = min(n, first + _CHUNK)
+        if a == LEAKY:          # the common cases get branch-free loops that vectorise
+            for i in range(first, last):
+                v = row[i]
+                v = v if v > 0 else np.float32(0.1) * v
+                row[i] = np.float32(0.0) if abs(v) < FLT_MIN else v     # NaN stays NaN
+        elif a == LINEAR:
+            for i in range(first, last):
+                v = row[i]
+                row[i] = np.float32(0.0) if abs(v) < FLT_MIN else v     # NaN stays NaN
+        else:
+            for i in range(first, last):
+                row[i] = flush_value(activate_value(row[i], a))
+
+
+def _as_rows(x):
+    """x as (R, N) rows of its contiguous trailing axes, without a copy (a yolo head's entries of every anchor),
+    or None where its leading axes do not merge."""
+    inner, k = 1, x.ndim
+    while k > 0 and x.strides[k - 1] == inner * x.itemsize:
+        inner *= x.shape[k - 1]
+        k -= 1
+    rows = x.view()
+    try:
+        rows.shape = (-1, inner)
+    except AttributeError:
+        return None
+    return rows
 
 
 def activate(x, activation):
-    """In place: Darknet's activate_array over x (a strided view is worked on a copy and written back)."""
-    if x.flags.c_contiguous:
-        _activate_array(x.reshape(-1), activation)
-    else:
-        flat = np.ascontiguousarray(x).reshape(-1)
-        _activate_array(flat, activation)
+    """In place: Darknet's activate_array over x (a view whose rows are not contiguous is worked on a copy and
+    written back)."""
+    rows = _as_rows(x) if x.size else None
+    if rows is not None:
+        _activate_rows(rows, activation)
+    elif x.size:
+        flat = np.ascontiguousarray(x).reshape(1, -1)
+        _activate_rows(flat, activation)
         x[...] = flat.reshape(x.shape)
     return x
 

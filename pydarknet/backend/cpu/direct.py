@@ -189,7 +189,7 @@ def _finish(v, mean, scale, bias, activation):
     v = simd.affine(v, mean, scale, bias)
     if activation == LEAKY:
         v = simd.leaky(v)
-    return simd.flush(v)
+    return simd.zero_denormals(v)
 
 
 @vector_kernel

@@ -57,9 +57,9 @@ def _maxpool(x, size, stride, pad, y, argmax):
 
 @kernel(parallel=True)
 def _maxpool_values(x, size, stride, pad, y):
-    """_maxpool without the argmax, for inference: windows inside the image skip the bounds tests, and 2x2 stride 2
-    windows (most YOLO pools) get a loop that vectorises. Same comparisons in the same order, so NaN and -FLT_MAX
-    padding come out as in _maxpool."""
+    """_maxpool without the argmax, for inference: windows inside the image skip the bounds tests, and 2x2 windows
+    of stride 2 (most YOLO pools) and of stride 1 get loops that vectorise. Same comparisons in the same order, so
+    NaN and -FLT_MAX padding come out as in _maxpool."""
     batch, channels, height, width = x.shape
     _, _, out_h, out_w = y.shape
     offset = -(pad // 2)
@@ -84,6 +84,22 @@ def _maxpool_values(x, size, stride, pad, y):
                     v = bottom[2 * j]
                     best = v if v > best else best
                     v = bottom[2 * j + 1]
+                    best = v if v > best else best
+                    out[i, j] = best
+                j = inside
+            elif rows_inside and size == 2 and stride == 1 and offset == 0:    # yolov3-tiny's 13x13 pool
+                top = plane[y0]
+                bottom = plane[y0 + 1]
+                inside = min(out_w, width - 1)
+                for j in range(inside):
+                    best = lowest
+                    v = top[j]
+                    best = v if v > best else best
+                    v = top[j + 1]
+                    best = v if v > best else best
+                    v = bottom[j]
+                    best = v if v > best else best
+                    v = bottom[j + 1]
                     best = v if v > best else best
                     out[i, j] = best
                 j = inside

@@ -120,7 +120,7 @@ def leaky(typingctx, v):
 
 
 @intrinsic
-def flush(typingctx, v):
+def zero_denormals(typingctx, v):
     """Denormal values set to zero (|v| < FLT_MIN; NaN stays NaN)."""
     def codegen(context, builder, signature, args):
         v = args[0]

@@ -8,12 +8,25 @@ takes fewer pieces, and the caller never waits for a worker that has not started
 
 The number of threads is Numba's (`numba.get_num_threads()`, which -threads and PYDARKNET_THREADS set), so that
 kernels and GEMMs use the same cores.
+
+A worker that runs out of pieces keeps looking for the next job for up to PYDARKNET_SPIN_US (1 ms) before it
+sleeps, with the GIL released and yielding its core to any other thread that wants it: a forward pass posts a job
+every few hundred microseconds, and waking a sleeping thread costs tens of microseconds each time, more after the
+machine has idled (a camera's frames, a request queue). Ranks that share the cores do not spin (set_spin(0)).
 """
 import itertools
 import threading
+import time
 
 import numba
 import numpy as np
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+from ... import settings
+from ...jit import piece_kernel
 
 _state = threading.local()      # `inside`: this thread is running a piece, so the work it asks for runs in line
 _lock = threading.Lock()
@@ -21,6 +34,8 @@ _workers = []                   # the worker threads; they wait on _wake between
 _wake = threading.Condition(_lock)
 _jobs = []                      # the jobs posted, newest last; workers take pieces of the newest unfinished one
 _blas_limited = False
+_posted = np.zeros(1, np.int64)     # jobs posted so far: what a spinning worker watches
+_spin = {"us": None, "cycles": None}    # the spin budget (None: PYDARKNET_SPIN_US, read when the first worker starts)
 
 
 class _Job:
@@ -51,12 +66,93 @@ class _Job:
             _state.inside = outer
 
 
+@intrinsic
+def _load_acquire(typingctx, array):
+    """array[0] (int64), read from memory every time (another thread writes it)."""
+    def codegen(context, builder, signature, args):
+        data = context.make_array(signature.args[0])(context, builder, args[0]).data
+        return builder.load_atomic(data, "acquire", 8)
+    return types.int64(array), codegen
+
+
+@intrinsic
+def _cycles(typingctx):
+    """The processor's time-stamp counter."""
+    def codegen(context, builder, signature, args):
+        function = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.IntType(64), []),
+                                                  "llvm.readcyclecounter")
+        return builder.call(function, [])
+    return types.int64(), codegen
+
+
+@intrinsic
+def _yield_core(typingctx):
+    """sched_yield(): another runnable thread on this core runs now."""
+    def codegen(context, builder, signature, args):
+        function = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.IntType(32), []),
+                                                  "sched_yield")
+        builder.call(function, [])
+        return context.get_dummy_value()
+    return types.none(), codegen
+
+
+@piece_kernel
+def _watch(posted, seen, cycles):
+    """Until posted[0] differs from seen or `cycles` have passed; True if it changed."""
+    start = _cycles()
+    while _load_acquire(posted) == seen:
+        if _cycles() - start > cycles:
+            return False
+        _yield_core()
+    return True
+
+
+@piece_kernel
+def _cycle_count():
+    return _cycles()
+
+
+def _cycles_per_us():
+    """The time-stamp counter's rate, measured over a millisecond."""
+    _watch(_posted, _posted[0], 0)     # both compiled or loaded before the timing
+    c0 = _cycle_count()
+    t0, c0 = time.perf_counter(), _cycle_count()
+    while time.perf_counter() - t0 < 1e-3:
+        pass
+    return (_cycle_count() - c0) / ((time.perf_counter() - t0) * 1e6)
+
+
+def set_spin(us):
+    """Microseconds an idle worker looks for work before sleeping (0: it sleeps at once; None: the setting)."""
+    _spin["us"] = us
+    _spin["cycles"] = None
+
+
+def _spin_cycles():
+    if _spin["cycles"] is None:
+        us = settings.spin_us() if _spin["us"] is None else _spin["us"]
+        _spin["cycles"] = int(us * _cycles_per_us()) if us > 0 else 0
+    return _spin["cycles"]
+
+
+def _next_job():
+    """The newest job: looked for a while (spinning, the GIL released), then waited for."""
+    with _wake:
+        if _jobs:
+            return _jobs[-1]
+        seen = int(_posted[0])
+    cycles = _spin_cycles()
+    if cycles:
+        _watch(_posted, seen, cycles)
+    with _wake:
+        while not _jobs:
+            _wake.wait()
+        return _jobs[-1]
+
+
 def _worker():
     while True:
-        with _wake:
-            while not _jobs:
-                _wake.wait()
-            job = _jobs[-1]
+        job = _next_job()
         job.work()
         with _wake:
             if job in _jobs:
@@ -107,12 +203,15 @@ def run(piece, count):
             piece(i)
         return
     job = _Job(piece, count)
+    if not _workers:
+        _spin_cycles()      # measured before the first worker exists
     with _wake:
         while len(_workers) < n - 1:
             thread = threading.Thread(target=_worker, name=f"pydarknet-gemm-{len(_workers)}", daemon=True)
             thread.start()
             _workers.append(thread)
         _jobs.append(job)
+        _posted[0] += 1
         _wake.notify(n - 1)
     job.work()
     with job.done:
