@@ -12,7 +12,8 @@ import numba
 import numpy as np
 
 from ...activations import ELU, HARDTAN, LEAKY, LHTAN, LINEAR, LOGGY, LOGISTIC, PLSE, RAMP, RELIE, RELU, STAIR, TANH
-from ...jit import kernel
+from ...jit import ieee_kernel, kernel
+from . import simd
 
 
 FLT_MIN = np.float32(1.17549435e-38)      # below this a float32 is denormal: we flush it, as Darknet's -Ofast does
@@ -68,6 +69,39 @@ def activate_value(x, a):
     return np.float32(r)
 
 
+_ROUND = 6755399441055744.0                                   # 1.5 * 2**52: adding it rounds to a whole number
+_LOG2E, _LN2_HIGH, _LN2_LOW = 1.4426950408889634, 6.93147180369123816490e-01, 1.90821492927058770002e-10
+_TAYLOR = tuple(1.0 / math.factorial(k) for k in range(14))      # exp's series: 1 / k!
+
+
+@kernel(inline="always")
+def _exp_near(t):
+    """exp(t) in double for t in [-708, 709], within an ulp or two of libm's: t = n ln2 + r (Cody and Waite),
+    exp(r) by its Taylor series to r**13 (|r| <= ln2/2: below 1e-17 left out), times 2**n built from its bits.
+    Straight arithmetic, so that a loop of it becomes vector code (a call of libm's exp does not)."""
+    k = t * _LOG2E + _ROUND
+    n = k - _ROUND
+    r = (t - n * _LN2_HIGH) - n * _LN2_LOW
+    r2 = r * r      # Estrin's scheme: a shorter chain of dependent steps than Horner's
+    r4 = r2 * r2
+    c = _TAYLOR
+    low = (1.0 + r) + r2 * (c[2] + r * c[3]) + r4 * ((c[4] + r * c[5]) + r2 * (c[6] + r * c[7]))
+    high = (c[8] + r * c[9]) + r2 * (c[10] + r * c[11]) + r4 * (c[12] + r * c[13])
+    return (low + r4 * r4 * high) * simd.double_from_bits((simd.double_bits(k) + 1023) << 52)
+
+
+@kernel(inline="always")
+def logistic_value(x):
+    """activate_value(x, LOGISTIC), 1 / (1 + exp(-x)) in double, with _exp_near: the same float32 but where the
+    double lies within an ulp or two of a float32 rounding boundary (about 1 value in 10**8). Beyond [-708, 709]
+    exp's tiny or huge values change nothing: 1 + exp(-x) rounds to 1, or the result to a denormal that is
+    flushed; NaN stays NaN."""
+    t = -np.float64(x)
+    clamped = min(max(t, -708.0), 709.0)
+    r = np.float32(1.0 / (1.0 + _exp_near(clamped)))
+    return r if t == t else np.float32(t)
+
+
 @kernel(inline="always")
 def flush_value(y):
     return np.float32(0.0) if -FLT_MIN < y < FLT_MIN else y
@@ -119,33 +153,36 @@ def bias_activate(y, biases, activation, scales=None, mean=None, variance=None):
 _CHUNK = 4096       # values of a row a thread takes at a time
 
 
-@kernel(parallel=True)
-def _activate_rows(x, a):
-    """activate_array over each row of x (R, N), rows anywhere in memory, each contiguous; the rows' chunks of
-    _CHUNK values are the parallel pieces."""
-    rows, n = x.shape
+@ieee_kernel(parallel=True)
+def _activate_rows(x, stride, rows, n, a):
+    """activate_array over rows values x[r * stride:r * stride + n] of the flat array x, r < rows (one row: a
+    whole array; several: the rows of a view, a yolo head's entries of every anchor); the rows' chunks of _CHUNK
+    values are the parallel pieces. Each loop runs over a slice from 0 (an index that cannot be negative keeps
+    Numba's wraparound test out of it) with IEEE division (C's): both let the loops become vector code."""
     chunks = -(-n // _CHUNK)
     for task in numba.prange(rows * chunks):
-        row = x[task // chunks]
-        first = (task % chunks) * _CHUNK
-        last = min(n, first + _CHUNK)
-        if a == LEAKY:          # the common cases get branch-free loops that vectorise
-            for i in range(first, last):
-                v = row[i]
+        start = (task // chunks) * stride
+        part = x[start + (task % chunks) * _CHUNK:start + min(n, (task % chunks + 1) * _CHUNK)]
+        if a == LEAKY:
+            for i in range(part.size):
+                v = part[i]
                 v = v if v > 0 else np.float32(0.1) * v
-                row[i] = np.float32(0.0) if abs(v) < FLT_MIN else v     # NaN stays NaN
+                part[i] = np.float32(0.0) if abs(v) < FLT_MIN else v     # NaN stays NaN
         elif a == LINEAR:
-            for i in range(first, last):
-                v = row[i]
-                row[i] = np.float32(0.0) if abs(v) < FLT_MIN else v     # NaN stays NaN
+            for i in range(part.size):
+                v = part[i]
+                part[i] = np.float32(0.0) if abs(v) < FLT_MIN else v     # NaN stays NaN
+        elif a == LOGISTIC:     # the yolo and region heads
+            for i in range(part.size):
+                part[i] = flush_value(logistic_value(part[i]))
         else:
-            for i in range(first, last):
-                row[i] = flush_value(activate_value(row[i], a))
+            for i in range(part.size):
+                part[i] = flush_value(activate_value(part[i], a))
 
 
-def _as_rows(x):
-    """x as (R, N) rows of its contiguous trailing axes, without a copy (a yolo head's entries of every anchor),
-    or None where its leading axes do not merge."""
+def _rows_of(x):
+    """(flat, stride, rows, n): x's values as `rows` runs of n, `stride` apart, in flat, a 1-d view from x's first
+    value (no copy); None where x's trailing axes are not contiguous or its leading ones do not merge."""
     inner, k = 1, x.ndim
     while k > 0 and x.strides[k - 1] == inner * x.itemsize:
         inner *= x.shape[k - 1]
@@ -155,18 +192,22 @@ def _as_rows(x):
         rows.shape = (-1, inner)
     except AttributeError:
         return None
-    return rows
+    stride = rows.strides[0] // x.itemsize if rows.shape[0] > 1 else inner
+    span = (rows.shape[0] - 1) * stride + inner
+    return np.lib.stride_tricks.as_strided(x, (span,), (x.itemsize,)), stride, rows.shape[0], inner
 
 
 def activate(x, activation):
     """In place: Darknet's activate_array over x (a view whose rows are not contiguous is worked on a copy and
     written back)."""
-    rows = _as_rows(x) if x.size else None
+    if not x.size:
+        return x
+    rows = _rows_of(x)
     if rows is not None:
-        _activate_rows(rows, activation)
-    elif x.size:
-        flat = np.ascontiguousarray(x).reshape(1, -1)
-        _activate_rows(flat, activation)
+        _activate_rows(*rows, activation)
+    else:
+        flat = np.ascontiguousarray(x).reshape(-1)
+        _activate_rows(flat, flat.size, 1, flat.size, activation)
         x[...] = flat.reshape(x.shape)
     return x
 

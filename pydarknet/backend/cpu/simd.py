@@ -128,3 +128,19 @@ def zero_denormals(typingctx, v):
         tiny = builder.fcmp_ordered("<", builder.call(fabs, [v]), ir.Constant(_VECTOR, [FLT_MIN] * LANES))
         return builder.select(tiny, ir.Constant(_VECTOR, [0.0] * LANES), v)
     return float8(float8), codegen
+
+
+@intrinsic
+def double_bits(typingctx, value):
+    """The bits of a float64 as an int64."""
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.IntType(64))
+    return types.int64(types.float64), codegen
+
+
+@intrinsic
+def double_from_bits(typingctx, bits):
+    """The float64 whose bits an int64 holds."""
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.DoubleType())
+    return types.float64(types.int64), codegen
