@@ -75,11 +75,12 @@ def _epilogue(rng, filters, activation, normalize):
 
 @pytest.mark.parametrize("activation", [LEAKY, LINEAR, LOGISTIC])
 @pytest.mark.parametrize("normalize", [True, False])
-@pytest.mark.parametrize("channels, width, size", [(3, 37, 3), (16, 16, 3), (3, 7, 3), (40, 20, 3), (8, 20, 1)])
+@pytest.mark.parametrize("channels, width, size", [(3, 37, 3), (16, 16, 3), (3, 7, 3), (64, 13, 3), (40, 20, 3),
+                                                    (8, 20, 1)])
 def test_the_epilogue_is_bias_activate_after_the_convolution(activation, normalize, channels, width, size):
     """convolution_forward with an epilogue gives, to the bit, the convolution followed by bias_activate: the
-    direct loops' fused writes (wide rows), and every other path (narrow rows, Winograd, 1x1); denormal results
-    flushed, NaN kept."""
+    direct loops' and Winograd's output transform's fused writes (wide rows; 64 channels, odd width), and the other
+    paths (narrow rows, im2col, 1x1); denormal results flushed, NaN kept."""
     rng = np.random.default_rng(channels + width + size)
     x = rng.standard_normal((2, channels, 9, width)).astype(np.float32)
     x[0, :, 4, 5] = np.nan

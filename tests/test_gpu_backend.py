@@ -257,15 +257,20 @@ def test_batched_convolution_in_chunks_matches_cpu(emulated, monkeypatch, size, 
     x = rng.standard_normal((batch, c, h, w)).astype(np.float32)
     weights = rng.standard_normal((k, c // groups * size * size)).astype(np.float32)
     delta = rng.standard_normal((batch, k, out_h, out_w)).astype(np.float32)
+    epilogue = (rng.standard_normal(k).astype(np.float32), LEAKY, (rng.random(k) + .5).astype(np.float32),
+                rng.standard_normal(k).astype(np.float32), (rng.random(k) + .5).astype(np.float32))
     results = []
     for kernels in (cpu, emulated):
         y = np.empty((batch, k, out_h, out_w), np.float32)
         kernels.convolution_forward(x, weights, size, stride, pad, groups, y)
+        finished = np.empty_like(y)         # with batch-norm, bias and leaky applied (inference)
+        kernels.convolution_forward(x, weights, size, stride, pad, groups, finished, epilogue=epilogue)
         updates = np.ones_like(weights)
         dx = np.full_like(x, .5)
         kernels.convolution_backward(x, delta, weights, size, stride, pad, groups, updates, dx)
-        results.append((y, updates, dx))
-    for ours, theirs, what in zip(results[1], results[0], ("output", "weight updates", "input gradient")):
+        results.append((y, finished, updates, dx))
+    for ours, theirs, what in zip(results[1], results[0], ("output", "finished output", "weight updates",
+                                                           "input gradient")):
         np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-5, err_msg=what)
 
 

@@ -103,6 +103,16 @@ def logistic_value(x):
 
 
 @kernel(inline="always")
+def bias_activate_value(v, mean, scale, bias, a):
+    """One value of _bias_activate's common loops, (v - mean) * scale + bias, LEAKY or LINEAR, denormals to zero:
+    for the kernels that apply it as they write (winograd.py's output transform)."""
+    v = (v - mean) * scale + bias
+    if a == LEAKY:
+        v = v if v > 0 else np.float32(0.1) * v
+    return np.float32(0.0) if abs(v) < FLT_MIN else v
+
+
+@kernel(inline="always")
 def flush_value(y):
     return np.float32(0.0) if -FLT_MIN < y < FLT_MIN else y
 

@@ -68,29 +68,33 @@ def convolution_forward(x, weights, size, stride, pad, groups, y, workspace=None
     it the weights are used once, and Winograd, whose filter transform pays over many calls, is not taken.
 
     `epilogue` (biases, activation, scales, mean, variance): then y = bias_activate(that convolution, ...), the
-    inference pass of a convolutional layer; the direct loops apply it as they write each block."""
+    inference pass of a convolutional layer; the direct loops and Winograd's output transform apply it (LEAKY or
+    LINEAR) as they write."""
     _, c, height, width = x.shape
-    winograd_first = derived is not None and winograd.applies(c, height, width, size, stride, groups)
-    if not winograd_first and direct.applies(c, size, stride, pad, groups) and direct.fits(width):
+    fused = epilogue is not None and epilogue[1] in (LEAKY, LINEAR)
+    finish = _per_filter(epilogue) if fused else None
+    if derived is not None and winograd.applies(c, height, width, size, stride, groups):
+        if "winograd" not in derived:
+            derived["winograd"] = winograd.transform_weights(weights, c)
+        winograd.convolve(x, derived["winograd"], pad, y, workspace, epilogue=finish)
+    elif direct.applies(c, size, stride, pad, groups) and direct.fits(width):
         packed = None if derived is None else derived.get("direct")
         if packed is None:
             packed = direct.pack(weights, c)
             if derived is not None:
                 derived["direct"] = packed
-        fused = epilogue is not None and epilogue[1] in (LEAKY, LINEAR)
-        direct.forward(x, packed, y, _per_filter(epilogue) if fused else None)
-        if epilogue is not None and not fused:
-            bias_activate(y, *epilogue)
-        return y
-    _convolve(x, weights, size, stride, pad, groups, y, workspace, derived)
-    if epilogue is not None:
+        direct.forward(x, packed, y, finish)
+    else:
+        _convolve(x, weights, size, stride, pad, groups, y, workspace)
+        fused = False
+    if epilogue is not None and not fused:
         bias_activate(y, *epilogue)
     return y
 
 
 def _per_filter(epilogue):
-    """An epilogue as direct.forward takes it: (mean, scale, bias, activation) per filter, scale computed in
-    double and rounded as activations.py's _bias_activate does."""
+    """An epilogue as direct.forward and winograd.convolve take it: (mean, scale, bias, activation) per filter,
+    scale computed in double and rounded as activations.py's _bias_activate does."""
     biases, activation, scales, mean, variance = epilogue
     if scales is None:
         return np.zeros_like(biases), np.ones_like(biases), biases, activation
@@ -98,15 +102,11 @@ def _per_filter(epilogue):
     return mean, scale, biases, activation
 
 
-def _convolve(x, weights, size, stride, pad, groups, y, workspace, derived):
-    """convolution_forward's other paths: Winograd, direct loops on narrow rows, im2col and GEMM."""
+def _convolve(x, weights, size, stride, pad, groups, y, workspace):
+    """convolution_forward's other paths: direct loops on narrow rows, im2col and GEMM."""
     batch, c, height, width = x.shape
     filters = weights.shape[0]
     _, _, out_h, out_w = y.shape
-    if derived is not None and winograd.applies(c, height, width, size, stride, groups):
-        if "winograd" not in derived:
-            derived["winograd"] = winograd.transform_weights(weights, c)
-        return winograd.convolve(x, derived["winograd"], pad, y, workspace)
     if direct.applies(c, size, stride, pad, groups):
         return direct.convolve(x, weights, y)
     cg, ng = c // groups, filters // groups

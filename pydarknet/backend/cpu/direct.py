@@ -212,15 +212,16 @@ def _forward_rows(xp, packed, y, first, last, mean, scale, bias, activation, fin
                 for c in range(channels):
                     at = c * length + start
                     wi = (g * channels + c) * 9 * _FILTERS
-                    a = _tap(a, flat, at, packed, wi)
-                    a = _tap(a, flat, at + 1, packed, wi + 4)
-                    a = _tap(a, flat, at + 2, packed, wi + 8)
-                    a = _tap(a, flat, at + wp, packed, wi + 12)
-                    a = _tap(a, flat, at + wp + 1, packed, wi + 16)
-                    a = _tap(a, flat, at + wp + 2, packed, wi + 20)
-                    a = _tap(a, flat, at + 2 * wp, packed, wi + 24)
-                    a = _tap(a, flat, at + 2 * wp + 1, packed, wi + 28)
-                    a = _tap(a, flat, at + 2 * wp + 2, packed, wi + 32)
+                    w = packed[wi:wi + 9 * _FILTERS]    # constant indices below: no wraparound tests
+                    a = _tap(a, flat, at, w, 0)
+                    a = _tap(a, flat, at + 1, w, 4)
+                    a = _tap(a, flat, at + 2, w, 8)
+                    a = _tap(a, flat, at + wp, w, 12)
+                    a = _tap(a, flat, at + wp + 1, w, 16)
+                    a = _tap(a, flat, at + wp + 2, w, 20)
+                    a = _tap(a, flat, at + 2 * wp, w, 24)
+                    a = _tap(a, flat, at + 2 * wp + 1, w, 28)
+                    a = _tap(a, flat, at + 2 * wp + 2, w, 32)
                 for q in range(min(_FILTERS, filters - g * _FILTERS)):
                     k = g * _FILTERS + q
                     o = (k * height + i) * width + j

@@ -9,6 +9,7 @@ import numpy as np
 from ... import settings
 from ...jit import kernel
 from . import threads
+from .activations import bias_activate_value
 
 
 def transform_weights(weights, channels):
@@ -100,13 +101,16 @@ def _winograd_input(x, pad, tiles_h, tiles_w, v):
 
 
 @kernel(parallel=True)
-def _winograd_output(m, tiles_h, tiles_w, y, add):
-    """Y = A^T M A for every tile (added to y with `add`): 2x2 outputs each, cropped at odd edges; m is (16, K, B*T)."""
+def _winograd_output(m, tiles_h, tiles_w, y, add, mean, scale, bias, activation, finish):
+    """Y = A^T M A for every tile (added to y with `add`): 2x2 outputs each, cropped at odd edges; m is (16, K, B*T).
+    With `finish`, each output goes through bias_activate_value with its filter's mean, scale and bias."""
     batch, filters, out_h, out_w = y.shape
     tiles = tiles_h * tiles_w
     for bk in numba.prange(batch * filters):
         b = bk // filters
         k = bk % filters
+        if finish:
+            km, ks, kb = mean[k], scale[k], bias[k]
         s = np.empty((2, 4), np.float32)
         for th in range(tiles_h):
             for tw in range(tiles_w):
@@ -119,9 +123,13 @@ def _winograd_output(m, tiles_h, tiles_w, y, add):
                     if yy >= out_h:
                         break
                     left = s[i, 0] + s[i, 1] + s[i, 2]
+                    if finish:
+                        left = bias_activate_value(left, km, ks, kb, activation)
                     y[b, k, yy, 2 * tw] = y[b, k, yy, 2 * tw] + left if add else left
                     if 2 * tw + 1 < out_w:
                         right = s[i, 1] - s[i, 2] - s[i, 3]
+                        if finish:
+                            right = bias_activate_value(right, km, ks, kb, activation)
                         y[b, k, yy, 2 * tw + 1] = y[b, k, yy, 2 * tw + 1] + right if add else right
 
 
@@ -214,17 +222,20 @@ def _tile_planes(x, filters, out_shape, workspace):
     return tiles_h, tiles_w, v, m
 
 
-def convolve(x, u, pad, y, workspace=None, add=False, turned=False):
+def convolve(x, u, pad, y, workspace=None, add=False, turned=False, epilogue=None):
     """y = 3x3 stride-1 convolution of x (B, C, H, W) with Winograd filters u (16, K, C), into y (B, K, H', W')
     (with `add`: y += it). `turned`: with the filters of u turned round instead (see TURN), u being the forward's
-    U (16, C', C) of a convolution from C channels to the C' channels x has, and y having C."""
+    U (16, C', C) of a convolution from C channels to the C' channels x has, and y having C. `epilogue`: (mean,
+    scale, bias, activation) per filter, applied as the output transform writes y (direct.forward's)."""
     tiles_h, tiles_w, v, m = _tile_planes(x, u.shape[2] if turned else u.shape[1], y.shape[2:], workspace)
     _winograd_input(x, pad, tiles_h, tiles_w, v)
     if turned:
         threads.run(lambda i: np.matmul(u[TURNED_PLANES[i]].T, v[i], out=m[i]), 16)
     else:
         threads.run(lambda i: np.matmul(u[i], v[i], out=m[i]), 16)     # the 16 tile positions' GEMMs, shared out
-    _winograd_output(m, tiles_h, tiles_w, y, add)
+    finish = epilogue is not None
+    mean, scale, bias, activation = epilogue if finish else (y[0, 0, 0], y[0, 0, 0], y[0, 0, 0], 0)
+    _winograd_output(m, tiles_h, tiles_w, y, add, mean, scale, bias, activation, finish)
     return y
 
 
