@@ -127,17 +127,27 @@ class Network(NetOptions):
             self.workspace = xp_of(like).empty(max(size, 1), np.float32)
         return self.workspace
 
-    def forward(self, x):
+    def forward(self, x, fuse=False):
         """Run every layer on x (B, C, H, W) float32 (host or device); returns the output layer's output, on the
-        network's device."""
+        network's device. `fuse` (inference): each convolution that fused_pools names runs with the [maxpool]
+        after it in one pass, and keeps no output of its own (None)."""
         with backend.on_device(self.device):
             x = self._as_input(x)
             self._workspace(x)
             self.input = x
-            for layer in self.layers:
+            pools = self.fused_pools() if fuse and not self.train else ()
+            i = 0
+            while i < len(self.layers):
+                layer = self.layers[i]
                 if self.train:
                     layer.zero_delta(x.shape[0])
-                x = layer.forward(x.reshape((x.shape[0],) + layer.in_shape), self)
+                x = x.reshape((x.shape[0],) + layer.in_shape)
+                if i in pools:
+                    x = layer.forward_pooled(x, self, self.layers[i + 1])
+                    i += 2
+                    continue
+                x = layer.forward(x, self)
+                i += 1
             if self.train:
                 self.cost = self._cost()
             return self.output_layer.output
@@ -227,12 +237,25 @@ class Network(NetOptions):
                                f"letterbox_image first), got an array of shape {tuple(x.shape)}")
         return x.reshape((-1,) + shape)
 
-    def predict(self, x):
-        """network_predict: inference on one image (C, H, W) or a batch (B, C, H, W)."""
+    def fused_pools(self):
+        """The convolutions that predict runs with the [maxpool] after it in one pass (no layer but that maxpool
+        reads their output; 2x2 stride-2 windows inside an even-sized output): yolov3-tiny's first ones, whose
+        large outputs then never reach memory."""
+        read = {i for layer in self.layers for i in
+                (layer.layers if layer.type == "route" else [layer.source] if layer.type == "shortcut" else [])}
+        return {i for i, (layer, pool) in enumerate(zip(self.layers, self.layers[1:]))
+                if hasattr(layer, "forward_pooled") and pool.type == "maxpool" and pool.size == 2 and
+                pool.stride == 2 and pool.padding in (0, 1) and layer.out_shape[1] % 2 == 0 and
+                layer.out_shape[2] % 2 == 0 and i not in read}
+
+    def predict(self, x, fuse=True):
+        """network_predict: inference on one image (C, H, W) or a batch (B, C, H, W). With `fuse` (libdarknet's
+        network_predict says False), the convolutions of fused_pools keep no output of their own: read
+        net.layers[i].output after predict(x, fuse=False)."""
         single = np.ndim(x) in (1, 3)
         train, self.train = self.train, False
         try:
-            out = self.forward(x)
+            out = self.forward(x, fuse)
         finally:
             self.train = train
         return out[0] if single else out
@@ -261,6 +284,9 @@ class Network(NetOptions):
 
     def layer_output(self, i):
         """Layer i's output as a host array in Darknet's memory order."""
+        if self.layers[i].output is None and i in self.fused_pools():
+            raise DarknetError(f"{self.path}: layer {i}'s output was not kept: predict ran it with the maxpool after "
+                               f"it in one pass (predict(x, fuse=False) keeps every layer's output)")
         return to_host(self.layers[i].output)
 
     # ---- weights ---------------------------------------------------------------------------------------------

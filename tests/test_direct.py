@@ -108,3 +108,23 @@ def test_wide_rows_take_the_register_blocks(monkeypatch):
         y = np.zeros((1, 2, 5, width), np.float32)
         cpu.convolution_forward(np.ones((1, 3, 5, width), np.float32), w, 3, 1, 1, 1, y)
         assert (y == -7).all() == marked
+
+
+@pytest.mark.parametrize("activation", [LEAKY, LINEAR, LOGISTIC])
+@pytest.mark.parametrize("channels, height, width", [(3, 6, 34), (16, 4, 16), (64, 6, 18), (3, 4, 8)])
+def test_pooled_convolution_is_the_maxpool_of_the_convolution(activation, channels, height, width):
+    """convolution_forward(pool=True) gives, to the bit, the 2x2 stride-2 maxpool of the finished convolution:
+    the direct loops pooling as they write (wide rows, LEAKY/LINEAR), and the other paths through a scratch copy
+    (Winograd at 64 channels, narrow rows, another activation); NaN and ties as Darknet's maxpool has them."""
+    rng = np.random.default_rng(channels + width)
+    x = rng.integers(-2, 3, (2, channels, height, width)).astype(np.float32)     # many ties
+    x[1, 0, 2, 3] = np.nan
+    w = rng.integers(-1, 2, (6, channels * 9)).astype(np.float32)
+    epilogue = _epilogue(rng, 6, activation, True)
+    full = np.empty((2, 6, height, width), np.float32)
+    cpu.convolution_forward(x, w, 3, 1, 1, 1, full, derived={}, epilogue=epilogue)
+    expected = np.empty((2, 6, height // 2, width // 2), np.float32)
+    cpu.maxpool_forward(full, 2, 2, 1, expected, with_argmax=False)
+    y = np.full_like(expected, 7.0)
+    cpu.convolution_forward(x, w, 3, 1, 1, 1, y, derived={}, epilogue=epilogue, pool=True)
+    np.testing.assert_array_equal(y, expected)

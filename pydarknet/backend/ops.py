@@ -17,7 +17,7 @@ __all__ = [
     "im2col",                   # one image (C, H, W) -> its columns (C*size*size, out_h*out_w)
     "gemm",                     # a @ b, into out when given
     "convolution_workspace",    # floats of the network's shared workspace that this backend's convolution uses
-    "convolution_forward",      # y = the convolution of x with weights (K, C/groups*size*size) [then bias_activate]
+    "convolution_forward",      # y = the convolution of x with weights (K, C/groups*size*size) [bias_activate, pool]
     "maxpool_forward",          # y = the max over each window, and argmax: the input index of each maximum
     "avgpool_forward",          # y (B, C, 1, 1) = the mean of each channel
     "upsample_forward",         # y = x repeated stride x stride times scale (reverse: summed down)

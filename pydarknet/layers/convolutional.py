@@ -89,6 +89,16 @@ class Convolutional(Layer):
                                       net.workspace, None if net.one_pass else self.derived, epilogue)
         return y if epilogue else normalize_bias_activate(self, y, net, self.activation)
 
+    def forward_pooled(self, x, net, pool):
+        """Inference of this layer and the [maxpool] `pool` after it in one pass (Network.fused_pools): the pool's
+        output is written, this layer keeps none (None)."""
+        y = pool.new_output(x.shape[0])
+        ops_of(x).convolution_forward(x, self.weights, self.size, self.stride, self.pad, self.groups, y,
+                                      net.workspace, None if net.one_pass else self.derived,
+                                      inference_epilogue(self, self.activation), pool=True)
+        self.output = None
+        return y
+
     def backward(self, x, dx, net):
         """Darknet's backward_convolutional_layer: activation gradient, bias/batch-norm, then the weight updates
         and the input gradient (see convolution_backward for the 1x1 quirk Darknet has and we keep)."""

@@ -9,6 +9,7 @@ from ...activations import LEAKY, LINEAR
 from ...jit import kernel
 from . import direct, threads, winograd
 from .activations import bias_activate
+from .pooling import maxpool_forward
 from .im2col import col2im_rows, im2col, im2col_rows
 
 
@@ -61,7 +62,8 @@ def _winograd_gradient(filters, out_h, out_w, size, stride, pad, groups):
     return pad == 1 and winograd.applies(filters, out_h, out_w, size, stride, groups)
 
 
-def convolution_forward(x, weights, size, stride, pad, groups, y, workspace=None, derived=None, epilogue=None):
+def convolution_forward(x, weights, size, stride, pad, groups, y, workspace=None, derived=None, epilogue=None,
+                        pool=False):
     """y = the convolution of x (B, C, H, W) with weights (K, C/groups*size*size): Darknet's loop of im2col and
     GEMM per image and group, or Winograd, or for few input channels direct 3x3 loops (direct.py). `derived` (a
     dict the caller empties when the weights change) keeps the Winograd and direct filters between calls. Without
@@ -69,7 +71,19 @@ def convolution_forward(x, weights, size, stride, pad, groups, y, workspace=None
 
     `epilogue` (biases, activation, scales, mean, variance): then y = bias_activate(that convolution, ...), the
     inference pass of a convolutional layer; the direct loops and Winograd's output transform apply it (LEAKY or
-    LINEAR) as they write."""
+    LINEAR) as they write. `pool` (an even-sized output): y gets the 2x2 stride-2 max pool of the result, the
+    inference pass of a convolution and the [maxpool] after it; the direct loops pool as they write, other paths
+    pool a scratch copy."""
+    if pool:
+        fused = epilogue is not None and epilogue[1] in (LEAKY, LINEAR)
+        c, width = x.shape[1], x.shape[3]
+        if fused and direct.applies(c, size, stride, pad, groups) and direct.fits(width):
+            direct.forward(x, _direct_filters(weights, c, derived), y, _per_filter(epilogue), pool=True)
+            return y
+        full = threads.buffer(y.size * 4, "unpooled").reshape(y.shape[:2] + (2 * y.shape[2], 2 * y.shape[3]))
+        convolution_forward(x, weights, size, stride, pad, groups, full, workspace, derived, epilogue)
+        maxpool_forward(full, 2, 2, 0, y, with_argmax=False)
+        return y
     _, c, height, width = x.shape
     fused = epilogue is not None and epilogue[1] in (LEAKY, LINEAR)
     finish = _per_filter(epilogue) if fused else None
@@ -78,18 +92,23 @@ def convolution_forward(x, weights, size, stride, pad, groups, y, workspace=None
             derived["winograd"] = winograd.transform_weights(weights, c)
         winograd.convolve(x, derived["winograd"], pad, y, workspace, epilogue=finish)
     elif direct.applies(c, size, stride, pad, groups) and direct.fits(width):
-        packed = None if derived is None else derived.get("direct")
-        if packed is None:
-            packed = direct.pack(weights, c)
-            if derived is not None:
-                derived["direct"] = packed
-        direct.forward(x, packed, y, finish)
+        direct.forward(x, _direct_filters(weights, c, derived), y, finish)
     else:
         _convolve(x, weights, size, stride, pad, groups, y, workspace)
         fused = False
     if epilogue is not None and not fused:
         bias_activate(y, *epilogue)
     return y
+
+
+def _direct_filters(weights, channels, derived):
+    """direct.pack's filters, kept in `derived` where there is one."""
+    packed = None if derived is None else derived.get("direct")
+    if packed is None:
+        packed = direct.pack(weights, channels)
+        if derived is not None:
+            derived["direct"] = packed
+    return packed
 
 
 def _per_filter(epilogue):

@@ -192,6 +192,28 @@ def _finish(v, mean, scale, bias, activation):
     return simd.zero_denormals(v)
 
 
+@vector_kernel(inline="always")
+def _block_sums(flat, packed, g, start, wp, channels, length):
+    """The 8 vectors of sums of filter group g over the 16 outputs from padded index `start`: all channels'
+    nine taps."""
+    z = simd.zeros()
+    a = (z, z, z, z, z, z, z, z)
+    for c in range(channels):
+        at = c * length + start
+        wi = (g * channels + c) * 9 * _FILTERS
+        w = packed[wi:wi + 9 * _FILTERS]    # constant indices below: no wraparound tests
+        a = _tap(a, flat, at, w, 0)
+        a = _tap(a, flat, at + 1, w, 4)
+        a = _tap(a, flat, at + 2, w, 8)
+        a = _tap(a, flat, at + wp, w, 12)
+        a = _tap(a, flat, at + wp + 1, w, 16)
+        a = _tap(a, flat, at + wp + 2, w, 20)
+        a = _tap(a, flat, at + 2 * wp, w, 24)
+        a = _tap(a, flat, at + 2 * wp + 1, w, 28)
+        a = _tap(a, flat, at + 2 * wp + 2, w, 32)
+    return a
+
+
 @vector_kernel
 def _forward_rows(xp, packed, y, first, last, mean, scale, bias, activation, finish):
     """y (K, H, W) rows first..last-1 = the convolution of the padded image xp (C, L) with the packed filters;
@@ -205,23 +227,8 @@ def _forward_rows(xp, packed, y, first, last, mean, scale, bias, activation, fin
     for i in range(first, last):
         for j0 in range(0, width, _BLOCK):
             j = min(j0, width - _BLOCK)
-            start = i * wp + j
             for g in range(groups):
-                z = simd.zeros()
-                a = (z, z, z, z, z, z, z, z)
-                for c in range(channels):
-                    at = c * length + start
-                    wi = (g * channels + c) * 9 * _FILTERS
-                    w = packed[wi:wi + 9 * _FILTERS]    # constant indices below: no wraparound tests
-                    a = _tap(a, flat, at, w, 0)
-                    a = _tap(a, flat, at + 1, w, 4)
-                    a = _tap(a, flat, at + 2, w, 8)
-                    a = _tap(a, flat, at + wp, w, 12)
-                    a = _tap(a, flat, at + wp + 1, w, 16)
-                    a = _tap(a, flat, at + wp + 2, w, 20)
-                    a = _tap(a, flat, at + 2 * wp, w, 24)
-                    a = _tap(a, flat, at + 2 * wp + 1, w, 28)
-                    a = _tap(a, flat, at + 2 * wp + 2, w, 32)
+                a = _block_sums(flat, packed, g, i * wp + j, wp, channels, length)
                 for q in range(min(_FILTERS, filters - g * _FILTERS)):
                     k = g * _FILTERS + q
                     o = (k * height + i) * width + j
@@ -232,11 +239,40 @@ def _forward_rows(xp, packed, y, first, last, mean, scale, bias, activation, fin
                         simd.store(out, o + 8 * v, s)
 
 
-def forward(x, packed, y, epilogue=None):
+@vector_kernel
+def _forward_pooled_rows(xp, packed, y, first, last, mean, scale, bias, activation):
+    """y (K, H/2, W/2) rows first..last-1 = the 2x2 stride-2 max pool of the finished convolution (as
+    _forward_rows's), each pooled row from its two convolution rows, block by block: the convolution's own output
+    is never written."""
+    filters, pooled_h, pooled_w = y.shape
+    channels, length = xp.shape
+    width = 2 * pooled_w
+    wp = width + 2
+    flat = xp.reshape(-1)
+    groups = packed.size // (channels * 9 * _FILTERS)
+    out = y.reshape(-1)
+    for i in range(first, last):
+        for j0 in range(0, width, _BLOCK):
+            j = min(j0, width - _BLOCK)        # even: the pooled blocks stay aligned
+            for g in range(groups):
+                top = _block_sums(flat, packed, g, 2 * i * wp + j, wp, channels, length)
+                bottom = _block_sums(flat, packed, g, (2 * i + 1) * wp + j, wp, channels, length)
+                for q in range(min(_FILTERS, filters - g * _FILTERS)):
+                    k = g * _FILTERS + q
+                    m, s, b = mean[k], scale[k], bias[k]
+                    best = simd.pool_pairs(_finish(top[2 * q], m, s, b, activation),
+                                           _finish(top[2 * q + 1], m, s, b, activation),
+                                           _finish(bottom[2 * q], m, s, b, activation),
+                                           _finish(bottom[2 * q + 1], m, s, b, activation))
+                    simd.store(out, (k * pooled_h + i) * pooled_w + j // 2, best)
+
+
+def forward(x, packed, y, epilogue=None, pool=False):
     """y (B, K, H, W) = the 3x3 convolution (stride 1, pad 1) of x (B, C, H, W) with filters `pack` made, rows
     `fits`; `epilogue` (mean, scale, bias, activation: per filter, LEAKY or LINEAR) applied as each block is
-    written. The images' bands of rows are the pieces threads.run shares out."""
-    batch, _, height, _ = x.shape
+    written. With `pool` (an epilogue given, H and W even), y (B, K, H/2, W/2) gets the 2x2 stride-2 max pool of
+    that instead. The images' bands of rows are the pieces threads.run shares out."""
+    batch, _, height, _ = y.shape
     xp = _padded(x, "input")
     finish = epilogue is not None
     mean, scale, bias, activation = epilogue if finish else (packed, packed, packed, LINEAR)
@@ -246,8 +282,11 @@ def forward(x, packed, y, epilogue=None):
     def piece(p):
         b, band = divmod(p, bands)
         first = band * per_piece
-        _forward_rows(xp[b], packed, y[b], first, min(height, first + per_piece), mean, scale, bias, activation,
-                      finish)
+        last = min(height, first + per_piece)
+        if pool:
+            _forward_pooled_rows(xp[b], packed, y[b], first, last, mean, scale, bias, activation)
+        else:
+            _forward_rows(xp[b], packed, y[b], first, last, mean, scale, bias, activation, finish)
 
     threads.run(piece, batch * bands)
     return y

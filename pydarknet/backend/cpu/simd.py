@@ -144,3 +144,20 @@ def double_from_bits(typingctx, bits):
     def codegen(context, builder, signature, args):
         return builder.bitcast(args[0], ir.DoubleType())
     return types.float64(types.int64), codegen
+
+
+@intrinsic
+def pool_pairs(typingctx, top0, top1, bottom0, bottom1):
+    """The 2x2 stride-2 max pool of two rows of 16 values (top0, top1 the upper row's, bottom0, bottom1 the
+    lower's): lane i is the maximum of top[2i], top[2i+1], bottom[2i], bottom[2i+1], met in that order from
+    -FLT_MAX as Darknet's loop meets them (a NaN never wins)."""
+    def codegen(context, builder, signature, args):
+        even = ir.Constant(ir.VectorType(ir.IntType(32), LANES), list(range(0, 2 * LANES, 2)))
+        odd = ir.Constant(ir.VectorType(ir.IntType(32), LANES), list(range(1, 2 * LANES, 2)))
+        best = ir.Constant(_VECTOR, [-3.4028234663852886e38] * LANES)
+        for first, second in ((args[0], args[1]), (args[2], args[3])):
+            for lanes in (even, odd):
+                v = builder.shuffle_vector(first, second, lanes)
+                best = builder.select(builder.fcmp_ordered(">", v, best), v, best)
+        return best
+    return float8(float8, float8, float8, float8), codegen

@@ -145,9 +145,14 @@ class CudaOps:
         return 0
 
     def convolution_forward(self, x, weights, size, stride, pad, groups, y, workspace=None, derived=None,
-                            epilogue=None):
+                            epilogue=None, pool=False):
         """y = the convolution of x (B, C, H, W) with weights (K, C/groups*size*size), batched per chunk; then
-        bias_activate(y, *epilogue) where one is given."""
+        bias_activate(y, *epilogue) where one is given; with `pool`, y gets the 2x2 stride-2 max pool of that."""
+        if pool:
+            full = self.xp.empty(y.shape[:2] + (2 * y.shape[2], 2 * y.shape[3]), np.float32)
+            self.convolution_forward(x, weights, size, stride, pad, groups, full, workspace, derived, epilogue)
+            self.maxpool_forward(full, 2, 2, 0, y, with_argmax=False)
+            return y
         out_h, out_w = y.shape[2:]
         for images, group_filters, _, col in self._column_chunks(x, weights.shape[0], size, stride, pad, groups,
                                                                  out_h, out_w):
