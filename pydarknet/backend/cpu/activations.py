@@ -70,7 +70,9 @@ def activate_value(x, a):
 
 
 _ROUND = 6755399441055744.0                                   # 1.5 * 2**52: adding it rounds to a whole number
-_LOG2E, _LN2_HIGH, _LN2_LOW = 1.4426950408889634, 6.93147180369123816490e-01, 1.90821492927058770002e-10
+_LOG2E = 1.4426950408889634
+_LN2_HIGH = 6.93147180369123816490e-01    # ln 2 in two parts: n * _LN2_HIGH is exact for |n| < 2**11
+_LN2_LOW = 1.90821492927058770002e-10
 _TAYLOR = tuple(1.0 / math.factorial(k) for k in range(14))      # exp's series: 1 / k!
 
 
