@@ -93,7 +93,7 @@ def _exp_near(t):
 
 
 @kernel(inline="always")
-def logistic_value(x):
+def _logistic_value(x):
     """activate_value(x, LOGISTIC), 1 / (1 + exp(-x)) in double, with _exp_near: the same float32 but where the
     double lies within an ulp or two of a float32 rounding boundary (about 1 value in 10**8). Beyond [-708, 709]
     exp's tiny or huge values change nothing: 1 + exp(-x) rounds to 1, or the result to a denormal that is
@@ -186,7 +186,7 @@ def _activate_rows(x, stride, rows, n, a):
                 part[i] = np.float32(0.0) if abs(v) < FLT_MIN else v     # NaN stays NaN
         elif a == LOGISTIC:     # the yolo and region heads
             for i in range(part.size):
-                part[i] = flush_value(logistic_value(part[i]))
+                part[i] = flush_value(_logistic_value(part[i]))
         else:
             for i in range(part.size):
                 part[i] = flush_value(activate_value(part[i], a))
