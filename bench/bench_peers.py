@@ -354,7 +354,10 @@ def _profile_pydarknet(case, steps):
         net.predict(x)
         whole.append((time.perf_counter() - start) * 1e3)
     layers = {i: statistics.median(v) for (i, method), v in timings.items() if method == "forward"}
-    return {"whole": statistics.median(whole), "layers": layers, "types": [kind(layer) for layer in net.layers]}
+    types = [kind(layer) for layer in net.layers]
+    for i in net.fused_pools():
+        types[i], types[i + 1] = f"{types[i]} + maxpool", "maxpool (in the layer before)"
+    return {"whole": statistics.median(whole), "layers": layers, "types": types}
 
 
 def _profile_onnxruntime(case, steps):

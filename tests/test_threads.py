@@ -152,3 +152,35 @@ def test_zero_clears_every_element_in_pieces(size):
     wide = np.ones((3, size + 2), np.float32)
     cpu.zero(wide[:, 1:-1])                     # a strided view: only its elements
     assert not wide[:, 1:-1].any() and (wide[:, [0, -1]] == 1).all()
+
+
+def test_an_idle_worker_watches_for_a_new_job_for_its_budget_then_gives_up():
+    """_watch (the spin before a worker sleeps) returns True as soon as a job is posted, False once its budget of
+    cycles has passed with none."""
+    posted = np.zeros(1, np.int64)
+    budget = int(200e3 * threads._cycles_per_us())      # 200 ms: ample for the other thread's post
+    poster = threading.Timer(0.01, lambda: posted.__setitem__(0, 1))
+    poster.start()
+    assert threads._watch(posted, 0, budget)
+    poster.join()
+    assert not threads._watch(posted, 1, int(1e3 * threads._cycles_per_us()))     # 1 ms and nothing posted
+
+
+def test_the_spin_setting(monkeypatch):
+    from pydarknet.errors import DarknetError
+    try:
+        monkeypatch.setenv("PYDARKNET_SPIN_US", "0")
+        threads.set_spin(None)
+        assert threads._spin_cycles() == 0
+        monkeypatch.setenv("PYDARKNET_SPIN_US", "250")
+        threads.set_spin(None)
+        assert 250 * 100 < threads._spin_cycles() < 250 * 10_000     # 0.1-10 GHz
+        threads.set_spin(0)
+        assert threads._spin_cycles() == 0
+        monkeypatch.setenv("PYDARKNET_SPIN_US", "soon")
+        threads.set_spin(None)
+        with pytest.raises(DarknetError, match="PYDARKNET_SPIN_US=soon: not a whole number of microseconds"):
+            threads._spin_cycles()
+    finally:
+        monkeypatch.delenv("PYDARKNET_SPIN_US")
+        threads.set_spin(None)

@@ -236,7 +236,8 @@ def say_error(text, error=None):
 
 def start_world(nogpu, gpus):
     """Under an MPI launcher, this rank's communicator and its default thread count (the cores shared by the ranks
-    on this machine); else None. In a CPU build -gpus is read and ignored with one line, as before."""
+    on this machine; idle workers do not spin there); else None. In a CPU build -gpus is read and ignored with one
+    line, as before."""
     if parallel.launched_size() is None:
         from .. import backend
         if gpus and "," in gpus and not backend.build_wants_gpu():
@@ -247,6 +248,9 @@ def start_world(nogpu, gpus):
     device = backend.default_device() if gpus and not nogpu and backend.build_wants_gpu() else "cpu"
     world = parallel.world(gpu=None if device == "cpu" else device)
     launch.check_ranks(world)
+    if world.local_size > 1:
+        from ..backend.cpu import threads
+        threads.set_spin(0)     # an idle worker's spin would take a core another rank is computing on
     return max(1, (os.cpu_count() or 1) // world.local_size)
 
 
