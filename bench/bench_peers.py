@@ -415,6 +415,87 @@ def _call(conn, function, args):
         conn.send(f"{type(e).__name__}: {e}")
 
 
+# ---- the GEMM rate: pydarknet's convolutions against OpenBLAS on the same GEMMs and a paper peak ----------------
+
+GEMM_CASE = ("yolov3", 416, 5)
+
+
+def paper_peak():
+    """(GFLOP/s, the assumptions as text): cores x FMA pipes x float32 lanes x 2 x clock. The clock is the
+    time-stamp counter's rate (the nominal clock; boost runs above it), the cores os.cpu_count() (vCPUs here)."""
+    from pydarknet.backend.cpu import threads
+    flags = open("/proc/cpuinfo").read()
+    amd = "AuthenticAMD" in flags
+    if "avx512f" in flags and not amd:
+        pipes, lanes, what = 2, 16, "AVX-512 on two 512-bit FMA pipes (Intel Xeon)"
+    elif "avx512f" in flags:
+        pipes, lanes, what = 2, 8, "AVX-512 on two 256-bit FMA pipes (Zen 4)"
+    else:
+        pipes, lanes, what = 2, 8, "AVX2: two 256-bit FMA pipes"
+    cores, ghz = os.cpu_count() or 1, threads._cycles_per_us() / 1e3
+    peak = cores * pipes * lanes * 2 * ghz
+    return peak, (f"{cores} cores x {pipes} FMA pipes x {lanes} lanes x 2 x {ghz:.2f} GHz (the time-stamp "
+                  f"counter's rate) = {peak:.0f} GFLOP/s; {what}")
+
+
+def _gemm_rates(case, steps):
+    """Every convolution of the case's forward (batch 1, back to back) timed inside pydarknet, then each one's
+    im2col GEMM (K x C*k*k times C*k*k x H'*W') by numpy's OpenBLAS on THREADS threads in this process."""
+    import pydarknet  # noqa: F401
+    from threadpoolctl import threadpool_limits
+    from bench.bench_profile import instrument
+    from pydarknet.network import load_network
+    pydarknet_threads()
+    net = load_network(case["cfg"], case["weights"])
+    timings = {}
+    instrument(net, timings)
+    x = case["input"][:1]
+    net.predict(x)
+    timings.clear()
+    for _ in range(steps):
+        net.predict(x)
+    convolutions = [i for i, layer in enumerate(net.layers) if layer.type == "convolutional"]
+    ours_ms = sum(statistics.median(timings[(i, "forward")]) for i in convolutions)
+    gflop = sum(net.layers[i].bflops for i in convolutions)
+    rng = np.random.default_rng(0)
+    blas_ms = 0.0
+    with threadpool_limits(THREADS, "blas"):
+        for i in convolutions:
+            layer = net.layers[i]
+            rows = layer.in_shape[0] // layer.groups * layer.size * layer.size
+            a = rng.random((layer.filters, rows), dtype=np.float32)
+            b = rng.random((rows, layer.out_shape[1] * layer.out_shape[2]), dtype=np.float32)
+            out = a @ b
+            times = []
+            for _ in range(3):
+                start = time.perf_counter()
+                np.matmul(a, b, out=out)
+                times.append((time.perf_counter() - start) * 1e3)
+            blas_ms += min(times)
+    return {"gflop": gflop, "ours_ms": ours_ms, "blas_ms": blas_ms, "layers": len(convolutions)}
+
+
+def run_gemm_rate(folder, quick=False, log=print):
+    name, size, steps = GEMM_CASE
+    log("-- peers: the GEMM rate")
+    result = in_process(_gemm_rates, prepare(name, size, folder), 1 if quick else steps)
+    return {"name": name, "size": size, "result": result, "peak": paper_peak()}
+
+
+def gemm_rate_lines(rate):
+    result, (peak, assumptions) = rate["result"], rate["peak"]
+    if isinstance(result, str):
+        return [f"GEMM rate: not measured ({result})"]
+    ours, blas = result["gflop"] / result["ours_ms"], result["gflop"] / result["blas_ms"]     # GFLOP per ms = TFLOP/s
+    return [f"GEMM rate ({rate['name']} {rate['size']}, batch 1 back to back, its {result['layers']} convolutions, "
+            f"{result['gflop']:.1f} GFLOP counted as direct convolutions (Winograd does fewer): pydarknet "
+            f"{ours * 1e3:.0f} GFLOP/s ({result['ours_ms']:.0f} ms inside the convolutions, batch-norm and activation "
+            f"included); numpy's OpenBLAS sgemm on the same im2col GEMMs, {THREADS} threads, best of 3: "
+            f"{blas * 1e3:.0f} GFLOP/s ({result['blas_ms']:.0f} ms, the column matrices not counted); pydarknet / "
+            f"OpenBLAS {ours / blas:.2f}. Paper peak: {assumptions}; pydarknet at {ours * 1e3 / peak:.0%} of it, "
+            f"OpenBLAS at {blas * 1e3 / peak:.0%}."]
+
+
 def in_process(function, *args):
     """function(*args) in a spawned process of its own: its result, or its error line."""
     ctx = multiprocessing.get_context("spawn")
@@ -537,8 +618,8 @@ def run_case(name, size, modes, repeats, folder, log=print):
 
 
 def run(cases=CASES, quick=False, log=print):
-    """Every case (quick: 1 repetition each) in one temporary folder, then the end-to-end row and the layer-by-layer
-    profile: (the cases' results, the end-to-end result, the profile)."""
+    """Every case (quick: 1 repetition each) in one temporary folder, then the end-to-end row, the GEMM rate and
+    the layer-by-layer profile: (the cases' results, the end-to-end result, the profile, the GEMM rate)."""
     with tempfile.TemporaryDirectory(prefix="pydarknet-peers-") as folder:
         results = []
         for name, size, modes, repeats in cases:
@@ -546,7 +627,8 @@ def run(cases=CASES, quick=False, log=print):
             results.append(run_case(name, size, modes, 1 if quick else repeats, folder, log))
         log("-- peers: image to boxes")
         end_to_end = run_end_to_end(folder, quick, log)
-        return results, end_to_end, run_layer_profile(folder, quick, log)
+        gemm_rate = run_gemm_rate(folder, quick, log)
+        return results, end_to_end, run_layer_profile(folder, quick, log), gemm_rate
 
 
 def cell(times):
@@ -631,9 +713,9 @@ def target_lines(results):
 def main():
     names = [a for a in sys.argv[1:] if not a.startswith("-")]
     cases = [c for c in CASES if not names or c[0] in names]
-    results, end_to_end, profile = run(cases, quick="--quick" in sys.argv)
+    results, end_to_end, profile, gemm_rate = run(cases, quick="--quick" in sys.argv)
     print("\n".join(table(results) + [""] + target_lines(results) + [""] + end_to_end_lines(end_to_end) + [""]
-                    + layer_profile_lines(profile)))
+                    + layer_profile_lines(profile) + [""] + gemm_rate_lines(gemm_rate)))
 
 
 if __name__ == "__main__":

@@ -235,8 +235,8 @@ def peers_lines(peers):
     found, note = peers
     if found is None:
         return [f"Against the deployment runtimes: {note}.", ""]
-    results, end_to_end, profile = found
-    from bench.bench_peers import end_to_end_lines, layer_profile_lines, table, target_lines
+    results, end_to_end, profile, gemm_rate = found
+    from bench.bench_peers import end_to_end_lines, gemm_rate_lines, layer_profile_lines, table, target_lines
     return ["The network alone against the runtimes users deploy YOLO on (`bench/bench_peers.py`): a letterboxed "
             "float32 array in, the heads out; ONNX Runtime and OpenVINO run the graph `pydarknet export` writes "
             "(no `-decode`), OpenCV DNN reads the cfg. Same sane random weights and seeded input on every side, each "
@@ -245,7 +245,7 @@ def peers_lines(peers):
             "camera, a request queue); \"back to back\": the second of two passes in a row; \"batch 8\": ms an "
             "image. Medians (min-max) in ms; a ratio below 1 is pydarknet ahead.", ""] + table(results) + [
             "", "Issue 28's targets:"] + target_lines(results) + [""] + end_to_end_lines(end_to_end) + [""] + \
-        layer_profile_lines(profile) + [""]
+        layer_profile_lines(profile) + [""] + gemm_rate_lines(gemm_rate) + [""]
 
 
 def process_lines(process):

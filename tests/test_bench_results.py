@@ -104,3 +104,15 @@ def test_peers_table_ratios_and_targets():
     assert "- yolov3-tiny back to back: <= 1.0x ONNX Runtime: 0.97, met" in targets
     assert "- yolov3-tiny batch 8: <= 1.0x OpenVINO: not timed" in targets
     assert targets[-1] == "- yolov3-tiny: pydarknet after a pause <= 1.15x its own back to back: 1.40, NOT met"
+
+
+def test_gemm_rate_line():
+    from bench import bench_peers
+    rate = {"name": "yolov3", "size": 416, "peak": (160.0, "2 cores x ..."),
+            "result": {"gflop": 66.0, "ours_ms": 600.0, "blas_ms": 800.0, "layers": 75}}
+    line, = bench_peers.gemm_rate_lines(rate)
+    assert "its 75 convolutions, 66.0 GFLOP" in line and "pydarknet 110 GFLOP/s (600 ms" in line
+    assert "OpenBLAS sgemm on the same im2col GEMMs, 2 threads, best of 3: 82 GFLOP/s (800 ms" in line
+    assert "pydarknet / OpenBLAS 1.33. Paper peak: 2 cores x ...; pydarknet at 69% of it, OpenBLAS at 52%." in line
+    assert bench_peers.gemm_rate_lines({**rate, "result": "ImportError: x"}) == [
+        "GEMM rate: not measured (ImportError: x)"]
