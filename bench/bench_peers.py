@@ -16,6 +16,9 @@ session.set_denormal_as_zero=1, spinning at its default; OpenVINO INFERENCE_NUM_
 INFERENCE_PRECISION_HINT=f32 (bf16 by default on a CPU that has it), CPU_DENORMALS_OPTIMIZATION=YES; OpenCV DNN
 setNumThreads(2), its own backend. pydarknet flushes denormals in its fused passes.
 
+Then image to boxes (Detector.detect against ONNX Runtime on the -decode graph), the GEMM rate (yolov3's convolutions
+inside pydarknet against numpy's OpenBLAS on the same GEMMs and a paper peak) and yolov3-tiny layer by layer.
+
     python -m bench.bench_peers [--quick] [yolov3-tiny ...]    # a markdown table on stdout
     from bench.bench_peers import run, table
 """

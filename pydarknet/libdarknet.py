@@ -21,8 +21,8 @@ def set_batch_network(net, b):
 
 def network_predict(net, x):
     """Inference on a float32 (C, H, W) image or (B, C, H, W) batch; the output layer's output, on the host (as
-    Darknet's GPU build copies it back). Every layer keeps its output, as in Darknet (no fused passes)."""
-    return to_host(net.predict(np.asarray(x, np.float32), fuse=False))
+    Darknet's GPU build copies it back)."""
+    return to_host(net.predict(np.asarray(x, np.float32)))
 
 
 def get_network_boxes(net, w, h, thresh, hier=.5, map=None, relative=1, batch_index=0):

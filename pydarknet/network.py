@@ -130,7 +130,7 @@ class Network(NetOptions):
     def forward(self, x, fuse=False):
         """Run every layer on x (B, C, H, W) float32 (host or device); returns the output layer's output, on the
         network's device. `fuse` (inference): each convolution that fused_pools names runs with the [maxpool]
-        after it in one pass, and keeps no output of its own (None)."""
+        after it in one pass; its own output is made only if somebody reads it (Layer.output)."""
         with backend.on_device(self.device):
             x = self._as_input(x)
             self._workspace(x)
@@ -249,9 +249,8 @@ class Network(NetOptions):
                 layer.out_shape[2] % 2 == 0 and i not in read}
 
     def predict(self, x, fuse=True):
-        """network_predict: inference on one image (C, H, W) or a batch (B, C, H, W). With `fuse` (libdarknet's
-        network_predict says False), the convolutions of fused_pools keep no output of their own: read
-        net.layers[i].output after predict(x, fuse=False)."""
+        """network_predict: inference on one image (C, H, W) or a batch (B, C, H, W), with the fused passes of
+        fused_pools (`fuse`); every layer's output still reads as Darknet's."""
         single = np.ndim(x) in (1, 3)
         train, self.train = self.train, False
         try:
@@ -284,9 +283,6 @@ class Network(NetOptions):
 
     def layer_output(self, i):
         """Layer i's output as a host array in Darknet's memory order."""
-        if self.layers[i].output is None and i in self.fused_pools():
-            raise DarknetError(f"{self.path}: layer {i}'s output was not kept: predict ran it with the maxpool after "
-                               f"it in one pass (predict(x, fuse=False) keeps every layer's output)")
         return to_host(self.layers[i].output)
 
     # ---- weights ---------------------------------------------------------------------------------------------

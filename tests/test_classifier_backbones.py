@@ -138,7 +138,7 @@ def backbone(request, tmp_path_factory):
     weights = folder / f"{name}.weights"
     save_weights(net, weights)
     image = np.random.default_rng(17).random((3, height, width), dtype=np.float32)
-    net.predict(image, fuse=False)     # every layer's output kept
+    net.predict(image)
     return name, net, cfg, weights, image
 
 

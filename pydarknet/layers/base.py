@@ -123,6 +123,20 @@ class Layer:
         self.learning_rate_scale = 1.0   # [section] learning_rate=, a factor on the network's rate
 
     @property
+    def output(self):
+        """The last pass's output. One that a fused pass did not write (Network.fused_pools) is made from that
+        pass's input when first read, so that whoever reads it finds Darknet's values."""
+        unmade = self.__dict__.get("_unmade")
+        if unmade is not None:
+            self._unmade = None
+            self.make_output(*unmade)
+        return self._output
+
+    @output.setter
+    def output(self, value):
+        self._output, self._unmade = value, None
+
+    @property
     def inputs(self):
         c, h, w = self.in_shape
         return c * h * w
@@ -216,6 +230,7 @@ class Layer:
         for name in PARAMETERS:
             if getattr(self, name, None) is not None:
                 setattr(self, name, move(getattr(self, name), device))
+        self._unmade = None     # an output a fused pass skipped is not made on the way out
         for name in PASS_STATE:
             if getattr(self, name, None) is not None:
                 setattr(self, name, None)

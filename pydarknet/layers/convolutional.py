@@ -91,13 +91,19 @@ class Convolutional(Layer):
 
     def forward_pooled(self, x, net, pool):
         """Inference of this layer and the [maxpool] `pool` after it in one pass (Network.fused_pools): the pool's
-        output is written, this layer keeps none (None)."""
+        output is written; this layer's own is made from x only if somebody reads it (Layer.output)."""
         y = pool.new_output(x.shape[0])
+        derived = None if net.one_pass else self.derived
         ops_of(x).convolution_forward(x, self.weights, self.size, self.stride, self.pad, self.groups, y,
-                                      net.workspace, None if net.one_pass else self.derived,
-                                      inference_epilogue(self, self.activation), pool=True)
-        self.output = None
+                                      net.workspace, derived, inference_epilogue(self, self.activation), pool=True)
+        self._unmade = (x, net.workspace, derived)
         return y
+
+    def make_output(self, x, workspace, derived):
+        """The inference output a fused pass skipped, from that pass's input."""
+        y = self.new_output(x.shape[0])
+        ops_of(x).convolution_forward(x, self.weights, self.size, self.stride, self.pad, self.groups, y, workspace,
+                                      derived, inference_epilogue(self, self.activation))
 
     def backward(self, x, dx, net):
         """Darknet's backward_convolutional_layer: activation gradient, bias/batch-norm, then the weight updates
