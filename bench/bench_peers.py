@@ -496,7 +496,8 @@ def gemm_rate_lines(rate):
             f"included); numpy's OpenBLAS sgemm on the same im2col GEMMs, {THREADS} threads, best of 3: "
             f"{blas * 1e3:.0f} GFLOP/s ({result['blas_ms']:.0f} ms, the column matrices not counted); pydarknet / "
             f"OpenBLAS {ours / blas:.2f}. Paper peak: {assumptions}; pydarknet at {ours * 1e3 / peak:.0%} of it, "
-            f"OpenBLAS at {blas * 1e3 / peak:.0%}."]
+            f"OpenBLAS at {blas * 1e3 / peak:.0%} (Winograd's layers do fewer FLOPs than counted here, and the "
+            f"cores may run above the counter's rate)."]
 
 
 def in_process(function, *args):

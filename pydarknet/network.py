@@ -10,6 +10,7 @@ import numpy as np
 
 from . import backend
 from .backend import ops_of, to_host, xp_of
+from .backend.cpu import threads as cpu_threads
 from .box import Detections, DetectionWarning
 from .cfg import read_cfg
 from .errors import CfgError, DarknetError, WeightsError
@@ -254,7 +255,8 @@ class Network(NetOptions):
         single = np.ndim(x) in (1, 3)
         train, self.train = self.train, False
         try:
-            out = self.forward(x, fuse)
+            with cpu_threads.spinning():
+                out = self.forward(x, fuse)
         finally:
             self.train = train
         return out[0] if single else out

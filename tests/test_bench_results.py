@@ -113,6 +113,6 @@ def test_gemm_rate_line():
     line, = bench_peers.gemm_rate_lines(rate)
     assert "its 75 convolutions, 66.0 GFLOP" in line and "pydarknet 110 GFLOP/s (600 ms" in line
     assert "OpenBLAS sgemm on the same im2col GEMMs, 2 threads, best of 3: 82 GFLOP/s (800 ms" in line
-    assert "pydarknet / OpenBLAS 1.33. Paper peak: 2 cores x ...; pydarknet at 69% of it, OpenBLAS at 52%." in line
+    assert "pydarknet / OpenBLAS 1.33. Paper peak: 2 cores x ...; pydarknet at 69% of it, OpenBLAS at 52% (" in line
     assert bench_peers.gemm_rate_lines({**rate, "result": "ImportError: x"}) == [
         "GEMM rate: not measured (ImportError: x)"]

@@ -184,3 +184,12 @@ def test_the_spin_setting(monkeypatch):
     finally:
         monkeypatch.delenv("PYDARKNET_SPIN_US")
         threads.set_spin(None)
+
+
+def test_workers_spin_only_inside_an_inference_pass(monkeypatch):
+    """Outside spinning() (training) an idle worker sleeps at once; inside (Network.predict) it spins its budget."""
+    monkeypatch.setattr(threads, "_spin_cycles", lambda: 1000)
+    assert threads._spin_budget() == 0
+    with threads.spinning():
+        assert threads._spin_budget() == 1000
+    assert threads._spin_budget() == 0

@@ -84,26 +84,28 @@ class Convolutional(Layer):
         """At inference the backend applies batch-norm, bias and activation as it writes y (inference_epilogue);
         in training they follow with the batch's statistics."""
         y = self.new_output(x.shape[0])
-        epilogue = None if net.train else inference_epilogue(self, self.activation)
+        derived = None if net.one_pass else self.derived
+        if not net.train:
+            return self._inference(x, y, net.workspace, derived)
         ops_of(x).convolution_forward(x, self.weights, self.size, self.stride, self.pad, self.groups, y,
-                                      net.workspace, None if net.one_pass else self.derived, epilogue)
-        return y if epilogue else normalize_bias_activate(self, y, net, self.activation)
+                                      net.workspace, derived)
+        return normalize_bias_activate(self, y, net, self.activation)
 
     def forward_pooled(self, x, net, pool):
         """Inference of this layer and the [maxpool] `pool` after it in one pass (Network.fused_pools): the pool's
         output is written; this layer's own is made from x only if somebody reads it (Layer.output)."""
-        y = pool.new_output(x.shape[0])
         derived = None if net.one_pass else self.derived
-        ops_of(x).convolution_forward(x, self.weights, self.size, self.stride, self.pad, self.groups, y,
-                                      net.workspace, derived, inference_epilogue(self, self.activation), pool=True)
+        y = self._inference(x, pool.new_output(x.shape[0]), net.workspace, derived, pool=True)
         self._unmade = (x, net.workspace, derived)
         return y
 
     def make_output(self, x, workspace, derived):
         """The inference output a fused pass skipped, from that pass's input."""
-        y = self.new_output(x.shape[0])
-        ops_of(x).convolution_forward(x, self.weights, self.size, self.stride, self.pad, self.groups, y, workspace,
-                                      derived, inference_epilogue(self, self.activation))
+        self._inference(x, self.new_output(x.shape[0]), workspace, derived)
+
+    def _inference(self, x, y, workspace, derived, pool=False):
+        return ops_of(x).convolution_forward(x, self.weights, self.size, self.stride, self.pad, self.groups, y,
+                                             workspace, derived, inference_epilogue(self, self.activation), pool)
 
     def backward(self, x, dx, net):
         """Darknet's backward_convolutional_layer: activation gradient, bias/batch-norm, then the weight updates

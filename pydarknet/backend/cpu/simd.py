@@ -3,7 +3,7 @@ register-blocked kernels (direct.py) need, written as LLVM vector instructions.
 
 Why: LLVM vectorises a Numba loop over its innermost index only, so sums that should stay in registers across an
 outer loop (a convolution's channels and taps) go through memory on every step. With these, a kernel keeps a block
-of outputs in twelve registers for the whole sum and writes each output once. Eight lanes are AVX2's width; on an
+of outputs in eight registers for the whole sum and writes each output once. Eight lanes are AVX2's width; on an
 AVX-512 machine LLVM still emits the same 256-bit code.
 
 The arithmetic is IEEE: `fmuladd` may fuse a multiply-add (as vector_kernel's `contract` does), the epilogue's

@@ -9,11 +9,13 @@ takes fewer pieces, and the caller never waits for a worker that has not started
 The number of threads is Numba's (`numba.get_num_threads()`, which -threads and PYDARKNET_THREADS set), so that
 kernels and GEMMs use the same cores.
 
-A worker that runs out of pieces keeps looking for the next job for up to PYDARKNET_SPIN_US (1 ms) before it
-sleeps, with the GIL released and yielding its core to any other thread that wants it: a forward pass posts a job
-every few hundred microseconds, and waking a sleeping thread costs tens of microseconds each time, more after the
-machine has idled (a camera's frames, a request queue). Ranks that share the cores do not spin (set_spin(0)).
+During an inference pass (spinning(), which Network.predict enters) a worker that runs out of pieces keeps looking
+for the next job for up to PYDARKNET_SPIN_US (1 ms) before it sleeps, with the GIL released and yielding its core
+to any other thread that wants it: a forward pass posts a job every few hundred microseconds, and waking a sleeping
+thread costs tens of microseconds each time, more after the machine has idled (a camera's frames, a request queue).
+Training does not spin, nor do ranks that share the cores (set_spin(0)).
 """
+import contextlib
 import itertools
 import threading
 import time
@@ -36,6 +38,7 @@ _jobs = []                      # the jobs posted, newest last; workers take pie
 _blas_limited = False
 _posted = np.zeros(1, np.int64)     # jobs posted so far: what a spinning worker watches
 _spin = {"us": None, "cycles": None}    # the spin budget (None: PYDARKNET_SPIN_US, read when the first worker starts)
+_spinning = [0]                     # inference passes under way (spinning()): the workers spin only then
 
 
 class _Job:
@@ -128,6 +131,25 @@ def set_spin(us):
     _spin["cycles"] = None
 
 
+@contextlib.contextmanager
+def spinning():
+    """Inside, idle workers spin before sleeping (Network.predict: a pass's jobs come every few hundred
+    microseconds); outside, in training, they sleep at once: there Numba's threads run between the jobs, and a
+    spinning worker would take their core."""
+    with _lock:
+        _spinning[0] += 1
+    try:
+        yield
+    finally:
+        with _lock:
+            _spinning[0] -= 1
+
+
+def _spin_budget():
+    """The cycles an idle worker spins now: the setting's inside an inference pass, none outside."""
+    return _spin_cycles() if _spinning[0] else 0
+
+
 def _spin_cycles():
     if _spin["cycles"] is None:
         us = settings.spin_us() if _spin["us"] is None else _spin["us"]
@@ -141,7 +163,7 @@ def _next_job():
         if _jobs:
             return _jobs[-1]
         seen = int(_posted[0])
-    cycles = _spin_cycles()
+    cycles = _spin_budget()
     if cycles:
         _watch(_posted, seen, cycles)
     with _wake:
