@@ -337,11 +337,11 @@ def end_to_end_lines(result):
 PROFILE = ("yolov3-tiny", 416, 10)
 
 
-def _profile_pydarknet(case, steps):
-    """pydarknet's median ms per layer (its forward wrapped with a timer) and of the whole pass, batch 1 after a
-    pause each."""
+def _instrumented(case):
+    """The case's network in this process with each layer's forward timed into `timings` (empty after a first,
+    untimed pass), and its batch-1 input: (net, timings, x)."""
     import pydarknet  # noqa: F401
-    from bench.bench_profile import instrument, kind
+    from bench.bench_profile import instrument
     from pydarknet.network import load_network
     pydarknet_threads()
     net = load_network(case["cfg"], case["weights"])
@@ -350,6 +350,14 @@ def _profile_pydarknet(case, steps):
     x = case["input"][:1]
     net.predict(x)
     timings.clear()
+    return net, timings, x
+
+
+def _profile_pydarknet(case, steps):
+    """pydarknet's median ms per layer (its forward wrapped with a timer) and of the whole pass, batch 1 after a
+    pause each."""
+    from bench.bench_profile import kind
+    net, timings, x = _instrumented(case)
     whole = []
     for _ in range(steps):
         time.sleep(PAUSE_S)
@@ -444,17 +452,8 @@ def paper_peak():
 def _gemm_rates(case, steps):
     """Every convolution of the case's forward (batch 1, back to back) timed inside pydarknet, then each one's
     im2col GEMM (K x C*k*k times C*k*k x H'*W') by numpy's OpenBLAS on THREADS threads in this process."""
-    import pydarknet  # noqa: F401
     from threadpoolctl import threadpool_limits
-    from bench.bench_profile import instrument
-    from pydarknet.network import load_network
-    pydarknet_threads()
-    net = load_network(case["cfg"], case["weights"])
-    timings = {}
-    instrument(net, timings)
-    x = case["input"][:1]
-    net.predict(x)
-    timings.clear()
+    net, timings, x = _instrumented(case)
     for _ in range(steps):
         net.predict(x)
     convolutions = [i for i, layer in enumerate(net.layers) if layer.type == "convolutional"]
