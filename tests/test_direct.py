@@ -103,7 +103,7 @@ def test_wide_rows_take_the_register_blocks(monkeypatch):
     """Rows of 16 pixels and more go through direct.forward (a marker shows it), narrower ones through the
     band loops."""
     w = np.ones((2, 27), np.float32)
-    monkeypatch.setattr(direct, "forward", lambda x, packed, y, epilogue=None: y.fill(-7.0))
+    monkeypatch.setattr(direct, "forward", lambda x, packed, y, epilogue=None, pool=False: y.fill(-7.0))
     for width, marked in ((16, True), (15, False)):
         y = np.zeros((1, 2, 5, width), np.float32)
         cpu.convolution_forward(np.ones((1, 3, 5, width), np.float32), w, 3, 1, 1, 1, y)

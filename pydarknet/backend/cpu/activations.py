@@ -106,8 +106,8 @@ def _logistic_value(x):
 
 @kernel(inline="always")
 def bias_activate_value(v, mean, scale, bias, a):
-    """One value of _bias_activate's common loops, (v - mean) * scale + bias, LEAKY or LINEAR, denormals to zero:
-    for the kernels that apply it as they write (winograd.py's output transform)."""
+    """One value of _bias_activate's common loops, (v - mean) * scale + bias, LEAKY or LINEAR, denormals to zero
+    (also for the kernels that apply it as they write: winograd.py's output transform)."""
     v = (v - mean) * scale + bias
     if a == LEAKY:
         v = v if v > 0 else np.float32(0.1) * v
@@ -138,15 +138,12 @@ def _bias_activate(y, mean, variance, scales, biases, normalize, a):
             k = np.float32(np.float64(scales[c]) / (math.sqrt(np.float64(variance[c])) + 1e-6))
         bias = biases[c]
         row = y[b, c]
-        if a == LEAKY:
+        if a == LEAKY:          # NaN stays NaN in both
             for i in range(size):
-                v = (row[i] - m) * k + bias
-                v = v if v > 0 else np.float32(0.1) * v
-                row[i] = np.float32(0.0) if abs(v) < FLT_MIN else v   # NaN stays NaN
+                row[i] = bias_activate_value(row[i], m, k, bias, LEAKY)
         elif a == LINEAR:
             for i in range(size):
-                v = (row[i] - m) * k + bias
-                row[i] = np.float32(0.0) if abs(v) < FLT_MIN else v   # NaN stays NaN
+                row[i] = bias_activate_value(row[i], m, k, bias, LINEAR)
         else:
             for i in range(size):
                 row[i] = flush_value(activate_value((row[i] - m) * k + bias, a))
