@@ -8,11 +8,15 @@ Three ways in:
 """
 import os
 
-# Two sets of threads share the cores: Numba's (OpenMP) for the kernels and backend/cpu/threads.py's for the GEMM pieces
-# (BLAS itself runs on one thread; OpenBLAS's own pool matters where a program raises that again). Idle OpenMP or
-# OpenBLAS threads would spin and starve the others, so both are told to sleep soon. This works when pydarknet is
-# imported before numpy has loaded OpenBLAS and before the first Numba kernel runs.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# Numba's threads (OpenMP) run the kernels and, through backend/cpu/sgemm.py, the GEMM pieces of an inference pass.
+# Between two parallel regions an idle one spins a bounded while before it sleeps (GOMP_SPINCOUNT: a spin is one
+# `pause`, 30-60 ns, so PYDARKNET_SPIN_US's 1000 us gives 15,000 spins, 0.45-0.9 ms): waking a sleeping thread costs
+# 70-100 us on a small VM, and a pass starts a region every few hundred microseconds. Ranks sharing the cores get
+# 0 (cli.start_world). OpenBLAS's own threads (BLAS runs on one) sleep soon. This works when pydarknet is imported
+# before numpy loads OpenBLAS and before Numba starts its threads (libgomp reads the variables once).
+if "OMP_WAIT_POLICY" not in os.environ:
+    _spin_us = os.environ.get("PYDARKNET_SPIN_US", "1000")
+    os.environ.setdefault("GOMP_SPINCOUNT", str(15 * max(0, int(_spin_us))) if _spin_us.isdigit() else "15000")
 os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")   # 2^4 cycles of spinning, Darknet-like single passes
 
 # The names below are loaded when first used (PEP 562), so that `import pydarknet` and the command line load only

@@ -7,7 +7,7 @@ import numpy as np
 
 from ...activations import LEAKY, LINEAR
 from ...jit import kernel
-from . import direct, threads, winograd
+from . import direct, sgemm, threads, winograd
 from .activations import bias_activate
 from .pooling import maxpool_forward
 from .im2col import col2im_rows, im2col, im2col_rows
@@ -29,12 +29,17 @@ def gemm(a, b, out=None):
     if pieces < 2 or threads.inside():     # inside a piece the thread is already one of the parallel ones
         threads.limit_blas()
         return np.matmul(a, b, out=out)
-    if n >= m:
-        step = -(-(-(-n // pieces)) // 16) * 16     # n/pieces rounded up to 16 columns: whole cache lines
+    by_columns = n >= m
+    # n/pieces rounded up to 16 columns (whole cache lines), or m/pieces rows
+    step = -(-(-(-n // pieces)) // 16) * 16 if by_columns else -(-m // pieces)
+    blas = sgemm.library()
+    if blas is not None and sgemm.fits(a, b, out):     # on Numba's threads (sgemm.py)
+        threads.limit_blas()
+        sgemm.pieces(*blas, a, b, out, step, by_columns)
+    elif by_columns:
         threads.run(lambda i: np.matmul(a, b[:, i * step:(i + 1) * step], out=out[:, i * step:(i + 1) * step]),
                     -(-n // step))
     else:
-        step = -(-m // pieces)
         threads.run(lambda i: np.matmul(a[i * step:(i + 1) * step], b, out=out[i * step:(i + 1) * step]),
                     -(-m // step))
     return out

@@ -283,19 +283,23 @@ def forward(x, packed, y, epilogue=None, pool=False):
     finish = epilogue is not None
     mean, scale, bias, activation = epilogue if finish else (packed, packed, packed, LINEAR)
     per_piece = max(1, -(-height // (4 * threads.threads())))
-    bands = -(-height // per_piece)
+    _forward_bands(xp, packed, y, per_piece, mean, scale, bias, activation, finish, pool)
+    return y
 
-    def piece(p):
-        b, band = divmod(p, bands)
-        first = band * per_piece
+
+@vector_kernel(parallel=True)
+def _forward_bands(xp, packed, y, per_piece, mean, scale, bias, activation, finish, pool):
+    """forward's pieces, bands of `per_piece` rows of each image, shared out over Numba's threads."""
+    batch, height = y.shape[0], y.shape[2]
+    bands = -(-height // per_piece)
+    for p in numba.prange(batch * bands):
+        b = p // bands
+        first = (p % bands) * per_piece
         last = min(height, first + per_piece)
         if pool:
             _forward_pooled_rows(xp[b], packed, y[b], first, last, mean, scale, bias, activation)
         else:
             _forward_rows(xp[b], packed, y[b], first, last, mean, scale, bias, activation, finish)
-
-    threads.run(piece, batch * bands)
-    return y
 
 
 def _padded(x, name):

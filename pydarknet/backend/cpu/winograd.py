@@ -8,7 +8,7 @@ import numpy as np
 
 from ... import settings
 from ...jit import kernel
-from . import threads
+from . import sgemm, threads
 from .activations import bias_activate_value
 
 
@@ -26,6 +26,8 @@ def transform_weights(weights, channels):
 # (K, C) plane transposed: convolve(..., turned=True) reads U so, and no second transform is made.
 TURN = (3, 1, 2, 0)
 TURNED_PLANES = tuple(TURN[i] * 4 + TURN[j] for i in range(4) for j in range(4))
+_ORDER = np.arange(16)                  # the planes sgemm.planes multiplies
+_TURNED_ORDER = np.array(TURNED_PLANES)
 
 
 @kernel(inline="always")
@@ -229,7 +231,11 @@ def convolve(x, u, pad, y, workspace=None, add=False, turned=False, epilogue=Non
     scale, bias, activation) per filter, applied as the output transform writes y (direct.forward's)."""
     tiles_h, tiles_w, v, m = _tile_planes(x, u.shape[2] if turned else u.shape[1], y.shape[2:], workspace)
     _winograd_input(x, pad, tiles_h, tiles_w, v)
-    if turned:
+    blas = sgemm.library()
+    if blas is not None:        # the 16 tile positions' GEMMs, on Numba's threads
+        threads.limit_blas()
+        sgemm.planes(*blas, u, v, m, _TURNED_ORDER if turned else _ORDER, turned)
+    elif turned:
         threads.run(lambda i: np.matmul(u[TURNED_PLANES[i]].T, v[i], out=m[i]), 16)
     else:
         threads.run(lambda i: np.matmul(u[i], v[i], out=m[i]), 16)     # the 16 tile positions' GEMMs, shared out
