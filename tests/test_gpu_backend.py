@@ -104,7 +104,8 @@ def parameters(function, drop_self=False):
 
 
 CPU = PACKAGE / "backend" / "cpu"
-CPU_HELPERS = {"winograd.py", "direct.py", "threads.py", "simd.py", "sgemm.py"}     # convolution.py's helpers, CPU-only: no op here
+# convolution.py's helpers, CPU-only: no op here
+CPU_HELPERS = {"winograd.py", "direct.py", "threads.py", "simd.py", "sgemm.py"}
 
 
 def bound_names(path):
