@@ -255,7 +255,7 @@ class Network(NetOptions):
         single = np.ndim(x) in (1, 3)
         train, self.train = self.train, False
         try:
-            with cpu_threads.spinning():
+            with cpu_threads.inference_pass():
                 out = self.forward(x, fuse)
         finally:
             self.train = train

@@ -1,4 +1,7 @@
 """backend/cpu/threads.py: GEMMs cut into pieces that the caller and pydarknet's workers share out."""
+import os
+import subprocess
+import sys
 import threading
 
 import numba
@@ -193,3 +196,107 @@ def test_workers_spin_only_inside_an_inference_pass(monkeypatch):
     with threads.spinning():
         assert threads._spin_budget() == 1000
     assert threads._spin_budget() == 0
+
+
+def test_inference_runs_on_one_thread_while_the_cores_are_shared(monkeypatch):
+    """SHARED_PASSES passes in a row whose threads got under SHARED_SHARE of their time (a busy process on a core)
+    move inference to one thread; every PROBE_EVERY-th pass tries all threads again, and a probe that finds the
+    cores free brings them back. The thread count is restored after every pass."""
+    import numba
+    n = numba.get_num_threads()
+    if n < 2:
+        pytest.skip("one Numba thread: nothing to cut")
+    monkeypatch.setattr(threads, "_sharing", {"low": 0, "one": False, "passes": 0})
+    monkeypatch.setattr(threads, "numba_threads_spin", lambda: True)
+    clock = {"wall": 0.0, "cpu": 0.0}
+    monkeypatch.setattr(threads, "_clocks", lambda: (clock["wall"], clock["cpu"]))
+
+    def run(share):
+        """A 10 ms pass whose threads ran `share` of it; the thread count inside."""
+        with threads.inference_pass():
+            inside = numba.get_num_threads()
+            clock["wall"] += 0.01
+            clock["cpu"] += share * n * 0.01
+        assert numba.get_num_threads() == n
+        return inside
+
+    assert [run(0.5), run(0.95), run(0.5)] == [n] * 3          # a free pass between two shared ones: no cut
+    assert run(0.5) == n                                        # the second shared pass in a row ...
+    shared = [run(0.5) for _ in range(2 * threads.PROBE_EVERY)]
+    assert shared.count(n) == 2 and shared.count(1) == len(shared) - 2      # ... then one thread, two probes
+    while run(0.95) == 1:                                       # the next probe finds the cores free
+        pass
+    assert run(0.95) == n and run(0.95) == n
+    with threads.inference_pass():                              # under 2 ms: says nothing
+        clock["wall"] += 0.001
+    assert threads._sharing["low"] == 0
+
+
+def test_numba_threads_spin_unless_told_not_to(monkeypatch):
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    monkeypatch.setenv("GOMP_SPINCOUNT", "15000")
+    assert threads.numba_threads_spin()
+    monkeypatch.setenv("GOMP_SPINCOUNT", "0")               # ranks sharing the cores (cli.start_world)
+    assert not threads.numba_threads_spin()
+    monkeypatch.setenv("GOMP_SPINCOUNT", "15000")
+    monkeypatch.setenv("OMP_WAIT_POLICY", "passive")
+    assert not threads.numba_threads_spin()
+
+
+def test_pydarknet_sets_a_bounded_spin_for_numba_threads():
+    """At import: GOMP_SPINCOUNT from PYDARKNET_SPIN_US (15 spins a microsecond), none where the environment chose
+    a policy; at most 1 ms at 60 ns a spin."""
+    code = "import os, pydarknet; print(os.environ.get('GOMP_SPINCOUNT'))"
+    env = {k: v for k, v in os.environ.items() if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY", "PYDARKNET_SPIN_US")}
+    said = [subprocess.run([sys.executable, "-c", code], env=dict(env, **extra), capture_output=True, text=True,
+                           timeout=60).stdout.strip() for extra in ({}, {"PYDARKNET_SPIN_US": "200"},
+                                                                   {"OMP_WAIT_POLICY": "PASSIVE"})]
+    assert said == ["15000", "3000", "None"]
+    assert 15000 * 60e-9 <= 1e-3
+
+
+def test_numpys_cblas_sgemm_runs_inside_numba_kernels():
+    """sgemm.py finds numpy's cblas_sgemm; its kernels give numpy's own products (the same BLAS function, the same
+    sums to the bit): whole, in pieces of rows or columns over Numba's threads, on transposed views, and plane by
+    plane with the planes read in another order and transposed (Winograd's turned filters)."""
+    from pydarknet.backend.cpu import sgemm
+    blas = sgemm.library()
+    assert blas is not None, "numpy's BLAS exports none of sgemm.SYMBOLS"
+    threads.limit_blas()
+    rng = np.random.default_rng(5)
+    a = rng.standard_normal((70, 300)).astype(np.float32)
+    b = rng.standard_normal((300, 90)).astype(np.float32)
+    out = np.full((70, 90), np.nan, np.float32)
+    sgemm.product(*blas, a, b, out)
+    assert np.array_equal(out, np.matmul(a, b))
+    sgemm.product(*blas, np.ascontiguousarray(a.T).T, np.ascontiguousarray(b.T).T, out)     # column-major views
+    assert np.array_equal(out, np.matmul(a, b))
+    for step, by_columns in ((16, True), (7, False)):
+        out[:] = np.nan
+        sgemm.pieces(*blas, a, b, out, step, by_columns)
+        pieces = ([np.matmul(a, b[:, i:i + step]) for i in range(0, 90, step)] if by_columns else
+                  [np.matmul(a[i:i + step], b) for i in range(0, 70, step)])
+        assert np.array_equal(out, np.concatenate(pieces, axis=1 if by_columns else 0))
+    u = rng.standard_normal((16, 12, 20)).astype(np.float32)
+    v = rng.standard_normal((16, 12, 33)).astype(np.float32)
+    m = np.full((16, 20, 33), np.nan, np.float32)
+    order = rng.permutation(16)
+    sgemm.planes(*blas, u, v, m, order, True)
+    assert all(np.array_equal(m[i], np.matmul(u[order[i]].T, v[i])) for i in range(16))
+    assert not sgemm.fits(a, b, out[:, ::2][:, :45])         # a strided output: the threads.py path instead
+
+
+def test_without_numpys_cblas_sgemm_the_gemms_run_on_pydarknets_threads(monkeypatch):
+    """Where numpy's BLAS exports no cblas_sgemm (sgemm.library() None), gemm and Winograd take threads.py's
+    pieces: the same products."""
+    from pydarknet.backend.cpu import sgemm, winograd
+    rng = np.random.default_rng(6)
+    a = rng.standard_normal((40, 64)).astype(np.float32)
+    b = rng.standard_normal((64, 5000)).astype(np.float32)
+    x = rng.standard_normal((1, 32, 12, 12)).astype(np.float32)
+    weights = rng.standard_normal((16, 32 * 9)).astype(np.float32)
+    u = winograd.transform_weights(weights, 32)
+    ours = cpu.gemm(a, b), winograd.convolve(x, u, 1, np.empty((1, 16, 12, 12), np.float32))
+    monkeypatch.setattr(sgemm, "library", lambda: None)
+    theirs = cpu.gemm(a, b), winograd.convolve(x, u, 1, np.empty((1, 16, 12, 12), np.float32))
+    assert all(np.array_equal(o, t) for o, t in zip(ours, theirs))

@@ -251,6 +251,7 @@ def start_world(nogpu, gpus):
     if world.local_size > 1:
         from ..backend.cpu import threads
         threads.set_spin(0)     # an idle worker's spin would take a core another rank is computing on
+        os.environ["GOMP_SPINCOUNT"] = "0"      # Numba's threads too (read when they start, after this)
     return max(1, (os.cpu_count() or 1) // world.local_size)
 
 

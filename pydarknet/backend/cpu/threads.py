@@ -17,6 +17,7 @@ Training does not spin, nor do ranks that share the cores (set_spin(0)).
 """
 import contextlib
 import itertools
+import os
 import threading
 import time
 
@@ -143,6 +144,59 @@ def spinning():
     finally:
         with _lock:
             _spinning[0] -= 1
+
+
+# Cores shared with a busy process. Numba's threads spin between parallel regions (GOMP_SPINCOUNT), which pays on
+# free cores; on a core another process keeps busy the spin spends the thread's share, and each region waits for
+# the thread that is not running: yolov3-tiny's pass took 90-110 ms beside a spinning process, against 60 ms on
+# one thread. A pass whose threads got less than SHARED_SHARE of their CPU time (quiet: 0.9-1.0, one core busy:
+# 0.5) tells; after SHARED_PASSES such passes in a row, inference runs on one thread, and every PROBE_EVERY-th pass
+# tries all of them again to see whether the cores are free.
+SHARED_SHARE = 0.75
+SHARED_PASSES = 2
+PROBE_EVERY = 8
+MEASURED_S = 2e-3       # shorter passes say nothing
+_sharing = {"low": 0, "one": False, "passes": 0}
+
+
+@contextlib.contextmanager
+def inference_pass():
+    """Network.predict's pass: workers spin (spinning()), on one thread while the cores are found shared."""
+    n = numba.get_num_threads() if numba_threads_spin() else 1     # sleeping threads leave a shared core soon
+    _sharing["passes"] += 1
+    one = n > 1 and _sharing["one"] and _sharing["passes"] % PROBE_EVERY != 0
+    if one:
+        numba.set_num_threads(1)
+    wall, cpu = _clocks()
+    try:
+        with spinning():
+            yield
+    finally:
+        if one:
+            numba.set_num_threads(n)
+        elif n > 1:
+            wall_end, cpu_end = _clocks()
+            _note_share((cpu_end - cpu) / n, wall_end - wall)
+
+
+def _clocks():
+    """(wall seconds, this process's CPU seconds: all its threads')."""
+    return time.perf_counter(), time.process_time()
+
+
+def numba_threads_spin():
+    """Whether Numba's threads spin between regions (pydarknet's GOMP_SPINCOUNT, unless the environment said
+    OMP_WAIT_POLICY=PASSIVE or a spin count of 0)."""
+    policy = os.environ.get("OMP_WAIT_POLICY", "").strip().upper()
+    return policy != "PASSIVE" and os.environ.get("GOMP_SPINCOUNT", "").strip() != "0"
+
+
+def _note_share(cpu, wall):
+    """After a pass on all threads that took `wall` seconds, each thread `cpu` seconds of CPU time on average."""
+    if wall < MEASURED_S:
+        return
+    _sharing["low"] = _sharing["low"] + 1 if cpu < SHARED_SHARE * wall else 0
+    _sharing["one"] = _sharing["low"] >= SHARED_PASSES
 
 
 def _spin_budget():
