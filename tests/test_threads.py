@@ -66,9 +66,11 @@ def test_numpys_blas_runs_on_one_thread_once_a_gemm_ran():
     ((3, 17, 9), 4, 3, 1, 0, 1),
     ((2, 9, 40), 2, 4, 2, 3, 1)])
 @pytest.mark.parametrize("pieces", ["rows", "images"])
-def test_convolution_in_pieces(monkeypatch, shape, filters, size, stride, pad, groups, pieces):
+@pytest.mark.parametrize("batch", [1, 2])
+def test_convolution_in_pieces(monkeypatch, shape, filters, size, stride, pad, groups, pieces, batch):
     """Images and groups are pieces; large column matrices are made piece by piece over output rows too (forced
-    on here for small awkward shapes, a row a piece). im2col throughout: the direct 3x3 path is turned off."""
+    on here for small awkward shapes, a row a piece; one image: on Numba's threads, sgemm.py). im2col throughout:
+    the direct 3x3 path is turned off."""
     import sys
     sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
     import reference
@@ -78,11 +80,11 @@ def test_convolution_in_pieces(monkeypatch, shape, filters, size, stride, pad, g
         monkeypatch.setattr(convolution, "_PIECE_COLUMNS", 1)
         monkeypatch.setattr(convolution, "_PIECE_MIN_WIDTH", 1)        # one output row a piece
     rng = np.random.default_rng(5)
-    x = rng.standard_normal((2,) + shape).astype(np.float32)
+    x = rng.standard_normal((batch,) + shape).astype(np.float32)
     w = rng.standard_normal((filters, shape[0] // groups * size * size)).astype(np.float32)
     out_h = (shape[1] + 2 * pad - size) // stride + 1
     out_w = (shape[2] + 2 * pad - size) // stride + 1
-    y = np.full((2, filters, out_h, out_w), np.nan, np.float32)
+    y = np.full((batch, filters, out_h, out_w), np.nan, np.float32)
     cpu.convolution_forward(x, w, size, stride, pad, groups, y)
     exact = reference.convolution(x, w, size, stride, pad, groups)
     np.testing.assert_allclose(y, exact, rtol=1e-4, atol=1e-5)

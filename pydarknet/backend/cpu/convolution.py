@@ -181,6 +181,13 @@ def _convolve_in_pieces(x, weights, size, stride, pad, out_h, out_w, y):
     out)."""
     rows = weights.shape[1]
     per_piece = _rows_per_piece(rows, out_h, out_w, False)
+    blas = sgemm.library()
+    if blas is not None and sgemm.fits(weights, weights, y) and not threads.inside():     # Numba's threads
+        threads.limit_blas()
+        columns = threads.buffer(threads.threads() * rows * per_piece * out_w, "piece columns")
+        _columns_times_weights(*blas, x, weights, size, stride, pad, out_h, out_w, per_piece, y,
+                               columns.reshape(threads.threads(), -1))
+        return
 
     def piece(i):
         first, last = i * per_piece, min(out_h, (i + 1) * per_piece)
@@ -189,6 +196,19 @@ def _convolve_in_pieces(x, weights, size, stride, pad, out_h, out_w, y):
         np.matmul(weights, col.reshape(rows, -1), out=y[:, first * out_w:last * out_w])
 
     threads.run(piece, -(-out_h // per_piece))
+
+
+@kernel(parallel=True, nogil=True)
+def _columns_times_weights(address, wide, x, weights, size, stride, pad, out_h, out_w, per_piece, y, columns):
+    """_convolve_in_pieces's pieces over Numba's threads, each making its columns in its own row of `columns`."""
+    rows = weights.shape[1]
+    for i in numba.prange(-(-out_h // per_piece)):
+        first = i * per_piece
+        last = min(out_h, first + per_piece)
+        n = (last - first) * out_w
+        col = columns[numba.get_thread_id()][:rows * n]
+        im2col_rows(x, size, stride, pad, out_w, first, last, col)
+        sgemm.product(address, wide, weights, col.reshape((rows, n)), y[:, first * out_w:last * out_w])
 
 
 def convolution_backward(x, delta, weights, size, stride, pad, groups, weight_updates, dx, workspace=None,
