@@ -60,7 +60,8 @@ LOSS = ("pjreddie's forward_yolo_layer delta written with torch tensors (objectn
 # 2,772 ms in pydarknet's process, 2,850 and 2,681 ms in its own; pydarknet batch 1 2,462 and 2,846 ms beside it,
 # 2,172 and 2,894 ms without), but separate processes rule it out: two OpenMP runtimes (numba's system libgomp,
 # torch's own) and OpenBLAS's pthreads would otherwise share it. The child inherits pydarknet's thread waiting
-# policies (OMP_WAIT_POLICY=PASSIVE): with ACTIVE, PyTorch took 4.3 s instead of 1.5-2.7 s on the loaded machine.
+# policies (GOMP_SPINCOUNT, a bounded spin; earlier OMP_WAIT_POLICY=PASSIVE): with ACTIVE, PyTorch took 4.3 s
+# instead of 1.5-2.7 s on the loaded machine.
 TORCH_PROCESS = True
 SEED = 0
 

@@ -8,9 +8,10 @@ test or a script can change one at any time.
                                       on the CPU (a huge value turns it off)
     PYDARKNET_DIRECT_MAX_CHANNELS     3x3 stride-1 pad-1 convolutions with at most this many input channels
                                       convolve directly on the CPU, without im2col (0 turns it off)
-    PYDARKNET_SPIN_US                 microseconds an idle CPU worker thread keeps looking for work before it sleeps,
-                                      in inference passes (default 1000; 0: sleep at once, as training and ranks
-                                      that share the cores do)
+    PYDARKNET_SPIN_US                 microseconds an idle CPU worker thread keeps looking for work before it sleeps
+                                      (default 1000; 0: sleep at once, as ranks that share the cores do): threads.py's
+                                      workers in inference passes, and Numba's threads through GOMP_SPINCOUNT, which
+                                      `import pydarknet` sets from it (15 spins a microsecond; read once, at import)
     PYDARKNET_NCCL                    0: ranks on GPUs exchange their buffers over MPI through host memory, not
                                       NCCL (NCCL refuses two ranks on one GPU; the same numbers, slower)
     PYDARKNET_RANK_GPUS               set by the -gpus launcher (parallel/launch.py) in the ranks it starts: the

@@ -8,6 +8,7 @@
     blas.py          shortcut_forward, _backward, upsample_forward, _backward, reorg_forward, _backward,
                      softmax_forward, zero
     winograd.py direct.py threads.py    convolution.py's helpers (3x3 convolutions, the GEMMs on pydarknet's threads)
+    sgemm.py                            numpy's cblas_sgemm inside Numba's parallel loops (one pool for inference)
     simd.py                             eight-float vector registers for direct.py's loops
 
 This package binds exactly the ops that ops.py declares (and nothing else); each has a twin of the same name and

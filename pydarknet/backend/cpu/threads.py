@@ -9,11 +9,12 @@ takes fewer pieces, and the caller never waits for a worker that has not started
 The number of threads is Numba's (`numba.get_num_threads()`, which -threads and PYDARKNET_THREADS set), so that
 kernels and GEMMs use the same cores.
 
-During an inference pass (spinning(), which Network.predict enters) a worker that runs out of pieces keeps looking
-for the next job for up to PYDARKNET_SPIN_US (1 ms) before it sleeps, with the GIL released and yielding its core
-to any other thread that wants it: a forward pass posts a job every few hundred microseconds, and waking a sleeping
-thread costs tens of microseconds each time, more after the machine has idled (a camera's frames, a request queue).
-Training does not spin, nor do ranks that share the cores (set_spin(0)).
+Where numpy's BLAS exports cblas_sgemm, an inference pass's GEMMs run on Numba's threads instead (sgemm.py), and
+these pieces serve training's and the rest. During an inference pass (spinning(), which inference_pass and so
+Network.predict enter) a worker that runs out of pieces keeps looking for the next job for up to PYDARKNET_SPIN_US
+(1 ms) before it sleeps, with the GIL released and yielding its core to any other thread that wants it. Training does
+not spin, nor do ranks that share the cores (set_spin(0)). inference_pass also watches for cores shared with a busy
+process (see SHARED_SHARE).
 """
 import contextlib
 import itertools
