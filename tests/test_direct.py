@@ -76,13 +76,15 @@ def _epilogue(rng, filters, activation, normalize):
 @pytest.mark.parametrize("activation", [LEAKY, LINEAR, LOGISTIC])
 @pytest.mark.parametrize("normalize", [True, False])
 @pytest.mark.parametrize("channels, width, size", [(3, 37, 3), (16, 16, 3), (3, 7, 3), (64, 13, 3), (40, 20, 3),
-                                                    (8, 20, 1)])
-def test_the_epilogue_is_bias_activate_after_the_convolution(activation, normalize, channels, width, size):
+                                                    (8, 20, 1), (300, 40, 1)])
+@pytest.mark.parametrize("batch", [1, 2])
+def test_the_epilogue_is_bias_activate_after_the_convolution(activation, normalize, channels, width, size, batch):
     """convolution_forward with an epilogue gives, to the bit, the convolution followed by bias_activate: the
-    direct loops' and Winograd's output transform's fused writes (wide rows; 64 channels, odd width), and the other
-    paths (narrow rows, im2col, 1x1); denormal results flushed, NaN kept."""
+    direct loops' and Winograd's output transform's fused writes (wide rows; 64 channels, odd width), the GEMM
+    pieces' on Numba's threads (one image: im2col, 1x1, the 1x1 split into pieces), and the other paths (narrow
+    rows, images as pieces); denormal results flushed, NaN kept."""
     rng = np.random.default_rng(channels + width + size)
-    x = rng.standard_normal((2, channels, 9, width)).astype(np.float32)
+    x = rng.standard_normal((batch, channels, 9, width)).astype(np.float32)
     x[0, :, 4, 5] = np.nan
     w = rng.standard_normal((6, channels * size * size)).astype(np.float32)
     epilogue = _epilogue(rng, 6, activation, normalize)
@@ -90,7 +92,7 @@ def test_the_epilogue_is_bias_activate_after_the_convolution(activation, normali
     w[1] = 0.0
     w[1, 0] = 1e-39     # products below FLT_MIN: denormal sums
     pad = size // 2
-    expected = np.empty((2, 6, 9, width), np.float32)
+    expected = np.empty((batch, 6, 9, width), np.float32)
     cpu.convolution_forward(x, w, size, 1, pad, 1, expected, derived={})
     cpu.bias_activate(expected, *epilogue)
     y = np.full_like(expected, 7.0)
@@ -127,4 +129,29 @@ def test_pooled_convolution_is_the_maxpool_of_the_convolution(activation, channe
     cpu.maxpool_forward(full, 2, 2, 1, expected, with_argmax=False)
     y = np.full_like(expected, 7.0)
     cpu.convolution_forward(x, w, 3, 1, 1, 1, y, derived={}, epilogue=epilogue, pool=True)
+    np.testing.assert_array_equal(y, expected)
+
+
+@pytest.mark.parametrize("activation", [LEAKY, LINEAR])
+@pytest.mark.parametrize("size, stride", [(3, 2), (3, 1), (1, 1)])
+def test_the_epilogue_of_columns_made_piece_by_piece(monkeypatch, activation, size, stride):
+    """One image whose column matrix is made piece by piece (forced here: a row a piece) on Numba's threads: each
+    piece applies the epilogue to its outputs, to the bit bias_activate's after the plain convolution."""
+    from pydarknet.backend.cpu import convolution
+    monkeypatch.setenv("PYDARKNET_DIRECT_MAX_CHANNELS", "0")
+    monkeypatch.setattr(convolution, "_LARGE_COLUMNS", 1)
+    monkeypatch.setattr(convolution, "_PIECE_COLUMNS", 1)
+    monkeypatch.setattr(convolution, "_PIECE_MIN_WIDTH", 1)
+    rng = np.random.default_rng(size + stride)
+    x = rng.standard_normal((1, 5, 17, 23)).astype(np.float32)
+    w = rng.standard_normal((7, 5 * size * size)).astype(np.float32)
+    epilogue = _epilogue(rng, 7, activation, True)
+    pad = size // 2
+    shape = (1, 7, (17 + 2 * pad - size) // stride + 1, (23 + 2 * pad - size) // stride + 1)
+    expected = np.empty(shape, np.float32)
+    cpu.convolution_forward(x, w, size, stride, pad, 1, expected)
+    cpu.bias_activate(expected, *epilogue)
+    y = np.full(shape, np.nan, np.float32)
+    monkeypatch.setattr(convolution, "bias_activate", None)     # the pieces apply it, no pass after them
+    cpu.convolution_forward(x, w, size, stride, pad, 1, y, epilogue=epilogue)
     np.testing.assert_array_equal(y, expected)

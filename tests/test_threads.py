@@ -275,7 +275,7 @@ def test_numpys_cblas_sgemm_runs_inside_numba_kernels():
     assert np.array_equal(out, np.matmul(a, b))
     for step, by_columns in ((16, True), (7, False)):
         out[:] = np.nan
-        sgemm.pieces(*blas, a, b, out, step, by_columns)
+        sgemm.pieces(*blas, a, b, out, step, by_columns, a[0], a[0], a[0], 0, False)
         pieces = ([np.matmul(a, b[:, i:i + step]) for i in range(0, 90, step)] if by_columns else
                   [np.matmul(a[i:i + step], b) for i in range(0, 70, step)])
         assert np.array_equal(out, np.concatenate(pieces, axis=1 if by_columns else 0))

@@ -19,24 +19,37 @@ _PIECE_FLOPS = 4e6      # below this a GEMM is not worth sharing out
 
 
 def gemm(a, b, out=None):
-    """out = a @ b in float32: single-threaded BLAS calls on pieces that threads.run shares out. The pieces cut the
-    longer of out's two sides, so that the operand every piece reads whole is the smaller one (each BLAS call packs
-    it again)."""
+    """out = a @ b in float32: single-threaded BLAS calls on pieces shared out over Numba's threads (sgemm.py) or
+    threads.run's. The pieces cut the longer of out's two sides, so that the operand every piece reads whole is the
+    smaller one (each BLAS call packs it again)."""
+    return _gemm(a, b, out)
+
+
+def _gemm(a, b, out=None, finish=None):
+    """gemm, and with `finish` (an epilogue as _per_filter makes it; out's rows are filters) the epilogue applied,
+    on Numba's threads piece by piece: then the return is (out, True), else (out, False)."""
     m, n = a.shape[0], b.shape[1]
     if out is None:
         out = np.empty((m, n), np.float32)
     pieces = min(2 * threads.threads(), int(2.0 * m * n * a.shape[1] / _PIECE_FLOPS))
+    blas = sgemm.library()
+    on_numba = blas is not None and not threads.inside() and sgemm.fits(a, b, out)
+    if on_numba and (pieces >= 2 or finish is not None):     # on Numba's threads (sgemm.py)
+        threads.limit_blas()
+        by_columns, count = n >= m, max(pieces, 1)
+        # n/count rounded up to 16 columns (whole cache lines), or m/count rows
+        step = -(-(-(-n // count)) // 16) * 16 if by_columns else -(-m // count)
+        mean, scale, bias, activation = finish if finish is not None else (a[0], a[0], a[0], LINEAR)
+        sgemm.pieces(*blas, a, b, out, step, by_columns, mean, scale, bias, activation, finish is not None)
+        return out if finish is None else (out, True)
+    if finish is not None:
+        return _gemm(a, b, out), False
     if pieces < 2 or threads.inside():     # inside a piece the thread is already one of the parallel ones
         threads.limit_blas()
         return np.matmul(a, b, out=out)
     by_columns = n >= m
-    # n/pieces rounded up to 16 columns (whole cache lines), or m/pieces rows
     step = -(-(-(-n // pieces)) // 16) * 16 if by_columns else -(-m // pieces)
-    blas = sgemm.library()
-    if blas is not None and sgemm.fits(a, b, out):     # on Numba's threads (sgemm.py)
-        threads.limit_blas()
-        sgemm.pieces(*blas, a, b, out, step, by_columns)
-    elif by_columns:
+    if by_columns:
         threads.run(lambda i: np.matmul(a, b[:, i * step:(i + 1) * step], out=out[:, i * step:(i + 1) * step]),
                     -(-n // step))
     else:
@@ -95,8 +108,7 @@ def convolution_forward(x, weights, size, stride, pad, groups, y, workspace=None
     elif on_direct:
         direct.forward(x, _direct_filters(weights, c, derived), y, finish, pool)
     else:
-        _convolve(x, weights, size, stride, pad, groups, y, workspace)
-        fused = False
+        fused = _convolve(x, weights, size, stride, pad, groups, y, workspace, finish)
     if epilogue is not None and not fused:
         bias_activate(y, *epilogue)
     return y
@@ -122,13 +134,15 @@ def _per_filter(epilogue):
     return mean, scale, biases, activation
 
 
-def _convolve(x, weights, size, stride, pad, groups, y, workspace):
-    """convolution_forward's other paths: direct loops on narrow rows, im2col and GEMM."""
+def _convolve(x, weights, size, stride, pad, groups, y, workspace, finish=None):
+    """convolution_forward's other paths: direct loops on narrow rows, im2col and GEMM. `finish`: an epilogue
+    (_per_filter's) the GEMM pieces may apply as they finish; returns whether they did."""
     batch, c, height, width = x.shape
     filters = weights.shape[0]
     _, _, out_h, out_w = y.shape
     if direct.applies(c, size, stride, pad, groups):
-        return direct.convolve(x, weights, y)
+        direct.convolve(x, weights, y)
+        return False
     cg, ng = c // groups, filters // groups
     one_by_one = size == 1 and stride == 1 and pad == 0
     rows = cg * size * size
@@ -152,13 +166,15 @@ def _convolve(x, weights, size, stride, pad, groups, y, workspace):
     if batch * groups == 1:     # one GEMM, cut into pieces
         xg = x[0]
         if in_pieces:
-            _convolve_in_pieces(xg, weights, size, stride, pad, out_h, out_w, y[0].reshape(filters, -1))
-        else:
-            col = xg.reshape(c, -1) if one_by_one else im2col(xg, size, stride, pad, out_h, out_w, workspace)
+            return _convolve_in_pieces(xg, weights, size, stride, pad, out_h, out_w, y[0].reshape(filters, -1),
+                                       finish)
+        col = xg.reshape(c, -1) if one_by_one else im2col(xg, size, stride, pad, out_h, out_w, workspace)
+        if finish is None:
             gemm(weights, col, out=y[0].reshape(filters, -1))
-    else:                       # the images (and groups) are the pieces
-        threads.run(image, batch * groups)
-    return y
+            return False
+        return _gemm(weights, col, y[0].reshape(filters, -1), finish)[1]
+    threads.run(image, batch * groups)      # the images (and groups) are the pieces
+    return False
 
 
 # Column matrices of this many floats and more (the early layers' 3x3 convolutions of large images: 25-50 MB) are
@@ -176,18 +192,20 @@ def _rows_per_piece(rows, out_h, out_w, one_by_one):
     return max(-(-_PIECE_MIN_WIDTH // out_w), _PIECE_COLUMNS // (rows * out_w), 1)
 
 
-def _convolve_in_pieces(x, weights, size, stride, pad, out_h, out_w, y):
-    """y (K, out_h*out_w) = weights @ im2col(x), made piece by piece over output rows (threads.run shares them
-    out)."""
+def _convolve_in_pieces(x, weights, size, stride, pad, out_h, out_w, y, finish=None):
+    """y (K, out_h*out_w) = weights @ im2col(x), made piece by piece over output rows (shared out over Numba's
+    threads, or threads.run's); on Numba's threads `finish` (an epilogue) is applied too: returns whether."""
     rows = weights.shape[1]
     per_piece = _rows_per_piece(rows, out_h, out_w, False)
     blas = sgemm.library()
     if blas is not None and sgemm.fits(weights, weights, y) and not threads.inside():     # Numba's threads
         threads.limit_blas()
         columns = threads.buffer(threads.threads() * rows * per_piece * out_w, "piece columns")
+        mean, scale, bias, activation = finish if finish is not None else (weights[0], weights[0], weights[0], LINEAR)
         _columns_times_weights(*blas, x, weights, size, stride, pad, out_h, out_w, per_piece, y,
-                               columns.reshape(threads.threads(), -1))
-        return
+                               columns.reshape(threads.threads(), -1), mean, scale, bias, activation,
+                               finish is not None)
+        return finish is not None
 
     def piece(i):
         first, last = i * per_piece, min(out_h, (i + 1) * per_piece)
@@ -196,11 +214,14 @@ def _convolve_in_pieces(x, weights, size, stride, pad, out_h, out_w, y):
         np.matmul(weights, col.reshape(rows, -1), out=y[:, first * out_w:last * out_w])
 
     threads.run(piece, -(-out_h // per_piece))
+    return False
 
 
 @kernel(parallel=True, nogil=True)
-def _columns_times_weights(address, wide, x, weights, size, stride, pad, out_h, out_w, per_piece, y, columns):
-    """_convolve_in_pieces's pieces over Numba's threads, each making its columns in its own row of `columns`."""
+def _columns_times_weights(address, wide, x, weights, size, stride, pad, out_h, out_w, per_piece, y, columns,
+                           mean, scale, bias, activation, finish):
+    """_convolve_in_pieces's pieces over Numba's threads, each making its columns in its own row of `columns` (and
+    with `finish`, applying the epilogue to its outputs)."""
     rows = weights.shape[1]
     for i in numba.prange(-(-out_h // per_piece)):
         first = i * per_piece
@@ -209,6 +230,8 @@ def _columns_times_weights(address, wide, x, weights, size, stride, pad, out_h, 
         col = columns[numba.get_thread_id()][:rows * n]
         im2col_rows(x, size, stride, pad, out_w, first, last, col)
         sgemm.product(address, wide, weights, col.reshape((rows, n)), y[:, first * out_w:last * out_w])
+        if finish:
+            sgemm.finish_rows(y, 0, y.shape[0], first * out_w, last * out_w, mean, scale, bias, activation)
 
 
 def convolution_backward(x, delta, weights, size, stride, pad, groups, weight_updates, dx, workspace=None,

@@ -18,7 +18,9 @@ from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic
 
+from ...activations import LEAKY, LINEAR
 from ...jit import kernel
+from .activations import bias_activate_value
 
 # cblas's enums; the symbols numpy's BLAS builds export, with whether their integers are 64-bit
 ROW_MAJOR = 101
@@ -120,8 +122,10 @@ def fits(a, b, c):
 
 
 @kernel(parallel=True, nogil=True)
-def pieces(address, wide, a, b, c, step, by_columns):
-    """c = a @ b cut into pieces of `step` columns (by_columns) or rows of c, shared out over Numba's threads."""
+def pieces(address, wide, a, b, c, step, by_columns, mean, scale, bias, activation, finish):
+    """c = a @ b cut into pieces of `step` columns (by_columns) or rows of c, shared out over Numba's threads; with
+    `finish`, each piece's rows (one a filter) get (v - mean) * scale + bias and the activation (LEAKY or LINEAR)
+    while they are in the core's cache: a convolution's inference epilogue (activations.bias_activate_value)."""
     m, n = c.shape
     count = -(-(n if by_columns else m) // step)
     for i in numba.prange(count):
@@ -129,9 +133,27 @@ def pieces(address, wide, a, b, c, step, by_columns):
         if by_columns:
             last = min(n, first + step)
             product(address, wide, a, b[:, first:last], c[:, first:last])
+            if finish:
+                finish_rows(c, 0, m, first, last, mean, scale, bias, activation)
         else:
             last = min(m, first + step)
             product(address, wide, a[first:last], b, c[first:last])
+            if finish:
+                finish_rows(c, first, last, 0, n, mean, scale, bias, activation)
+
+
+@kernel(nogil=True)
+def finish_rows(c, first, last, left, right, mean, scale, bias, activation):
+    """The epilogue of rows first..last-1, columns left..right-1 of c (row f: filter f's)."""
+    for f in range(first, last):
+        row = c[f]
+        mf, kf, bf = mean[f], scale[f], bias[f]
+        if activation == LEAKY:
+            for j in range(left, right):
+                row[j] = bias_activate_value(row[j], mf, kf, bf, LEAKY)
+        else:
+            for j in range(left, right):
+                row[j] = bias_activate_value(row[j], mf, kf, bf, LINEAR)
 
 
 @kernel(parallel=True, nogil=True)
