@@ -22,40 +22,36 @@ def gemm(a, b, out=None):
     """out = a @ b in float32: single-threaded BLAS calls on pieces shared out over Numba's threads (sgemm.py) or
     threads.run's. The pieces cut the longer of out's two sides, so that the operand every piece reads whole is the
     smaller one (each BLAS call packs it again)."""
-    return _gemm(a, b, out)
+    out = np.empty((a.shape[0], b.shape[1]), np.float32) if out is None else out
+    _gemm(a, b, out)
+    return out
 
 
-def _gemm(a, b, out=None, finish=None):
-    """gemm, and with `finish` (an epilogue as _per_filter makes it; out's rows are filters) the epilogue applied,
-    on Numba's threads piece by piece: then the return is (out, True), else (out, False)."""
-    m, n = a.shape[0], b.shape[1]
-    if out is None:
-        out = np.empty((m, n), np.float32)
+def _gemm(a, b, out, finish=None):
+    """gemm into out; on Numba's threads each piece also applies `finish` (an epilogue as _per_filter makes it,
+    out's rows being filters). Returns whether it did."""
+    m, n = out.shape
     pieces = min(2 * threads.threads(), int(2.0 * m * n * a.shape[1] / _PIECE_FLOPS))
-    blas = sgemm.library()
-    on_numba = blas is not None and not threads.inside() and sgemm.fits(a, b, out)
-    if on_numba and (pieces >= 2 or finish is not None):     # on Numba's threads (sgemm.py)
+    on_numba = sgemm.library() is not None and not threads.inside() and sgemm.fits(a, b, out)
+    if on_numba and (pieces >= 2 or finish is not None):
         threads.limit_blas()
         by_columns, count = n >= m, max(pieces, 1)
         # n/count rounded up to 16 columns (whole cache lines), or m/count rows
         step = -(-(-(-n // count)) // 16) * 16 if by_columns else -(-m // count)
-        mean, scale, bias, activation = finish if finish is not None else (a[0], a[0], a[0], LINEAR)
-        sgemm.pieces(*blas, a, b, out, step, by_columns, mean, scale, bias, activation, finish is not None)
-        return out if finish is None else (out, True)
-    if finish is not None:
-        return _gemm(a, b, out), False
+        sgemm.pieces(*sgemm.library(), a, b, out, step, by_columns, *sgemm.epilogue(finish, a))
+        return finish is not None
+    threads.limit_blas()
     if pieces < 2 or threads.inside():     # inside a piece the thread is already one of the parallel ones
-        threads.limit_blas()
-        return np.matmul(a, b, out=out)
-    by_columns = n >= m
-    step = -(-(-(-n // pieces)) // 16) * 16 if by_columns else -(-m // pieces)
-    if by_columns:
+        np.matmul(a, b, out=out)
+    elif n >= m:
+        step = -(-(-(-n // pieces)) // 16) * 16
         threads.run(lambda i: np.matmul(a, b[:, i * step:(i + 1) * step], out=out[:, i * step:(i + 1) * step]),
                     -(-n // step))
     else:
+        step = -(-m // pieces)
         threads.run(lambda i: np.matmul(a[i * step:(i + 1) * step], b, out=out[i * step:(i + 1) * step]),
                     -(-m // step))
-    return out
+    return False
 
 
 # ---- convolution: im2col + GEMM image by image, Winograd where it pays -----------------------------------------
@@ -88,8 +84,8 @@ def convolution_forward(x, weights, size, stride, pad, groups, y, workspace=None
     it the weights are used once, and Winograd, whose filter transform pays over many calls, is not taken.
 
     `epilogue` (biases, activation, scales, mean, variance): then y = bias_activate(that convolution, ...), the
-    inference pass of a convolutional layer; the direct loops and Winograd's output transform apply it (LEAKY or
-    LINEAR) as they write. `pool` (an even-sized output): y gets the 2x2 stride-2 max pool of the result, the
+    inference pass of a convolutional layer; the direct loops, Winograd's output transform and the GEMM pieces on
+    Numba's threads apply it (LEAKY or LINEAR) as they write. `pool` (an even-sized output): y gets the 2x2 stride-2 max pool of the result, the
     inference pass of a convolution and the [maxpool] after it; the direct loops pool as they write, other paths
     pool a scratch copy."""
     _, c, height, width = x.shape
@@ -169,10 +165,7 @@ def _convolve(x, weights, size, stride, pad, groups, y, workspace, finish=None):
             return _convolve_in_pieces(xg, weights, size, stride, pad, out_h, out_w, y[0].reshape(filters, -1),
                                        finish)
         col = xg.reshape(c, -1) if one_by_one else im2col(xg, size, stride, pad, out_h, out_w, workspace)
-        if finish is None:
-            gemm(weights, col, out=y[0].reshape(filters, -1))
-            return False
-        return _gemm(weights, col, y[0].reshape(filters, -1), finish)[1]
+        return _gemm(weights, col, y[0].reshape(filters, -1), finish)
     threads.run(image, batch * groups)      # the images (and groups) are the pieces
     return False
 
@@ -197,14 +190,11 @@ def _convolve_in_pieces(x, weights, size, stride, pad, out_h, out_w, y, finish=N
     threads, or threads.run's); on Numba's threads `finish` (an epilogue) is applied too: returns whether."""
     rows = weights.shape[1]
     per_piece = _rows_per_piece(rows, out_h, out_w, False)
-    blas = sgemm.library()
-    if blas is not None and sgemm.fits(weights, weights, y) and not threads.inside():     # Numba's threads
+    if sgemm.library() is not None and sgemm.fits(weights, weights, y) and not threads.inside():
         threads.limit_blas()
         columns = threads.buffer(threads.threads() * rows * per_piece * out_w, "piece columns")
-        mean, scale, bias, activation = finish if finish is not None else (weights[0], weights[0], weights[0], LINEAR)
-        _columns_times_weights(*blas, x, weights, size, stride, pad, out_h, out_w, per_piece, y,
-                               columns.reshape(threads.threads(), -1), mean, scale, bias, activation,
-                               finish is not None)
+        _columns_times_weights(*sgemm.library(), x, weights, size, stride, pad, out_h, out_w, per_piece, y,
+                               columns.reshape(threads.threads(), -1), *sgemm.epilogue(finish, weights))
         return finish is not None
 
     def piece(i):

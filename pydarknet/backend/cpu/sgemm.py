@@ -88,6 +88,14 @@ def _cblas_sgemm(typingctx, address, wide, trans_a, trans_b, m, n, k, a, lda, b,
     return signature, codegen
 
 
+def epilogue(finish, like):
+    """The kernels' epilogue arguments (mean, scale, bias, activation, whether to apply them) for `finish`, an
+    epilogue as convolution._per_filter makes it, or None (then placeholders of like's type)."""
+    if finish is None:
+        return like[0], like[0], like[0], LINEAR, False
+    return (*finish, True)
+
+
 @kernel(inline="always")
 def _layout(x):
     """(cblas transpose flag, leading dimension) of a 2-d float32 view as a row-major operand; flag 0 where BLAS
