@@ -302,3 +302,22 @@ def test_without_numpys_cblas_sgemm_the_gemms_run_on_pydarknets_threads(monkeypa
     monkeypatch.setattr(sgemm, "library", lambda: None)
     theirs = cpu.gemm(a, b), winograd.convolve(x, u, 1, np.empty((1, 16, 12, 12), np.float32))
     assert all(np.array_equal(o, t) for o, t in zip(ours, theirs))
+
+
+def test_an_lp64_cblas_sgemm_gets_32_bit_sizes():
+    """The kernels call an LP64 BLAS (32-bit sizes, `wide` False) as well as numpy's ILP64 one: scipy's OpenBLAS
+    exports scipy_cblas_sgemm, the same product."""
+    import ctypes
+    import glob
+    scipy = pytest.importorskip("scipy")
+    from pydarknet.backend.cpu import sgemm
+    found = glob.glob(os.path.join(os.path.dirname(scipy.__file__), os.pardir, "scipy.libs", "libscipy_openblas*.so"))
+    function = getattr(ctypes.CDLL(found[0]), "scipy_cblas_sgemm", None) if found else None
+    if function is None:
+        pytest.skip("no LP64 scipy_cblas_sgemm in scipy's wheel")
+    rng = np.random.default_rng(7)
+    a = rng.standard_normal((9, 31)).astype(np.float32)
+    b = rng.standard_normal((31, 12)).astype(np.float32)
+    out = np.full((9, 12), np.nan, np.float32)
+    sgemm.product(ctypes.cast(function, ctypes.c_void_p).value, False, a, b.T.copy().T, out)
+    np.testing.assert_allclose(out, a.astype(np.float64) @ b, rtol=1e-5, atol=1e-5)

@@ -85,9 +85,9 @@ def convolution_forward(x, weights, size, stride, pad, groups, y, workspace=None
 
     `epilogue` (biases, activation, scales, mean, variance): then y = bias_activate(that convolution, ...), the
     inference pass of a convolutional layer; the direct loops, Winograd's output transform and the GEMM pieces on
-    Numba's threads apply it (LEAKY or LINEAR) as they write. `pool` (an even-sized output): y gets the 2x2 stride-2 max pool of the result, the
-    inference pass of a convolution and the [maxpool] after it; the direct loops pool as they write, other paths
-    pool a scratch copy."""
+    Numba's threads apply it (LEAKY or LINEAR) as they write. `pool` (an even-sized output): y gets the 2x2
+    stride-2 max pool of the result, the inference pass of a convolution and the [maxpool] after it; the direct
+    loops pool as they write, other paths pool a scratch copy."""
     _, c, height, width = x.shape
     fused = epilogue is not None and epilogue[1] in (LEAKY, LINEAR)
     on_winograd = derived is not None and winograd.applies(c, height, width, size, stride, groups)

@@ -39,7 +39,10 @@ def library():
 
 
 def _look_up():
-    from numpy._core import _multiarray_umath
+    try:
+        from numpy._core import _multiarray_umath
+    except ImportError:         # numpy 1.x
+        from numpy.core import _multiarray_umath
     try:
         numpy_core = ctypes.CDLL(_multiarray_umath.__file__)   # dlsym on it searches the BLAS it links to
     except OSError:
@@ -52,17 +55,13 @@ def _look_up():
 
 
 def _call(builder, address, width, args):
-    integer = ir.IntType(width)
-    floats = ir.PointerType(ir.FloatType())
-    order, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc = args
+    """cblas_sgemm(*args) through the function at `address` whose integers are `width` bits."""
+    integer, floats = ir.IntType(width), ir.PointerType(ir.FloatType())
     kinds = [ir.IntType(32)] * 3 + [integer] * 3 + [ir.FloatType(), floats, integer, floats, integer,
                                                    ir.FloatType(), floats, integer]
     function = builder.inttoptr(address, ir.PointerType(ir.FunctionType(ir.VoidType(), kinds)))
-    values = [order, trans_a, trans_b] + [builder.trunc(v, integer) if width == 32 else v for v in (m, n, k)]
-    values += [alpha, a, builder.trunc(lda, integer) if width == 32 else lda, b,
-               builder.trunc(ldb, integer) if width == 32 else ldb, beta, c,
-               builder.trunc(ldc, integer) if width == 32 else ldc]
-    builder.call(function, values)
+    sizes = (3, 4, 5, 8, 10, 13)        # m, n, k, lda, ldb, ldc: int64 here
+    builder.call(function, [builder.trunc(v, integer) if i in sizes and width < 64 else v for i, v in enumerate(args)])
 
 
 @intrinsic
