@@ -202,13 +202,13 @@ def test_workers_spin_only_inside_an_inference_pass(monkeypatch):
 
 def test_inference_runs_on_one_thread_while_the_cores_are_shared(monkeypatch):
     """SHARED_PASSES passes in a row whose threads got under SHARED_SHARE of their time (a busy process on a core)
-    move inference to one thread; every PROBE_EVERY-th pass tries all threads again, and a probe that finds the
-    cores free brings them back. The thread count is restored after every pass."""
+    move inference to one thread; a pass tries all threads again every PROBE_EVERY passes or PROBE_AFTER_S seconds,
+    and a probe that finds the cores free brings them back. The thread count is restored after every pass."""
     import numba
     n = numba.get_num_threads()
     if n < 2:
         pytest.skip("one Numba thread: nothing to cut")
-    monkeypatch.setattr(threads, "_sharing", {"low": 0, "one": False, "passes": 0})
+    monkeypatch.setattr(threads, "_sharing", {"low": 0, "one": False, "since": 0, "probed": 0.0})
     monkeypatch.setattr(threads, "numba_threads_spin", lambda: True)
     clock = {"wall": 0.0, "cpu": 0.0}
     monkeypatch.setattr(threads, "_clocks", lambda: (clock["wall"], clock["cpu"]))
@@ -226,6 +226,9 @@ def test_inference_runs_on_one_thread_while_the_cores_are_shared(monkeypatch):
     assert run(0.5) == n                                        # the second shared pass in a row ...
     shared = [run(0.5) for _ in range(2 * threads.PROBE_EVERY)]
     assert shared.count(n) == 2 and shared.count(1) == len(shared) - 2      # ... then one thread, two probes
+    assert run(0.5) == 1
+    clock["wall"] += threads.PROBE_AFTER_S                      # a second later the next pass probes anyway
+    assert run(0.5) == n and run(0.5) == 1
     while run(0.95) == 1:                                       # the next probe finds the cores free
         pass
     assert run(0.95) == n and run(0.95) == n

@@ -150,25 +150,28 @@ def spinning():
 # Cores shared with a busy process. Numba's threads spin between parallel regions (GOMP_SPINCOUNT), which pays on
 # free cores; on a core another process keeps busy the spin spends the thread's share, and each region waits for
 # the thread that is not running: yolov3-tiny's pass took 90-110 ms beside a spinning process, against 60 ms on
-# one thread. A pass whose threads got less than SHARED_SHARE of their CPU time (quiet: 0.9-1.0, one core busy:
-# 0.5) tells; after SHARED_PASSES such passes in a row, inference runs on one thread, and every PROBE_EVERY-th pass
-# tries all of them again to see whether the cores are free.
-SHARED_SHARE = 0.75
+# one thread. A pass whose threads got less than SHARED_SHARE of their CPU time (quiet: 0.85-1.0, one core busy:
+# 0.5) tells; after SHARED_PASSES such passes in a row, inference runs on one thread, and a pass tries all of them
+# again (a probe) once PROBE_EVERY passes or PROBE_AFTER_S seconds have gone by since the last, to see whether the
+# cores are free: the host of a virtual machine takes a core away for a while too.
+SHARED_SHARE = 0.65
 SHARED_PASSES = 2
 PROBE_EVERY = 8
+PROBE_AFTER_S = 1.0
 MEASURED_S = 2e-3       # shorter passes say nothing
-_sharing = {"low": 0, "one": False, "passes": 0}
+_sharing = {"low": 0, "one": False, "since": 0, "probed": 0.0}
 
 
 @contextlib.contextmanager
 def inference_pass():
     """Network.predict's pass: workers spin (spinning()), on one thread while the cores are found shared."""
     n = numba.get_num_threads() if numba_threads_spin() else 1     # sleeping threads leave a shared core soon
-    _sharing["passes"] += 1
-    one = n > 1 and _sharing["one"] and _sharing["passes"] % PROBE_EVERY != 0
+    wall, cpu = _clocks()
+    one = n > 1 and _sharing["one"] and _sharing["since"] + 1 < PROBE_EVERY and wall - _sharing["probed"] < \
+        PROBE_AFTER_S
     if one:
         numba.set_num_threads(1)
-    wall, cpu = _clocks()
+        _sharing["since"] += 1
     try:
         with spinning():
             yield
@@ -177,6 +180,7 @@ def inference_pass():
             numba.set_num_threads(n)
         elif n > 1:
             wall_end, cpu_end = _clocks()
+            _sharing["since"], _sharing["probed"] = 0, wall_end
             _note_share((cpu_end - cpu) / n, wall_end - wall)
 
 
