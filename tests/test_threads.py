@@ -324,3 +324,22 @@ def test_an_lp64_cblas_sgemm_gets_32_bit_sizes():
     out = np.full((9, 12), np.nan, np.float32)
     sgemm.product(ctypes.cast(function, ctypes.c_void_p).value, False, a, b.T.copy().T, out)
     np.testing.assert_allclose(out, a.astype(np.float64) @ b, rtol=1e-5, atol=1e-5)
+
+
+def test_ranks_sharing_a_machine_do_not_spin(monkeypatch):
+    """cli.start_world under a launcher with 2 ranks on this machine: threads.py's workers and (through
+    GOMP_SPINCOUNT, read when Numba's threads start after it) Numba's threads do not spin; each rank gets its share
+    of the cores."""
+    import types
+    from pydarknet import cli
+    world = types.SimpleNamespace(local_size=2, size=2, rank=0)
+    monkeypatch.setattr(cli.parallel, "launched_size", lambda: 2)
+    monkeypatch.setattr(cli.parallel, "world", lambda gpu=None: world)
+    monkeypatch.setattr(cli.launch, "check_ranks", lambda w: None)
+    monkeypatch.setenv("GOMP_SPINCOUNT", "15000")
+    try:
+        assert cli.start_world(nogpu=True, gpus=None) == max(1, (os.cpu_count() or 1) // 2)
+        assert os.environ["GOMP_SPINCOUNT"] == "0" and not threads.numba_threads_spin()
+        assert threads._spin_cycles() == 0
+    finally:
+        threads.set_spin(None)
