@@ -17,6 +17,7 @@ import os
 if "OMP_WAIT_POLICY" not in os.environ:
     _spin_us = os.environ.get("PYDARKNET_SPIN_US", "1000")
     os.environ.setdefault("GOMP_SPINCOUNT", str(15 * max(0, int(_spin_us))) if _spin_us.isdigit() else "15000")
+    del _spin_us
 os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")   # 2^4 cycles of spinning, Darknet-like single passes
 
 # The names below are loaded when first used (PEP 562), so that `import pydarknet` and the command line load only

@@ -104,6 +104,15 @@ def _logistic_value(x):
     return r if t == t else np.float32(t)
 
 
+def epilogue_arguments(epilogue, like):
+    """What the kernels that apply bias_activate_value as they write take: (mean, scale, bias, activation, apply)
+    for an epilogue (mean, scale, bias, activation per filter) or None, then with `like` (a 1-d float32 array)
+    standing in for the unused arrays."""
+    if epilogue is None:
+        return like, like, like, LINEAR, False
+    return (*epilogue, True)
+
+
 @kernel(inline="always")
 def bias_activate_value(v, mean, scale, bias, a):
     """One value of _bias_activate's common loops, (v - mean) * scale + bias, LEAKY or LINEAR, denormals to zero

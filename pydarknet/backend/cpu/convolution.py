@@ -8,7 +8,7 @@ import numpy as np
 from ...activations import LEAKY, LINEAR
 from ...jit import kernel
 from . import direct, sgemm, threads, winograd
-from .activations import bias_activate
+from .activations import bias_activate, epilogue_arguments
 from .pooling import maxpool_forward
 from .im2col import col2im_rows, im2col, im2col_rows
 
@@ -32,13 +32,11 @@ def _gemm(a, b, out, finish=None):
     out's rows being filters). Returns whether it did."""
     m, n = out.shape
     pieces = min(2 * threads.threads(), int(2.0 * m * n * a.shape[1] / _PIECE_FLOPS))
-    on_numba = sgemm.library() is not None and not threads.inside() and sgemm.fits(a, b, out)
-    if on_numba and (pieces >= 2 or finish is not None):
-        threads.limit_blas()
+    if (pieces >= 2 or finish is not None) and _on_numba(a, b, out):
         by_columns, count = n >= m, max(pieces, 1)
         # n/count rounded up to 16 columns (whole cache lines), or m/count rows
         step = -(-(-(-n // count)) // 16) * 16 if by_columns else -(-m // count)
-        sgemm.pieces(*sgemm.library(), a, b, out, step, by_columns, *sgemm.epilogue(finish, a))
+        sgemm.pieces(*sgemm.library(), a, b, out, step, by_columns, *epilogue_arguments(finish, out[0]))
         return finish is not None
     threads.limit_blas()
     if pieces < 2 or threads.inside():     # inside a piece the thread is already one of the parallel ones
@@ -52,6 +50,12 @@ def _gemm(a, b, out, finish=None):
         threads.run(lambda i: np.matmul(a[i * step:(i + 1) * step], b, out=out[i * step:(i + 1) * step]),
                     -(-m // step))
     return False
+
+
+def _on_numba(a, b, out):
+    """Whether out = a @ b can run on Numba's threads (sgemm.py): numpy's cblas_sgemm found, BLAS reads a and b in
+    place and writes out's rows, and this thread is not already one of threads.py's pieces."""
+    return sgemm.library() is not None and not threads.inside() and sgemm.fits(a, b, out)
 
 
 # ---- convolution: im2col + GEMM image by image, Winograd where it pays -----------------------------------------
@@ -190,11 +194,10 @@ def _convolve_in_pieces(x, weights, size, stride, pad, out_h, out_w, y, finish=N
     threads, or threads.run's); on Numba's threads `finish` (an epilogue) is applied too: returns whether."""
     rows = weights.shape[1]
     per_piece = _rows_per_piece(rows, out_h, out_w, False)
-    if sgemm.library() is not None and sgemm.fits(weights, weights, y) and not threads.inside():
-        threads.limit_blas()
+    if _on_numba(weights, weights, y):      # the columns are this function's own, made to fit
         columns = threads.buffer(threads.threads() * rows * per_piece * out_w, "piece columns")
         _columns_times_weights(*sgemm.library(), x, weights, size, stride, pad, out_h, out_w, per_piece, y,
-                               columns.reshape(threads.threads(), -1), *sgemm.epilogue(finish, weights))
+                               columns.reshape(threads.threads(), -1), *epilogue_arguments(finish, y[0]))
         return finish is not None
 
     def piece(i):

@@ -21,9 +21,10 @@ import numba
 import numpy as np
 
 from ... import settings
-from ...activations import LEAKY, LINEAR
+from ...activations import LEAKY
 from ...jit import kernel, vector_kernel
 from . import simd, threads
+from .activations import epilogue_arguments
 
 _BAND_FLOATS = 2048     # outputs per channel made at a time: 4 channels' bands stay in the core's L1 cache
 
@@ -220,16 +221,21 @@ def _block_sums(flat, packed, g, start, wp, channels, length):
     return a
 
 
+@vector_kernel(inline="always")
+def _block_views(xp, packed, y):
+    """What both block kernels read: the padded image's channels and plane length, the image and the output as
+    flat arrays, and the number of filter groups in `packed`."""
+    channels, length = xp.shape
+    return channels, length, xp.reshape(-1), packed.size // (channels * 9 * _FILTERS), y.reshape(-1)
+
+
 @vector_kernel
 def _forward_rows(xp, packed, y, first, last, mean, scale, bias, activation, finish):
     """y (K, H, W) rows first..last-1 = the convolution of the padded image xp (C, L) with the packed filters;
     with `finish`, (sum - mean) * scale + bias, activated, else the plain sums."""
     filters, height, width = y.shape
-    channels, length = xp.shape
+    channels, length, flat, groups, out = _block_views(xp, packed, y)
     wp = width + 2
-    flat = xp.reshape(-1)
-    groups = packed.size // (channels * 9 * _FILTERS)
-    out = y.reshape(-1)
     for i in range(first, last):
         for j0 in range(0, width, _BLOCK):
             j = min(j0, width - _BLOCK)
@@ -251,12 +257,9 @@ def _forward_pooled_rows(xp, packed, y, first, last, mean, scale, bias, activati
     _forward_rows's), each pooled row from its two convolution rows, block by block: the convolution's own output
     is never written."""
     filters, pooled_h, pooled_w = y.shape
-    channels, length = xp.shape
+    channels, length, flat, groups, out = _block_views(xp, packed, y)
     width = 2 * pooled_w
     wp = width + 2
-    flat = xp.reshape(-1)
-    groups = packed.size // (channels * 9 * _FILTERS)
-    out = y.reshape(-1)
     for i in range(first, last):
         for j0 in range(0, width, _BLOCK):
             j = min(j0, width - _BLOCK)        # even: the pooled blocks stay aligned
@@ -277,13 +280,9 @@ def forward(x, packed, y, epilogue=None, pool=False):
     """y (B, K, H, W) = the 3x3 convolution (stride 1, pad 1) of x (B, C, H, W) with filters `pack` made, rows
     `fits`; `epilogue` (mean, scale, bias, activation: per filter, LEAKY or LINEAR) applied as each block is
     written. With `pool` (an epilogue given, H and W even), y (B, K, H/2, W/2) gets the 2x2 stride-2 max pool of
-    that instead. The images' bands of rows are the pieces threads.run shares out."""
-    batch, _, height, _ = y.shape
-    xp = _padded(x, "input")
-    finish = epilogue is not None
-    mean, scale, bias, activation = epilogue if finish else (packed, packed, packed, LINEAR)
-    per_piece = max(1, -(-height // (4 * threads.threads())))
-    _forward_bands(xp, packed, y, per_piece, mean, scale, bias, activation, finish, pool)
+    that instead. The images' bands of rows are the pieces Numba's threads share out."""
+    per_piece = max(1, -(-y.shape[2] // (4 * threads.threads())))
+    _forward_bands(_padded(x, "input"), packed, y, per_piece, *epilogue_arguments(epilogue, packed), pool)
     return y
 
 

@@ -20,6 +20,7 @@ from numba.extending import intrinsic
 
 from ...activations import LEAKY, LINEAR
 from ...jit import kernel
+from . import threads
 from .activations import bias_activate_value
 
 # cblas's enums; the symbols numpy's BLAS builds export, with whether their integers are 64-bit
@@ -32,9 +33,11 @@ _found = []
 
 
 def library():
-    """(address, wide) of numpy's cblas_sgemm, or None where its BLAS exports none of SYMBOLS."""
+    """(address, wide) of numpy's cblas_sgemm, or None where its BLAS exports none of SYMBOLS. Every loaded BLAS
+    runs on one thread (threads.limit_blas): Numba's threads are the parallelism."""
     if not _found:
         _found.append(_look_up())
+    threads.limit_blas()
     return _found[0]
 
 
@@ -85,14 +88,6 @@ def _cblas_sgemm(typingctx, address, wide, trans_a, trans_b, m, n, k, a, lda, b,
     signature = types.none(types.int64, types.boolean, types.int64, types.int64, types.int64, types.int64,
                            types.int64, matrix, types.int64, matrix, types.int64, types.float32, matrix, types.int64)
     return signature, codegen
-
-
-def epilogue(finish, like):
-    """The kernels' epilogue arguments (mean, scale, bias, activation, whether to apply them) for `finish`, an
-    epilogue as convolution._per_filter makes it, or None (then placeholders of like's type)."""
-    if finish is None:
-        return like[0], like[0], like[0], LINEAR, False
-    return (*finish, True)
 
 
 @kernel(inline="always")

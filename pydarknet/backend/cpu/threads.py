@@ -159,7 +159,8 @@ SHARED_PASSES = 2
 PROBE_EVERY = 8
 PROBE_AFTER_S = 1.0
 MEASURED_S = 2e-3       # shorter passes say nothing
-_sharing = {"low": 0, "one": False, "since": 0, "probed": 0.0}
+_sharing = {"low": 0, "since": 0, "probed": 0.0}     # shared passes in a row; one-thread passes since the last
+                                                    # probe, and when that was
 
 
 @contextlib.contextmanager
@@ -167,8 +168,9 @@ def inference_pass():
     """Network.predict's pass: workers spin (spinning()), on one thread while the cores are found shared."""
     n = numba.get_num_threads() if numba_threads_spin() else 1     # sleeping threads leave a shared core soon
     wall, cpu = _clocks()
-    one = n > 1 and _sharing["one"] and _sharing["since"] + 1 < PROBE_EVERY and wall - _sharing["probed"] < \
-        PROBE_AFTER_S
+    shared = _sharing["low"] >= SHARED_PASSES
+    probe = _sharing["since"] + 1 >= PROBE_EVERY or wall - _sharing["probed"] >= PROBE_AFTER_S
+    one = n > 1 and shared and not probe
     if one:
         numba.set_num_threads(1)
         _sharing["since"] += 1
@@ -201,7 +203,6 @@ def _note_share(cpu, wall):
     if wall < MEASURED_S:
         return
     _sharing["low"] = _sharing["low"] + 1 if cpu < SHARED_SHARE * wall else 0
-    _sharing["one"] = _sharing["low"] >= SHARED_PASSES
 
 
 def _spin_budget():

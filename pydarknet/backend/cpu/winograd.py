@@ -9,7 +9,7 @@ import numpy as np
 from ... import settings
 from ...jit import kernel
 from . import sgemm, threads
-from .activations import bias_activate_value
+from .activations import bias_activate_value, epilogue_arguments
 
 
 def transform_weights(weights, channels):
@@ -233,15 +233,12 @@ def convolve(x, u, pad, y, workspace=None, add=False, turned=False, epilogue=Non
     _winograd_input(x, pad, tiles_h, tiles_w, v)
     blas = sgemm.library()
     if blas is not None:        # the 16 tile positions' GEMMs, on Numba's threads
-        threads.limit_blas()
         sgemm.planes(*blas, u, v, m, _TURNED_ORDER if turned else _ORDER, turned)
     elif turned:
         threads.run(lambda i: np.matmul(u[TURNED_PLANES[i]].T, v[i], out=m[i]), 16)
     else:
         threads.run(lambda i: np.matmul(u[i], v[i], out=m[i]), 16)     # the 16 tile positions' GEMMs, shared out
-    finish = epilogue is not None
-    mean, scale, bias, activation = epilogue if finish else (y[0, 0, 0], y[0, 0, 0], y[0, 0, 0], 0)
-    _winograd_output(m, tiles_h, tiles_w, y, add, mean, scale, bias, activation, finish)
+    _winograd_output(m, tiles_h, tiles_w, y, add, *epilogue_arguments(epilogue, y[0, 0, 0]))
     return y
 
 
