@@ -90,6 +90,32 @@ def test_convolution_in_pieces(monkeypatch, shape, filters, size, stride, pad, g
     np.testing.assert_allclose(y, exact, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("stride", [1, 2, 3])
+@pytest.mark.parametrize("size", [1, 2, 3, 5])
+def test_im2col_copies_every_window(size, stride):
+    """im2col (whole, and a band of output rows) against a loop over every window, value for value: the copies
+    of each row's inside part and the zeros around them, for pads up to beyond the kernel and tiny images."""
+    im2col_module = sys.modules["pydarknet.backend.cpu.im2col"]
+    rng = np.random.default_rng(size * 10 + stride)
+    for pad, height, width in [(0, 7, 9), (1, 5, 8), (2, 1, 4), (3, 4, 1), (1, 9, 20)]:
+        out_h, out_w = (height + 2 * pad - size) // stride + 1, (width + 2 * pad - size) // stride + 1
+        if out_h <= 0 or out_w <= 0:
+            continue
+        x = rng.standard_normal((2, height, width)).astype(np.float32)
+        expected = np.zeros((2, size, size, out_h, out_w), np.float32)
+        for c, ky, kx, i, j in np.ndindex(expected.shape):
+            y, xx = ky + i * stride - pad, kx + j * stride - pad
+            if 0 <= y < height and 0 <= xx < width:
+                expected[c, ky, kx, i, j] = x[c, y, xx]
+        expected = expected.reshape(2 * size * size, out_h, out_w)
+        whole = cpu.im2col(x, size, stride, pad, out_h, out_w)
+        np.testing.assert_array_equal(whole, expected.reshape(-1, out_h * out_w))
+        first = out_h // 2
+        band = np.full(expected[:, first:].size, np.nan, np.float32)
+        im2col_module.im2col_rows(x, size, stride, pad, out_w, first, out_h, band)
+        np.testing.assert_array_equal(band.reshape(-1, out_h - first, out_w), expected[:, first:])
+
+
 def convolution_gradients(x, weights, delta, size, stride, pad, groups):
     """In float64: the weight gradient sum over images of delta x columns^T, and the input gradient, of the
     convolution in reference.convolution (the same patches, differentiated)."""

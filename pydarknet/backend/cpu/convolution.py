@@ -194,6 +194,8 @@ def _convolve_in_pieces(x, weights, size, stride, pad, out_h, out_w, y, finish=N
     threads, or threads.run's); on Numba's threads `finish` (an epilogue) is applied too: returns whether."""
     rows = weights.shape[1]
     per_piece = _rows_per_piece(rows, out_h, out_w, False)
+    count = -(-(-(-out_h // per_piece)) // threads.threads()) * threads.threads()
+    per_piece = -(-out_h // count)      # as many pieces of each size for every thread (a static share-out)
     if _on_numba(weights, weights, y):      # the columns are this function's own, made to fit
         columns = threads.buffer(threads.threads() * rows * per_piece * out_w, "piece columns")
         _columns_times_weights(*sgemm.library(), x, weights, size, stride, pad, out_h, out_w, per_piece, y,

@@ -8,23 +8,47 @@ from ...jit import kernel, piece_kernel
 
 
 @kernel(inline="always")
+def _copy(dst, src):
+    """dst[:] = src[:n] for 1-d arrays: indices from 0 need no wraparound test, so the loop is vector code."""
+    for j in range(dst.size):
+        dst[j] = src[j]
+
+
+@kernel(inline="always")
+def _copy_every_other(dst, src):
+    """dst[:] = src[::2]."""
+    for j in range(dst.size):
+        dst[j] = src[2 * j]
+
+
+@kernel(inline="always")
 def _im2col_row(x, size, stride, pad, out_w, row, first, last, col):
-    """Darknet's im2col_cpu for one column-matrix row (channel, kernel y, kernel x), output rows first..last-1."""
+    """Darknet's im2col_cpu for one column-matrix row (channel, kernel y, kernel x), output rows first..last-1:
+    the columns [lo, hi) that fall inside the image copied in one loop without tests, zeros on either side."""
     channels, height, width = x.shape
     n = (last - first) * out_w
-    w_offset = row % size
+    shift = row % size - pad                        # column j reads image column shift + stride * j
     h_offset = (row // size) % size
     c = row // size // size
+    lo = min(out_w, max(0, (stride - 1 - shift) // stride))
+    hi = max(lo, min(out_w, (width - shift + stride - 1) // stride))
     for i in range(first, last):
         y = h_offset + i * stride - pad
-        base = row * n + (i - first) * out_w
+        out = col[row * n + (i - first) * out_w:row * n + (i - first + 1) * out_w]
         if y < 0 or y >= height:
-            for j in range(out_w):
-                col[base + j] = 0.0
+            out[:] = 0.0
             continue
-        for j in range(out_w):
-            xx = w_offset + j * stride - pad
-            col[base + j] = x[c, y, xx] if 0 <= xx < width else np.float32(0.0)
+        out[:lo] = 0.0
+        out[hi:] = 0.0
+        source = x[c, y, shift + stride * lo:]
+        if stride == 1:
+            _copy(out[lo:hi], source)
+        elif stride == 2:
+            _copy_every_other(out[lo:hi], source)
+        else:
+            inside = out[lo:hi]
+            for j in range(hi - lo):
+                inside[j] = source[stride * j]
 
 
 @kernel(parallel=True)
