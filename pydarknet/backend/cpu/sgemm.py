@@ -148,13 +148,13 @@ def pieces(address, wide, a, b, c, step, by_columns, mean, scale, bias, activati
 def finish_rows(c, first, last, left, right, mean, scale, bias, activation):
     """The epilogue of rows first..last-1, columns left..right-1 of c (row f: filter f's)."""
     for f in range(first, last):
-        row = c[f]
+        row = c[f, left:right]      # indices from 0: no wraparound test, vector code
         mf, kf, bf = mean[f], scale[f], bias[f]
         if activation == LEAKY:
-            for j in range(left, right):
+            for j in range(row.size):
                 row[j] = bias_activate_value(row[j], mf, kf, bf, LEAKY)
         else:
-            for j in range(left, right):
+            for j in range(row.size):
                 row[j] = bias_activate_value(row[j], mf, kf, bf, LINEAR)
 
 
