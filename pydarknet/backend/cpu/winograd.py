@@ -7,6 +7,7 @@ import numba
 import numpy as np
 
 from ... import settings
+from ...activations import LEAKY, LINEAR
 from ...jit import kernel
 from . import sgemm, threads
 from .activations import bias_activate_value, epilogue_arguments
@@ -105,34 +106,51 @@ def _winograd_input(x, pad, tiles_h, tiles_w, v):
 @kernel(parallel=True)
 def _winograd_output(m, tiles_h, tiles_w, y, add, mean, scale, bias, activation, finish):
     """Y = A^T M A for every tile (added to y with `add`): 2x2 outputs each, cropped at odd edges; m is (16, K, B*T).
-    With `finish`, each output goes through bias_activate_value with its filter's mean, scale and bias."""
+    With `finish`, each output goes through bias_activate_value with its filter's mean, scale and bias. A row of
+    tiles at a time: its two output rows made whole in a scratch pair (loops over the tiles that become vector
+    code), then cropped into y."""
     batch, filters, out_h, out_w = y.shape
     tiles = tiles_h * tiles_w
     for bk in numba.prange(batch * filters):
         b = bk // filters
         k = bk % filters
-        if finish:
-            km, ks, kb = mean[k], scale[k], bias[k]
-        s = np.empty((2, 4), np.float32)
+        km, ks, kb = mean[k], scale[k], bias[k]
+        pair = np.empty((2, 2 * tiles_w), np.float32)
+        top, bottom = pair[0], pair[1]
         for th in range(tiles_h):
-            for tw in range(tiles_w):
-                col = b * tiles + th * tiles_w + tw
-                for j in range(4):      # s = A^T M
-                    s[0, j] = m[j, k, col] + m[4 + j, k, col] + m[8 + j, k, col]
-                    s[1, j] = m[4 + j, k, col] - m[8 + j, k, col] - m[12 + j, k, col]
-                for i in range(2):
-                    yy = 2 * th + i
-                    if yy >= out_h:
-                        break
-                    left = s[i, 0] + s[i, 1] + s[i, 2]
-                    if finish:
-                        left = bias_activate_value(left, km, ks, kb, activation)
-                    y[b, k, yy, 2 * tw] = y[b, k, yy, 2 * tw] + left if add else left
-                    if 2 * tw + 1 < out_w:
-                        right = s[i, 1] - s[i, 2] - s[i, 3]
-                        if finish:
-                            right = bias_activate_value(right, km, ks, kb, activation)
-                        y[b, k, yy, 2 * tw + 1] = y[b, k, yy, 2 * tw + 1] + right if add else right
+            first = b * tiles + th * tiles_w
+            m0, m1, m2, m3 = m[0, k, first:], m[1, k, first:], m[2, k, first:], m[3, k, first:]
+            m4, m5, m6, m7 = m[4, k, first:], m[5, k, first:], m[6, k, first:], m[7, k, first:]
+            m8, m9, m10, m11 = m[8, k, first:], m[9, k, first:], m[10, k, first:], m[11, k, first:]
+            m12, m13, m14, m15 = m[12, k, first:], m[13, k, first:], m[14, k, first:], m[15, k, first:]
+            for t in range(tiles_w):
+                s00 = m0[t] + m4[t] + m8[t]         # s = A^T M, then s A
+                s01 = m1[t] + m5[t] + m9[t]
+                s02 = m2[t] + m6[t] + m10[t]
+                s03 = m3[t] + m7[t] + m11[t]
+                s10 = m4[t] - m8[t] - m12[t]
+                s11 = m5[t] - m9[t] - m13[t]
+                s12 = m6[t] - m10[t] - m14[t]
+                s13 = m7[t] - m11[t] - m15[t]
+                top[2 * t] = s00 + s01 + s02
+                top[2 * t + 1] = s01 - s02 - s03
+                bottom[2 * t] = s10 + s11 + s12
+                bottom[2 * t + 1] = s11 - s12 - s13
+            for i in range(min(2, out_h - 2 * th)):
+                row = pair[i]
+                out = y[b, k, 2 * th + i]
+                if finish and activation == LEAKY:
+                    for j in range(out_w):
+                        row[j] = bias_activate_value(row[j], km, ks, kb, LEAKY)
+                elif finish:
+                    for j in range(out_w):
+                        row[j] = bias_activate_value(row[j], km, ks, kb, LINEAR)
+                if add:
+                    for j in range(out_w):
+                        out[j] = out[j] + row[j]
+                else:
+                    for j in range(out_w):
+                        out[j] = row[j]
 
 
 @kernel(parallel=True)
