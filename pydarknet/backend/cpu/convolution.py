@@ -91,12 +91,12 @@ def convolution_forward(x, weights, size, stride, pad, groups, y, workspace=None
     inference pass of a convolutional layer; the direct loops, Winograd's output transform and the GEMM pieces on
     Numba's threads apply it (LEAKY or LINEAR) as they write. `pool` (an even-sized output): y gets the 2x2
     stride-2 max pool of the result, the inference pass of a convolution and the [maxpool] after it; the direct
-    loops pool as they write, other paths pool a scratch copy."""
+    loops and Winograd's output transform pool as they write, other paths pool a scratch copy."""
     _, c, height, width = x.shape
     fused = epilogue is not None and epilogue[1] in (LEAKY, LINEAR)
     on_winograd = derived is not None and winograd.applies(c, height, width, size, stride, groups)
     on_direct = not on_winograd and direct.applies(c, size, stride, pad, groups) and direct.fits(width)
-    if pool and not (fused and on_direct):
+    if pool and not (fused and (on_direct or on_winograd)):
         full = threads.buffer(y.size * 4, "unpooled").reshape(y.shape[:2] + (2 * y.shape[2], 2 * y.shape[3]))
         convolution_forward(x, weights, size, stride, pad, groups, full, workspace, derived, epilogue)
         return maxpool_forward(full, 2, 2, 0, y, with_argmax=False)[0]
@@ -104,7 +104,7 @@ def convolution_forward(x, weights, size, stride, pad, groups, y, workspace=None
     if on_winograd:
         if "winograd" not in derived:
             derived["winograd"] = winograd.transform_weights(weights, c)
-        winograd.convolve(x, derived["winograd"], pad, y, workspace, epilogue=finish)
+        winograd.convolve(x, derived["winograd"], pad, y, workspace, epilogue=finish, pool=pool)
     elif on_direct:
         direct.forward(x, _direct_filters(weights, c, derived), y, finish, pool)
     else:

@@ -104,13 +104,17 @@ def _winograd_input(x, pad, tiles_h, tiles_w, v):
 
 
 @kernel(parallel=True)
-def _winograd_output(m, tiles_h, tiles_w, y, add, mean, scale, bias, activation, finish):
+def _winograd_output(m, tiles_h, tiles_w, y, add, mean, scale, bias, activation, finish, pool):
     """Y = A^T M A for every tile (added to y with `add`): 2x2 outputs each, cropped at odd edges; m is (16, K, B*T).
     With `finish`, each output goes through bias_activate_value with its filter's mean, scale and bias. A row of
     tiles at a time: its two output rows made whole in a scratch pair (loops over the tiles that become vector
-    code), then cropped into y."""
+    code), then cropped into y. With `pool` (even output sides), y gets the 2x2 stride-2 max pool of the finished
+    output instead: a tile's four outputs are one window, met in Darknet's order from -FLT_MAX (a NaN never wins)."""
     batch, filters, out_h, out_w = y.shape
+    if pool:
+        out_h, out_w = 2 * out_h, 2 * out_w
     tiles = tiles_h * tiles_w
+    lowest = np.float32(-3.4028234663852886e38)
     for bk in numba.prange(batch * filters):
         b = bk // filters
         k = bk % filters
@@ -138,13 +142,29 @@ def _winograd_output(m, tiles_h, tiles_w, y, add, mean, scale, bias, activation,
                 bottom[2 * t + 1] = s11 - s12 - s13
             for i in range(min(2, out_h - 2 * th)):
                 row = pair[i]
-                out = y[b, k, 2 * th + i]
                 if finish and activation == LEAKY:
                     for j in range(out_w):
                         row[j] = bias_activate_value(row[j], km, ks, kb, LEAKY)
                 elif finish:
                     for j in range(out_w):
                         row[j] = bias_activate_value(row[j], km, ks, kb, LINEAR)
+            if pool:
+                out = y[b, k, th]
+                for t in range(tiles_w):
+                    best = lowest
+                    v = top[2 * t]
+                    best = v if v > best else best
+                    v = top[2 * t + 1]
+                    best = v if v > best else best
+                    v = bottom[2 * t]
+                    best = v if v > best else best
+                    v = bottom[2 * t + 1]
+                    best = v if v > best else best
+                    out[t] = best
+                continue
+            for i in range(min(2, out_h - 2 * th)):
+                row = pair[i]
+                out = y[b, k, 2 * th + i]
                 if add:
                     for j in range(out_w):
                         out[j] = out[j] + row[j]
@@ -242,12 +262,14 @@ def _tile_planes(x, filters, out_shape, workspace):
     return tiles_h, tiles_w, v, m
 
 
-def convolve(x, u, pad, y, workspace=None, add=False, turned=False, epilogue=None):
+def convolve(x, u, pad, y, workspace=None, add=False, turned=False, epilogue=None, pool=False):
     """y = 3x3 stride-1 convolution of x (B, C, H, W) with Winograd filters u (16, K, C), into y (B, K, H', W')
     (with `add`: y += it). `turned`: with the filters of u turned round instead (see TURN), u being the forward's
     U (16, C', C) of a convolution from C channels to the C' channels x has, and y having C. `epilogue`: (mean,
-    scale, bias, activation) per filter, applied as the output transform writes y (direct.forward's)."""
-    tiles_h, tiles_w, v, m = _tile_planes(x, u.shape[2] if turned else u.shape[1], y.shape[2:], workspace)
+    scale, bias, activation) per filter, applied as the output transform writes y (direct.forward's). `pool`
+    (with an epilogue, H' and W' even): y (B, K, H'/2, W'/2) gets the 2x2 stride-2 max pool of that instead."""
+    out_shape = (2 * y.shape[2], 2 * y.shape[3]) if pool else y.shape[2:]
+    tiles_h, tiles_w, v, m = _tile_planes(x, u.shape[2] if turned else u.shape[1], out_shape, workspace)
     _winograd_input(x, pad, tiles_h, tiles_w, v)
     blas = sgemm.library()
     if blas is not None:        # the 16 tile positions' GEMMs, on Numba's threads
@@ -256,7 +278,7 @@ def convolve(x, u, pad, y, workspace=None, add=False, turned=False, epilogue=Non
         threads.run(lambda i: np.matmul(u[TURNED_PLANES[i]].T, v[i], out=m[i]), 16)
     else:
         threads.run(lambda i: np.matmul(u[i], v[i], out=m[i]), 16)     # the 16 tile positions' GEMMs, shared out
-    _winograd_output(m, tiles_h, tiles_w, y, add, *epilogue_arguments(epilogue, y[0, 0, 0]))
+    _winograd_output(m, tiles_h, tiles_w, y, add, *epilogue_arguments(epilogue, y[0, 0, 0]), pool)
     return y
 
 
