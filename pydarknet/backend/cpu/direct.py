@@ -251,6 +251,24 @@ def _forward_rows(xp, packed, y, first, last, mean, scale, bias, activation, fin
                         simd.store(out, o + 8 * v, s)
 
 
+@vector_kernel(inline="always")
+def _pooled_top(a, g, filters, mean, scale, bias, activation):
+    """The upper row's half of each of the block's 4 pooled vectors (simd.pool_row from -FLT_MAX over the finished
+    sums a): 4 vectors where the upper row's 8 were, so that the lower row's sums have the registers. A filter
+    missing from the last group reads the last filter's epilogue (its result is never stored)."""
+    k0 = g * _FILTERS
+    k1, k2, k3 = min(k0 + 1, filters - 1), min(k0 + 2, filters - 1), min(k0 + 3, filters - 1)
+    low = simd.lowest()
+    return (simd.pool_row(low, _finish(a[0], mean[k0], scale[k0], bias[k0], activation),
+                          _finish(a[1], mean[k0], scale[k0], bias[k0], activation)),
+            simd.pool_row(low, _finish(a[2], mean[k1], scale[k1], bias[k1], activation),
+                          _finish(a[3], mean[k1], scale[k1], bias[k1], activation)),
+            simd.pool_row(low, _finish(a[4], mean[k2], scale[k2], bias[k2], activation),
+                          _finish(a[5], mean[k2], scale[k2], bias[k2], activation)),
+            simd.pool_row(low, _finish(a[6], mean[k3], scale[k3], bias[k3], activation),
+                          _finish(a[7], mean[k3], scale[k3], bias[k3], activation)))
+
+
 @vector_kernel
 def _forward_pooled_rows(xp, packed, y, first, last, mean, scale, bias, activation):
     """y (K, H/2, W/2) rows first..last-1 = the 2x2 stride-2 max pool of the finished convolution (as
@@ -264,15 +282,14 @@ def _forward_pooled_rows(xp, packed, y, first, last, mean, scale, bias, activati
         for j0 in range(0, width, _BLOCK):
             j = min(j0, width - _BLOCK)        # even: the pooled blocks stay aligned
             for g in range(groups):
-                top = _block_sums(flat, packed, g, 2 * i * wp + j, wp, channels, length)
+                top = _pooled_top(_block_sums(flat, packed, g, 2 * i * wp + j, wp, channels, length), g, filters,
+                                  mean, scale, bias, activation)
                 bottom = _block_sums(flat, packed, g, (2 * i + 1) * wp + j, wp, channels, length)
                 for q in range(min(_FILTERS, filters - g * _FILTERS)):
                     k = g * _FILTERS + q
                     m, s, b = mean[k], scale[k], bias[k]
-                    best = simd.pool_pairs(_finish(top[2 * q], m, s, b, activation),
-                                           _finish(top[2 * q + 1], m, s, b, activation),
-                                           _finish(bottom[2 * q], m, s, b, activation),
-                                           _finish(bottom[2 * q + 1], m, s, b, activation))
+                    best = simd.pool_row(top[q], _finish(bottom[2 * q], m, s, b, activation),
+                                         _finish(bottom[2 * q + 1], m, s, b, activation))
                     simd.store(out, (k * pooled_h + i) * pooled_w + j // 2, best)
 
 

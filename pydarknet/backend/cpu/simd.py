@@ -147,17 +147,24 @@ def double_from_bits(typingctx, bits):
 
 
 @intrinsic
-def pool_pairs(typingctx, top0, top1, bottom0, bottom1):
-    """The 2x2 stride-2 max pool of two rows of 16 values (top0, top1 the upper row's, bottom0, bottom1 the
-    lower's): lane i is the maximum of top[2i], top[2i+1], bottom[2i], bottom[2i+1], met in that order from
-    -FLT_MAX as Darknet's loop meets them (a NaN never wins)."""
+def pool_row(typingctx, best, row0, row1):
+    """One row's half of the 2x2 stride-2 max pool of 16 values (row0, row1): lane i is best's lane i, then
+    row[2i], then row[2i + 1], each taken where greater, as Darknet's loop meets them (a NaN never wins). From
+    -FLT_MAX with the upper row, then with the lower row: the window's maximum."""
     def codegen(context, builder, signature, args):
         even = ir.Constant(ir.VectorType(ir.IntType(32), LANES), list(range(0, 2 * LANES, 2)))
         odd = ir.Constant(ir.VectorType(ir.IntType(32), LANES), list(range(1, 2 * LANES, 2)))
-        best = ir.Constant(_VECTOR, [-3.4028234663852886e38] * LANES)
-        for first, second in ((args[0], args[1]), (args[2], args[3])):
-            for lanes in (even, odd):
-                v = builder.shuffle_vector(first, second, lanes)
-                best = builder.select(builder.fcmp_ordered(">", v, best), v, best)
+        best = args[0]
+        for lanes in (even, odd):
+            v = builder.shuffle_vector(args[1], args[2], lanes)
+            best = builder.select(builder.fcmp_ordered(">", v, best), v, best)
         return best
-    return float8(float8, float8, float8, float8), codegen
+    return float8(float8, float8, float8), codegen
+
+
+@intrinsic
+def lowest(typingctx):
+    """-FLT_MAX in every lane: where a max pool starts."""
+    def codegen(context, builder, signature, args):
+        return ir.Constant(_VECTOR, [-3.4028234663852886e38] * LANES)
+    return float8(), codegen
