@@ -31,7 +31,8 @@ def _gemm(a, b, out, finish=None):
     """gemm into out; on Numba's threads each piece also applies `finish` (an epilogue as _per_filter makes it,
     out's rows being filters). Returns whether it did."""
     m, n = out.shape
-    pieces = min(2 * threads.threads(), int(2.0 * m * n * a.shape[1] / _PIECE_FLOPS))
+    # a piece a thread: Numba shares pieces out statically, and each BLAS call packs its operands again
+    pieces = min(threads.threads(), int(2.0 * m * n * a.shape[1] / _PIECE_FLOPS))
     if (pieces >= 2 or finish is not None) and _on_numba(a, b, out):
         by_columns, count = n >= m, max(pieces, 1)
         # n/count rounded up to 16 columns (whole cache lines), or m/count rows
