@@ -98,17 +98,23 @@ def _resize_kernel(x, part, y):
     w_scale = np.float32(iw - 1) / np.float32(w - 1)
     h_scale = np.float32(ih - 1) / np.float32(h - 1)
     one = np.float32(1)
+    # each column's source pixel and weight, the same for every row, worked out once; the last column (or a
+    # one-pixel-wide image) takes x[iw - 1] alone, as C does, and is written after the loop
+    inner = w - 1 if iw > 1 else 0
+    left = np.empty(w, np.int64)
+    weight = np.empty(w, np.float32)
+    for c in range(inner):
+        sx = np.float32(c) * w_scale
+        left[c] = int(sx)
+        weight[c] = sx - np.float32(left[c])
     for k in range(nc):
         for r in range(ih):
-            for c in range(w):
-                if c == w - 1 or iw == 1:
-                    val = x[k, r, iw - 1]
-                else:
-                    sx = np.float32(c) * w_scale
-                    ix = int(sx)
-                    dx = sx - np.float32(ix)
-                    val = (one - dx) * x[k, r, ix] + dx * x[k, r, ix + 1]
-                part[k, r, c] = val
+            source, out = x[k, r], part[k, r]
+            for c in range(inner):
+                dx = weight[c]
+                out[c] = (one - dx) * source[left[c]] + dx * source[left[c] + 1]
+            for c in range(inner, w):
+                out[c] = source[iw - 1]
     for k in range(nc):
         for r in range(h):
             if h == 1:
