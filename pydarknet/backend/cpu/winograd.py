@@ -76,9 +76,10 @@ def _winograd_input(x, pad, tiles_h, tiles_w, v):
                 yy = 2 * th - pad + r
                 row = d[r]
                 if 0 <= yy < height:
-                    source = x[b, c, yy]
-                    for xx in range(inside_from, inside_to):
-                        row[xx] = source[xx - pad]
+                    source = x[b, c, yy, inside_from - pad:]
+                    inside = row[inside_from:inside_to]
+                    for q in range(inside.size):       # indices from 0: no wraparound test, vector code
+                        inside[q] = source[q]
                 else:
                     row[:] = 0.0
             d0, d1, d2, d3 = d[0], d[1], d[2], d[3]
