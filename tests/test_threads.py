@@ -238,14 +238,19 @@ def test_inference_runs_on_one_thread_while_the_cores_are_shared(monkeypatch):
     monkeypatch.setattr(threads, "numba_threads_spin", lambda: True)
     clock = {"wall": 0.0, "cpu": 0.0}
     monkeypatch.setattr(threads, "_clocks", lambda: (clock["wall"], clock["cpu"]))
+    placed = []
+    monkeypatch.setattr(threads, "place_workers", lambda: placed.append(numba.get_num_threads()))
 
     def run(share):
-        """A 10 ms pass whose threads ran `share` of it; the thread count inside."""
+        """A 10 ms pass whose threads ran `share` of it; the thread count inside (the workers placed first on all
+        threads only)."""
+        placed.clear()
         with threads.inference_pass():
             inside = numba.get_num_threads()
             clock["wall"] += 0.01
             clock["cpu"] += share * n * 0.01
         assert numba.get_num_threads() == n
+        assert placed == ([n] if inside == n else [])
         return inside
 
     assert [run(0.5), run(0.95), run(0.5)] == [n] * 3          # a free pass between two shared ones: no cut
@@ -261,6 +266,37 @@ def test_inference_runs_on_one_thread_while_the_cores_are_shared(monkeypatch):
     with threads.inference_pass():                              # under 2 ms: says nothing
         clock["wall"] += 0.001
     assert threads._sharing["low"] == 0
+
+
+def test_a_pass_holds_each_worker_to_a_cpu_other_than_its_own(monkeypatch):
+    """place_workers (each inference pass on all threads): every Numba worker bound to one allowed CPU, not the one
+    the calling thread runs on, whose own mask stays whole; with one CPU allowed nothing is bound."""
+    import ctypes
+    import numba
+    allowed = os.sched_getaffinity(0)
+    if numba.get_num_threads() < 2 or len(allowed) < 2 or threads._worker_tids(numba.get_num_threads()) is None:
+        pytest.skip("one Numba thread, one CPU, or no known gettid here")
+    tids = threads._worker_tids(numba.get_num_threads())
+    assert tids[0] == threading.get_native_id() and len(set(tids)) == len(tids)
+    monkeypatch.setitem(threads._placed, "cpus", None)
+    try:
+        here = ctypes.CDLL(None).sched_getcpu()
+        threads.place_workers()
+        for tid in tids[1:]:
+            bound = os.sched_getaffinity(tid)
+            assert len(bound) == 1 and bound <= allowed
+            if os.sched_getaffinity(0) == allowed and ctypes.CDLL(None).sched_getcpu() == here:
+                assert here not in bound
+        assert os.sched_getaffinity(0) == allowed
+        monkeypatch.setitem(threads._placed, "cpus", None)
+        monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {min(allowed)})
+        monkeypatch.setattr(os, "sched_setaffinity", lambda *a: pytest.fail("bound with one CPU allowed"))
+        threads.place_workers()
+    finally:
+        monkeypatch.undo()
+        for tid in tids[1:]:
+            os.sched_setaffinity(tid, allowed)
+        threads._placed["cpus"] = None          # unbound again: the next pass binds them
 
 
 def test_numba_threads_spin_unless_told_not_to(monkeypatch):

@@ -14,7 +14,7 @@ these pieces serve training's and the rest. During an inference pass (spinning()
 Network.predict enter) a worker that runs out of pieces keeps looking for the next job for up to PYDARKNET_SPIN_US
 (1 ms) before it sleeps, with the GIL released and yielding its core to any other thread that wants it. Training does
 not spin, nor do ranks that share the cores (set_spin(0)). inference_pass also watches for cores shared with a busy
-process (see SHARED_SHARE).
+process (see SHARED_SHARE), and holds Numba's workers to CPUs other than the caller's (place_workers).
 """
 import contextlib
 import itertools
@@ -30,7 +30,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from ... import settings
-from ...jit import piece_kernel
+from ...jit import kernel, piece_kernel
 
 _state = threading.local()      # `inside`: this thread is running a piece, so the work it asks for runs in line
 _lock = threading.Lock()
@@ -174,6 +174,8 @@ def inference_pass():
     if one:
         numba.set_num_threads(1)
         _sharing["since"] += 1
+    elif n > 1:
+        place_workers()
     try:
         with spinning():
             yield
@@ -184,6 +186,74 @@ def inference_pass():
             wall_end, cpu_end = _clocks()
             _sharing["since"], _sharing["probed"] = 0, wall_end
             _note_share((cpu_end - cpu) / n, wall_end - wall)
+
+
+# Where Numba's workers run. After an idle spell a sleeping worker is woken by the thread that starts the pass, and
+# Linux may wake it on that thread's own CPU: the two then share one core until the load balancer parts them, 20-25
+# ms later. yolov3-tiny after a 0.1 s pause beside other processes' passes: 41-50 ms against 28-31 back to back;
+# with each worker held to a CPU other than the one the pass starts on, 29-34 against 28-32 (its first 5 layers
+# had taken 2-3.5 ms more each; on one thread the pause cost nothing). The calling thread is not bound (threads it
+# starts later inherit its mask), and nothing is bound on one thread, or where the process may use one CPU.
+_SYS_GETTID = {"x86_64": 186, "aarch64": 178}
+_placed = {"tids": None, "cpus": None, "libc": None}    # Numba's threads' ids (thread i at i), where the workers
+                                                        # run, and the C library (sched_getcpu)
+
+
+@intrinsic
+def _syscall(typingctx, number):
+    """The C library's syscall(number) with no arguments."""
+    def codegen(context, builder, signature, args):
+        function = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.IntType(64), [ir.IntType(64)], var_arg=True), "syscall")
+        return builder.call(function, [args[0]])
+    return types.int64(types.int64), codegen
+
+
+@kernel(parallel=True)
+def _thread_ids(out, gettid):
+    """out[i] = Numba's thread i's kernel thread id, for each thread that took a part."""
+    for _ in numba.prange(out.size):
+        out[numba.get_thread_id()] = _syscall(gettid)
+
+
+def _worker_tids(n):
+    """Numba's n threads' ids, the calling thread's at 0 (None where unknown): a kernel run until each thread
+    took a part of it."""
+    gettid = _SYS_GETTID.get(os.uname().machine)
+    if gettid is None:
+        return None
+    if _placed["tids"] is None or len(_placed["tids"]) != n:
+        out = np.zeros(n, np.int64)
+        for _ in range(50):
+            _thread_ids(out, gettid)
+            if out.all():
+                break
+        _placed["tids"] = [int(t) for t in out] if out.all() else []
+    return _placed["tids"] or None
+
+
+def place_workers():
+    """Hold each of Numba's workers to a CPU other than the one this thread runs on now (kept until a later pass
+    starts on another CPU)."""
+    allowed = sorted(os.sched_getaffinity(0))
+    n = numba.get_num_threads()
+    tids = _worker_tids(n) if len(allowed) > 1 else None
+    if not tids:
+        return
+    if _placed["libc"] is None:
+        import ctypes
+        _placed["libc"] = ctypes.CDLL(None)
+    here = _placed["libc"].sched_getcpu()
+    others = [cpu for cpu in allowed if cpu != here] or allowed
+    cpus = [others[i % len(others)] for i in range(n - 1)]
+    if cpus == _placed["cpus"]:
+        return
+    try:
+        for tid, cpu in zip(tids[1:], cpus):
+            os.sched_setaffinity(tid, {cpu})
+        _placed["cpus"] = cpus
+    except OSError:             # a worker gone (Numba made a new pool): found again next pass
+        _placed["tids"] = _placed["cpus"] = None
 
 
 def _clocks():
