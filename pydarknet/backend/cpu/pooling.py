@@ -55,6 +55,17 @@ def _maxpool(x, size, stride, pad, y, argmax):
                 argmax[b, c, i, j] = best_i
 
 
+@kernel(inline="always")
+def window_max(a, b, c, d):
+    """The maximum of a 2x2 window's values met in this order, as Darknet's loop meets them: from -FLT_MAX, each
+    taken where greater (a NaN never wins)."""
+    best = np.float32(-3.4028234663852886e38)
+    best = a if a > best else best
+    best = b if b > best else best
+    best = c if c > best else best
+    return d if d > best else best
+
+
 @kernel(parallel=True)
 def _maxpool_values(x, size, stride, pad, y):
     """_maxpool without the argmax, for inference: windows inside the image skip the bounds tests, and 2x2 windows
@@ -76,32 +87,14 @@ def _maxpool_values(x, size, stride, pad, y):
                 bottom = plane[y0 + 1]
                 inside = min(out_w, width // 2)
                 for j in range(inside):
-                    best = lowest
-                    v = top[2 * j]
-                    best = v if v > best else best
-                    v = top[2 * j + 1]
-                    best = v if v > best else best
-                    v = bottom[2 * j]
-                    best = v if v > best else best
-                    v = bottom[2 * j + 1]
-                    best = v if v > best else best
-                    out[i, j] = best
+                    out[i, j] = window_max(top[2 * j], top[2 * j + 1], bottom[2 * j], bottom[2 * j + 1])
                 j = inside
             elif rows_inside and size == 2 and stride == 1 and offset == 0:    # yolov3-tiny's 13x13 pool
                 top = plane[y0]
                 bottom = plane[y0 + 1]
                 inside = min(out_w, width - 1)
                 for j in range(inside):
-                    best = lowest
-                    v = top[j]
-                    best = v if v > best else best
-                    v = top[j + 1]
-                    best = v if v > best else best
-                    v = bottom[j]
-                    best = v if v > best else best
-                    v = bottom[j + 1]
-                    best = v if v > best else best
-                    out[i, j] = best
+                    out[i, j] = window_max(top[j], top[j + 1], bottom[j], bottom[j + 1])
                 j = inside
             for j in range(j, out_w):
                 x0 = offset + j * stride

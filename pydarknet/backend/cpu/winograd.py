@@ -11,6 +11,7 @@ from ...activations import LEAKY, LINEAR
 from ...jit import kernel
 from . import sgemm, threads
 from .activations import bias_activate_value, epilogue_arguments
+from .pooling import window_max
 
 
 def transform_weights(weights, channels):
@@ -115,7 +116,6 @@ def _winograd_output(m, tiles_h, tiles_w, y, add, mean, scale, bias, activation,
     if pool:
         out_h, out_w = 2 * out_h, 2 * out_w
     tiles = tiles_h * tiles_w
-    lowest = np.float32(-3.4028234663852886e38)
     for bk in numba.prange(batch * filters):
         b = bk // filters
         k = bk % filters
@@ -152,16 +152,7 @@ def _winograd_output(m, tiles_h, tiles_w, y, add, mean, scale, bias, activation,
             if pool:
                 out = y[b, k, th]
                 for t in range(tiles_w):
-                    best = lowest
-                    v = top[2 * t]
-                    best = v if v > best else best
-                    v = top[2 * t + 1]
-                    best = v if v > best else best
-                    v = bottom[2 * t]
-                    best = v if v > best else best
-                    v = bottom[2 * t + 1]
-                    best = v if v > best else best
-                    out[t] = best
+                    out[t] = window_max(top[2 * t], top[2 * t + 1], bottom[2 * t], bottom[2 * t + 1])
                 continue
             for i in range(min(2, out_h - 2 * th)):
                 row = pair[i]
