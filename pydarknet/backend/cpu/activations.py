@@ -105,22 +105,34 @@ def _logistic_value(x):
 
 
 def epilogue_arguments(epilogue, like):
-    """What the kernels that apply bias_activate_value as they write take: (mean, scale, bias, activation, apply)
-    for an epilogue (mean, scale, bias, activation per filter) or None, then with `like` (a 1-d float32 array)
-    standing in for the unused arrays."""
+    """What the kernels that apply the epilogue as they write (bias_activate_row, direct.py's vectors) take:
+    (mean, scale, bias, activation, apply) for an epilogue (mean, scale, bias, activation per filter) or None, then
+    with `like` (a 1-d float32 array) standing in for the unused arrays."""
     if epilogue is None:
         return like, like, like, LINEAR, False
     return (*epilogue, True)
 
 
 @kernel(inline="always")
-def bias_activate_value(v, mean, scale, bias, a):
-    """One value of _bias_activate's common loops, (v - mean) * scale + bias, LEAKY or LINEAR, denormals to zero
-    (also for the kernels that apply it as they write: winograd.py's output transform)."""
+def _bias_activate_value(v, mean, scale, bias, a):
+    """One value of _bias_activate's common loops, (v - mean) * scale + bias, LEAKY or LINEAR, denormals to zero."""
     v = (v - mean) * scale + bias
     if a == LEAKY:
         v = v if v > 0 else np.float32(0.1) * v
     return np.float32(0.0) if abs(v) < FLT_MIN else v
+
+
+@kernel(inline="always")
+def bias_activate_row(row, mean, scale, bias, a):
+    """_bias_activate_value over a 1-d row, LEAKY or LINEAR (any other: LINEAR), each in a loop of its own so that
+    the activation's branch is not taken per value: _bias_activate, and the kernels that apply an epilogue as they
+    write (sgemm.py's GEMM pieces, winograd.py's output transform)."""
+    if a == LEAKY:
+        for j in range(row.size):
+            row[j] = _bias_activate_value(row[j], mean, scale, bias, LEAKY)
+    else:
+        for j in range(row.size):
+            row[j] = _bias_activate_value(row[j], mean, scale, bias, LINEAR)
 
 
 @kernel(inline="always")
@@ -147,12 +159,8 @@ def _bias_activate(y, mean, variance, scales, biases, normalize, a):
             k = np.float32(np.float64(scales[c]) / (math.sqrt(np.float64(variance[c])) + 1e-6))
         bias = biases[c]
         row = y[b, c]
-        if a == LEAKY:          # NaN stays NaN in both
-            for i in range(size):
-                row[i] = bias_activate_value(row[i], m, k, bias, LEAKY)
-        elif a == LINEAR:
-            for i in range(size):
-                row[i] = bias_activate_value(row[i], m, k, bias, LINEAR)
+        if a == LEAKY or a == LINEAR:       # NaN stays NaN in both
+            bias_activate_row(row, m, k, bias, a)
         else:
             for i in range(size):
                 row[i] = flush_value(activate_value((row[i] - m) * k + bias, a))

@@ -8,8 +8,9 @@ from ...jit import kernel, piece_kernel
 
 
 @kernel(inline="always")
-def _copy(dst, src):
-    """dst[:] = src[:n] for 1-d arrays: indices from 0 need no wraparound test, so the loop is vector code."""
+def copy_row(dst, src):
+    """dst[:] = src[:dst.size] for 1-d arrays: indices from 0 need no wraparound test, so the loop is vector code
+    (a slice assignment is not)."""
     for j in range(dst.size):
         dst[j] = src[j]
 
@@ -42,7 +43,7 @@ def _im2col_row(x, size, stride, pad, out_w, row, first, last, col):
         out[hi:] = 0.0
         source = x[c, y, shift + stride * lo:]
         if stride == 1:
-            _copy(out[lo:hi], source)
+            copy_row(out[lo:hi], source)
         elif stride == 2:
             _copy_every_other(out[lo:hi], source)
         else:

@@ -18,10 +18,9 @@ from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic
 
-from ...activations import LEAKY, LINEAR
 from ...jit import kernel
 from . import threads
-from .activations import bias_activate_value
+from .activations import bias_activate_row
 
 # cblas's enums; the symbols numpy's BLAS builds export, with whether their integers are 64-bit
 ROW_MAJOR = 101
@@ -127,7 +126,7 @@ def fits(a, b, c):
 def pieces(address, wide, a, b, c, step, by_columns, mean, scale, bias, activation, finish):
     """c = a @ b cut into pieces of `step` columns (by_columns) or rows of c, shared out over Numba's threads; with
     `finish`, each piece's rows (one a filter) get (v - mean) * scale + bias and the activation (LEAKY or LINEAR)
-    while they are in the core's cache: a convolution's inference epilogue (activations.bias_activate_value)."""
+    while they are in the core's cache: a convolution's inference epilogue (activations.bias_activate_row)."""
     m, n = c.shape
     count = -(-(n if by_columns else m) // step)
     for i in numba.prange(count):
@@ -147,15 +146,8 @@ def pieces(address, wide, a, b, c, step, by_columns, mean, scale, bias, activati
 @kernel(nogil=True)
 def finish_rows(c, first, last, left, right, mean, scale, bias, activation):
     """The epilogue of rows first..last-1, columns left..right-1 of c (row f: filter f's)."""
-    for f in range(first, last):
-        row = c[f, left:right]      # indices from 0: no wraparound test, vector code
-        mf, kf, bf = mean[f], scale[f], bias[f]
-        if activation == LEAKY:
-            for j in range(row.size):
-                row[j] = bias_activate_value(row[j], mf, kf, bf, LEAKY)
-        else:
-            for j in range(row.size):
-                row[j] = bias_activate_value(row[j], mf, kf, bf, LINEAR)
+    for f in range(first, last):     # a slice's indices from 0: no wraparound test, vector code
+        bias_activate_row(c[f, left:right], mean[f], scale[f], bias[f], activation)
 
 
 @kernel(parallel=True, nogil=True)

@@ -7,10 +7,10 @@ import numba
 import numpy as np
 
 from ... import settings
-from ...activations import LEAKY, LINEAR
 from ...jit import kernel
 from . import sgemm, threads
-from .activations import bias_activate_value, epilogue_arguments
+from .activations import bias_activate_row, epilogue_arguments
+from .im2col import copy_row
 from .pooling import window_max
 
 
@@ -77,10 +77,7 @@ def _winograd_input(x, pad, tiles_h, tiles_w, v):
                 yy = 2 * th - pad + r
                 row = d[r]
                 if 0 <= yy < height:
-                    source = x[b, c, yy, inside_from - pad:]
-                    inside = row[inside_from:inside_to]
-                    for q in range(inside.size):       # indices from 0: no wraparound test, vector code
-                        inside[q] = source[q]
+                    copy_row(row[inside_from:inside_to], x[b, c, yy, inside_from - pad:])
                 else:
                     row[:] = 0.0
             d0, d1, d2, d3 = d[0], d[1], d[2], d[3]
@@ -108,7 +105,7 @@ def _winograd_input(x, pad, tiles_h, tiles_w, v):
 @kernel(parallel=True)
 def _winograd_output(m, tiles_h, tiles_w, y, add, mean, scale, bias, activation, finish, pool):
     """Y = A^T M A for every tile (added to y with `add`): 2x2 outputs each, cropped at odd edges; m is (16, K, B*T).
-    With `finish`, each output goes through bias_activate_value with its filter's mean, scale and bias. A row of
+    With `finish`, each output goes through bias_activate_row with its filter's mean, scale and bias. A row of
     tiles at a time: its two output rows made whole in a scratch pair (loops over the tiles that become vector
     code), then cropped into y. With `pool` (even output sides), y gets the 2x2 stride-2 max pool of the finished
     output instead: a tile's four outputs are one window, met in Darknet's order from -FLT_MAX (a NaN never wins)."""
@@ -141,14 +138,9 @@ def _winograd_output(m, tiles_h, tiles_w, y, add, mean, scale, bias, activation,
                 top[2 * t + 1] = s01 - s02 - s03
                 bottom[2 * t] = s10 + s11 + s12
                 bottom[2 * t + 1] = s11 - s12 - s13
-            for i in range(min(2, out_h - 2 * th)):
-                row = pair[i]
-                if finish and activation == LEAKY:
-                    for j in range(out_w):
-                        row[j] = bias_activate_value(row[j], km, ks, kb, LEAKY)
-                elif finish:
-                    for j in range(out_w):
-                        row[j] = bias_activate_value(row[j], km, ks, kb, LINEAR)
+            if finish:
+                for i in range(min(2, out_h - 2 * th)):
+                    bias_activate_row(pair[i, :out_w], km, ks, kb, activation)
             if pool:
                 out = y[b, k, th]
                 for t in range(tiles_w):
